@@ -1,0 +1,120 @@
+"""The LSeg model: image encoder -> DPT decoder -> head, scored against frozen text embeddings.
+
+One forward path for everything: zero-shot is just a different ``text_emb``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+
+from lseg_nb.config import ModelConfig, TextEncoderConfig
+from lseg_nb.models.decoder import DPTDecoder
+from lseg_nb.models.head import LSegHead
+from lseg_nb.models.image_encoder import create_image_encoder
+from lseg_nb.models.text_encoder import TextEncoder, create_text_encoder
+
+CLIP_B32 = TextEncoderConfig(kind="open_clip", name="ViT-B-32", pretrained="openai", dim=512)
+MINILM = TextEncoderConfig(kind="sentence_transformers", name="all-MiniLM-L6-v2", dim=384)
+HALF = (0.5, 0.5, 0.5)
+
+MODEL_CONFIGS: dict[str, ModelConfig] = {
+    # The paper's model (official demo_e200.ckpt / fss_l16.ckpt layout).
+    "lseg_vitl16_384": ModelConfig(
+        backbone="vit_large_patch16_384", backbone_pretrained=True, hooks=(5, 11, 17, 23), readout="project",
+        reassemble_channels=(256, 512, 1024, 1024), features=256, mean=HALF, std=HALF, crop_size=480, text=CLIP_B32,
+    ),
+    "lseg_vitb16_384": ModelConfig(
+        backbone="vit_base_patch16_384", backbone_pretrained=True, hooks=(2, 5, 8, 11), readout="project",
+        reassemble_channels=(96, 192, 384, 768), features=256, mean=HALF, std=HALF, crop_size=480, text=CLIP_B32,
+    ),
+    # Official zero-shot ResNet-101 model (pascal_fold*.ckpt / coco_fold*.ckpt layout).
+    "lseg_rn101": ModelConfig(
+        backbone="resnet101", backbone_pretrained=True, out_indices=(1, 2, 3, 4), features=256, crop_size=480,
+        text=CLIP_B32,
+    ),
+    # Trains on MSRC-v2 or the synthetic demo set in minutes on 2 CPU cores; works fully offline.
+    "lseg_small_cpu": ModelConfig(
+        backbone="resnet18", backbone_pretrained=False, out_indices=(1, 2, 3, 4), features=64, crop_size=128,
+        text=MINILM,
+    ),
+}
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`create_model`."""
+    return sorted(MODEL_CONFIGS)
+
+
+def get_config(name: str, **overrides) -> ModelConfig:
+    """Named config with field overrides, e.g. ``get_config("lseg_small_cpu", features=32)``."""
+    if name not in MODEL_CONFIGS:
+        raise KeyError(f"unknown model {name!r}; available: {list_models()}")
+    return dataclasses.replace(MODEL_CONFIGS[name], **overrides)
+
+
+class LSeg(nn.Module):
+    """Composes ``image_encoder``, ``decoder``, ``head`` and a frozen ``text_encoder``."""
+
+    def __init__(
+        self, config: ModelConfig, image_encoder: nn.Module, decoder: DPTDecoder, head: LSegHead, text_encoder: TextEncoder
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.image_encoder = image_encoder
+        self.decoder = decoder
+        self.head = head
+        self.text_encoder = text_encoder
+
+    def encode_text(self, labels: Sequence[str]) -> Tensor:
+        """Label strings -> unit embeddings ``(K, D)`` (cached, no gradient)."""
+        return self.text_encoder.encode(labels)
+
+    def encode_image(self, images: Tensor) -> Tensor:
+        """Normalised images ``(B, 3, H, W)`` -> unit pixel embeddings ``(B, D, H/2, W/2)``."""
+        return self.head.embed(self.decoder(self.image_encoder(images)))
+
+    def logits_from_embeddings(self, pixel_emb: Tensor, text_emb: Tensor, size: tuple[int, int]) -> Tensor:
+        """Cached pixel embeddings + text embeddings -> logits ``(B, K, *size)``."""
+        return self.head.logits(pixel_emb, text_emb, size)
+
+    def forward(self, images: Tensor, text_emb: Tensor) -> Tensor:
+        """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` -> logits ``(B, K, H, W)``."""
+        if text_emb.ndim != 2 or text_emb.shape[1] != self.head.proj.out_channels:
+            raise ValueError(
+                f"text embeddings must be (K, {self.head.proj.out_channels}), got {tuple(text_emb.shape)}: "
+                "use the same text encoder the model was built with"
+            )
+        return self.head.logits(self.encode_image(images), text_emb, images.shape[-2:])
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """Everything but the frozen text encoder (which is rebuilt from ``config.text``)."""
+        return {k: v for k, v in self.state_dict().items() if not k.startswith("text_encoder.")}
+
+
+def build_lseg(cfg: ModelConfig, text_encoder: TextEncoder | None = None) -> LSeg:
+    """Assemble an :class:`LSeg` from a config (text encoder built from ``cfg.text`` unless given)."""
+    text_encoder = text_encoder or create_text_encoder(cfg.text)
+    image_encoder = create_image_encoder(cfg)
+    decoder = DPTDecoder(
+        image_encoder.channels, image_encoder.reductions, cfg.features, cfg.reassemble_channels, cfg.use_bn
+    )
+    head = LSegHead(
+        cfg.features, text_encoder.dim, cfg.logit_scale, cfg.learnable_scale, cfg.head_block, cfg.block_depth,
+        cfg.activation,
+    )
+    return LSeg(cfg, image_encoder, decoder, head, text_encoder)
+
+
+def create_model(
+    name: str | ModelConfig, text_encoder: TextEncoder | None = None, pretrained: bool | None = None, **overrides
+) -> LSeg:
+    """Build a named (or given) config. ``pretrained`` overrides ``backbone_pretrained``."""
+    cfg = name if isinstance(name, ModelConfig) else get_config(name)
+    if pretrained is not None:
+        overrides["backbone_pretrained"] = pretrained
+    if overrides:
+        cfg = dataclasses.replace(cfg, **overrides)
+    return build_lseg(cfg, text_encoder)

