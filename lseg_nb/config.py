@@ -163,3 +163,69 @@ def load_config(cls: type[T], path: str | Path) -> T:
         return from_dict(cls, data)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def _default_model() -> ModelConfig:
+    from lseg_nb.models.lseg import MODEL_CONFIGS
+
+    return MODEL_CONFIGS["lseg_small_cpu"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, split and augmentation.
+
+    ``dataset``: manifest name in ``data_manifests/`` (``msrc_v2``, ``synthetic_textures``) or a path to a YAML
+    manifest. ``data_root``: dataset folder (else ``$LSEG_NB_DATA`` or ``../shared/datasets/<name>``).
+    ``fold``: zero-shot fold whose unseen classes are never training targets (their pixels are ignored).
+    ``max_images``: cap per split, for smoke runs.
+    """
+
+    dataset: str = "synthetic_textures"
+    data_root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    fold: int | None = 0
+    crop_size: int = 96
+    scale_range: tuple[float, float] = (0.75, 1.5)
+    flip: bool = True
+    max_images: int | None = None
+    num_workers: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run. Defaults: the small CPU model on the offline synthetic dataset, fold 0.
+
+    Paper recipe (ViT-L, ADE20K/PASCAL): ``optimizer='sgd', lr=0.004, decoder_lr_mult=10, weight_decay=1e-4,
+    schedule='poly'`` (power 0.9), batch 6 per GPU, 480 crops, ``amp='fp16'``.
+    """
+
+    model: ModelConfig = field(default_factory=_default_model)
+    data: DataConfig = field(default_factory=DataConfig)
+    run_dir: str = "runs/train"
+    steps: int = 300
+    batch_size: int = 8
+    grad_accum: int = 1
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    schedule: Literal["poly", "cosine"] = "cosine"
+    lr: float = 2e-3
+    decoder_lr_mult: float = 1.0
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    loss: Literal["ce", "binary"] = "ce"
+    ignore_index: int = 255
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    compile: bool = False
+    sync_bn: bool = False
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    eval_every: int = 0
+    eval_max_images: int | None = None
+    resume: bool = True
+    progress: bool = True

@@ -80,9 +80,13 @@ class LSegHead(nn.Module):
         return F.normalize(self.proj(features), dim=1)
 
     def logits(self, pixel_emb: Tensor, text_emb: Tensor, size: tuple[int, int] | None = None) -> Tensor:
-        """Scaled cosine logits ``(B, K, H, W)``, regularised and bilinearly upsampled to ``size``."""
+        """Scaled cosine logits ``(B, K, H, W)``, regularised and bilinearly upsampled to ``size``.
+
+        ``text_emb`` is ``(K, D)`` (one label set) or ``(B, K, D)`` (a label set per image, e.g. episodes).
+        """
         text_emb = F.normalize(text_emb.to(device=pixel_emb.device, dtype=pixel_emb.dtype), dim=-1)
-        out = torch.einsum("bdhw,kd->bkhw", pixel_emb, text_emb) * self.scale.to(pixel_emb.dtype)
+        pattern = "bdhw,kd->bkhw" if text_emb.ndim == 2 else "bdhw,bkd->bkhw"
+        out = torch.einsum(pattern, pixel_emb, text_emb) * self.scale.to(pixel_emb.dtype)
         for i in range(self.block_depth):
             out = self.block(out, act=i < self.block_depth - 1)
         if size is not None and tuple(out.shape[-2:]) != tuple(size):

@@ -81,10 +81,12 @@ class LSeg(nn.Module):
         return self.head.logits(pixel_emb, text_emb, size)
 
     def forward(self, images: Tensor, text_emb: Tensor) -> Tensor:
-        """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` -> logits ``(B, K, H, W)``."""
-        if text_emb.ndim != 2 or text_emb.shape[1] != self.head.proj.out_channels:
+        """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` or ``(B, K, D)`` -> logits ``(B, K, H, W)``."""
+        dim = self.head.proj.out_channels
+        per_image = text_emb.ndim == 3 and text_emb.shape[0] == images.shape[0]
+        if not (text_emb.ndim == 2 or per_image) or text_emb.shape[-1] != dim:
             raise ValueError(
-                f"text embeddings must be (K, {self.head.proj.out_channels}), got {tuple(text_emb.shape)}: "
+                f"text embeddings must be (K, {dim}) or (B, K, {dim}), got {tuple(text_emb.shape)}: "
                 "use the same text encoder the model was built with"
             )
         return self.head.logits(self.encode_image(images), text_emb, images.shape[-2:])

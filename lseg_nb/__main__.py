@@ -1,0 +1,7 @@
+"""``python -m lseg_nb`` runs the command line."""
+
+import sys
+
+from lseg_nb.cli import main
+
+sys.exit(main())

@@ -1,0 +1,281 @@
+"""Device-agnostic training loop: AMP, gradient accumulation, SGD+poly / AdamW+cosine, atomic checkpoints with
+exact resume, run folders, and DDP under ``torchrun`` (rank 0 logs and checkpoints).
+
+Data order and augmentation are pure functions of (seed, epoch, index), so a resumed run sees exactly the batches
+an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from lseg_nb.config import ConfigError, TrainConfig, load_config, save_json, to_dict
+from lseg_nb.experiment import Experiment, SeededDataset, make_experiment
+from lseg_nb.io import atomic_write_text
+from lseg_nb.loss import binary_zero_shot_loss, pixel_cross_entropy
+from lseg_nb.models.lseg import LSeg, build_lseg
+from lseg_nb.models.text_encoder import TextEncoder
+from lseg_nb.runs import MetricsLog, environment_info, load_training_state, save_model, save_training_state
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` -> the local CUDA device when available, else CPU."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: torch.device) -> DistInfo:
+    """Initialise the process group when launched by ``torchrun`` (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def build_optimizer(model: LSeg, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Backbone at ``lr``, decoder and head at ``lr * decoder_lr_mult`` (official: 10x with SGD)."""
+    backbone = [p for p in model.image_encoder.parameters() if p.requires_grad]
+    rest = [p for m in (model.decoder, model.head) for p in m.parameters() if p.requires_grad]
+    groups = [{"params": backbone, "lr": cfg.lr}, {"params": rest, "lr": cfg.lr * cfg.decoder_lr_mult}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Multiplier of the base LR at optimiser step ``step`` (linear warmup, then poly or cosine decay)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    if cfg.schedule == "poly":
+        return (1 - t) ** cfg.poly_power
+    return 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _batches(sampler: DistributedSampler, data: SeededDataset, cfg: TrainConfig, start: int, pin: bool):
+    """Endless batches; epoch ``e`` uses permutation seed (seed, e); the ``start`` batches already seen are skipped
+    without being loaded."""
+    epoch, skip = divmod(start, max(1, len(sampler) // cfg.batch_size))
+    if len(sampler) < cfg.batch_size:
+        raise ValueError(
+            f"the training split has {len(data)} images, fewer than one batch ({cfg.batch_size}) per process: "
+            "lower batch_size or raise max_images"
+        )
+    while True:
+        sampler.set_epoch(epoch)
+        data.set_epoch(epoch)
+        idx = list(sampler)
+        chunks = [idx[i : i + cfg.batch_size] for i in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size)]
+        loader = DataLoader(data, batch_sampler=chunks[skip:], num_workers=cfg.data.num_workers, pin_memory=pin)
+        yield from loader
+        epoch, skip = epoch + 1, 0
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.amp == "none":
+        return nullcontext()
+    if cfg.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp='fp16' needs a CUDA device; use amp='bf16' or 'none' on CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+
+
+def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
+    saved = load_config(TrainConfig, run_dir / "config.json")
+    ignore = {"steps", "checkpoint_every", "log_every", "eval_every", "progress", "resume", "eval_max_images"}
+    diff = [k for k in to_dict(cfg) if k not in ignore and to_dict(saved)[k] != to_dict(cfg)[k]]
+    if diff:
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config (fields {diff}); use a new run_dir or resume=False"
+        )
+
+
+class Trainer:
+    """Owns model, optimiser, data and run folder for one training run."""
+
+    def __init__(self, cfg: TrainConfig, text_encoder: TextEncoder | None = None) -> None:
+        self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
+        self.device = resolve_device(cfg.device)
+        self.dist = setup_distributed(self.device)
+        seed_everything(cfg.seed)
+        self.exp: Experiment = make_experiment(cfg.data)
+        self.model = build_lseg(cfg.model, text_encoder).to(self.device)
+        if cfg.sync_bn and self.dist.world > 1:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+        self.labels = self.exp.labels
+        self.text_emb = self.model.encode_text(self.labels.seen_names).to(self.device)
+        self.others_emb = self.model.encode_text(["others"]).to(self.device) if cfg.loss == "binary" else None
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and self.device.type == "cuda")
+        self.step = 0
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl")
+        self.net: nn.Module = self.model
+        if self.dist.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+
+    def _batches(self):
+        base = self.exp.dataset(self.cfg.data.train_split, self.cfg.model, self.cfg.data, train=True)
+        data = SeededDataset(base, self.cfg.seed, self.labels.train_lut(self.cfg.ignore_index))
+        sampler = DistributedSampler(data, self.dist.world, self.dist.rank, shuffle=True, seed=self.cfg.seed, drop_last=True)
+        start = self.step * self.cfg.grad_accum
+        return _batches(sampler, data, self.cfg, start, pin=self.device.type == "cuda")
+
+    def prepare_run_dir(self) -> None:
+        """Write config/environment, or resume from ``checkpoints/last.pt`` when the folder holds this run."""
+        ckpt = self.run_dir / "checkpoints" / "last.pt"
+        if ckpt.exists() and self.cfg.resume:
+            _check_resume(self.run_dir, self.cfg)
+            self.load_checkpoint(ckpt)
+            if self.dist.main:
+                self.log.truncate_after(self.step)
+            return
+        if self.dist.main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+            save_json(self.cfg, self.run_dir / "config.json")
+            info = environment_info(self.exp.manifest_hashes, str(self.device))
+            info["world_size"] = self.dist.world
+            atomic_write_text(self.run_dir / "environment.json", json.dumps(info, indent=2) + "\n")
+
+    def state(self) -> dict:
+        return {
+            "model": self.model.trainable_state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def save_checkpoint(self) -> None:
+        if self.dist.main:
+            save_training_state(self.run_dir / "checkpoints" / "last.pt", self.state())
+
+    def load_checkpoint(self, path: Path) -> None:
+        state = load_training_state(path)
+        missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
+        missing = [k for k in missing if not k.startswith("text_encoder.")]
+        if missing or unexpected:
+            raise ValueError(f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def _loss(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.cfg.loss == "ce":
+            return pixel_cross_entropy(self.net(images, self.text_emb), target, self.cfg.ignore_index)
+        cls = torch.stack([_episode_class(t, len(self.text_emb), self.cfg.ignore_index) for t in target])
+        pairs = torch.stack([torch.cat([self.others_emb, self.text_emb[c : c + 1]]) for c in cls.tolist()])
+        return binary_zero_shot_loss(self.net(images, pairs), target, cls.to(target.device), self.cfg.ignore_index)
+
+    def train_step(self, batches) -> float:
+        """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss."""
+        self.net.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        total = 0.0
+        for _ in range(self.cfg.grad_accum):
+            images, target = (t.to(self.device, non_blocking=True) for t in next(batches))
+            with _autocast(self.cfg, self.device):
+                loss = self._loss(images, target) / self.cfg.grad_accum
+            self.scaler.scale(loss).backward()
+            total += loss.item()
+        if not math.isfinite(total):
+            raise FloatingPointError(f"loss became {total} at step {self.step + 1}: lower lr or disable amp")
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        self.step += 1
+        return total
+
+    def fit(self, stop_at: int | None = None) -> Path:
+        """Train to ``cfg.steps`` (or pause at ``stop_at``, e.g. to simulate an interruption)."""
+        self.prepare_run_dir()
+        batches = self._batches()
+        end = min(self.cfg.steps, stop_at or self.cfg.steps)
+        bar = tqdm(total=end, initial=self.step, desc="train", disable=not (self.cfg.progress and self.dist.main))
+        t0, seen = time.perf_counter(), 0
+        while self.step < end:
+            loss = self.train_step(batches)
+            seen += self.cfg.batch_size * self.cfg.grad_accum * self.dist.world
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            self._after_step(loss, seen / (time.perf_counter() - t0))
+        bar.close()
+        self.save_checkpoint()
+        if self.step >= self.cfg.steps and self.dist.main:
+            save_model(self.model, self.run_dir / "model.safetensors", self.cfg.model)
+        return self.run_dir
+
+    def _after_step(self, loss: float, images_per_s: float) -> None:
+        cfg = self.cfg
+        if self.dist.main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.log.write({"step": self.step, "loss": loss, "lr": lr, "images_per_s": round(images_per_s, 2)})
+        if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        if cfg.eval_every and self.step % cfg.eval_every == 0 and self.dist.main:
+            from lseg_nb.pipeline import evaluate_split
+
+            result = evaluate_split(self.model, self.exp, cfg.data.val_split, cfg, max_images=cfg.eval_max_images)
+            self.log.write({"step": self.step, "eval": result.to_dict()})
+
+
+def _episode_class(target: torch.Tensor, num_labels: int, ignore_index: int) -> torch.Tensor:
+    """A random labelled class present in ``target`` (any class when none is present)."""
+    present = target[target != ignore_index].unique()
+    pool = present if len(present) else torch.arange(num_labels, device=target.device)
+    return pool[torch.randint(len(pool), (1,)).item()]
+
+
+def train(cfg: TrainConfig, text_encoder: TextEncoder | None = None, stop_at: int | None = None) -> Path:
+    """Run (or resume) training as configured; returns the run folder."""
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.steps < 1:
+        raise ConfigError("batch_size, grad_accum and steps must be >= 1")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*upsample_bilinear2d_backward.*")
+        return Trainer(cfg, text_encoder).fit(stop_at)

@@ -1,0 +1,107 @@
+"""Segmentation figures: colour overlays, image/prediction/ground-truth grids, per-class IoU bars, loss curves.
+
+Every function returns a matplotlib Figure (never calls ``plt.show``), so notebooks display it and scripts save it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+
+def palette(n: int) -> np.ndarray:
+    """``n`` distinguishable RGB colours as uint8 ``(n, 3)`` (seaborn husl for large ``n``)."""
+    import seaborn as sns
+
+    colours = sns.color_palette("tab20", n) if n <= 20 else sns.color_palette("husl", n)
+    return (np.asarray(colours) * 255).astype(np.uint8)
+
+
+def colorize(mask: np.ndarray, colours: np.ndarray, ignore_index: int = 255) -> np.ndarray:
+    """Class-index mask ``(H, W)`` -> RGB uint8; ``ignore_index`` pixels are black."""
+    mask = np.asarray(mask)
+    out = np.zeros((*mask.shape, 3), dtype=np.uint8)
+    valid = (mask != ignore_index) & (mask >= 0) & (mask < len(colours))
+    out[valid] = colours[mask[valid]]
+    return out
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: float = 0.55, ignore_index: int = 255) -> np.ndarray:
+    """Blend a colourised mask over an RGB uint8 image (ignored pixels keep the image)."""
+    image = np.asarray(image, dtype=np.float32)
+    col = colorize(mask, colours, ignore_index).astype(np.float32)
+    keep = (np.asarray(mask) == ignore_index)[..., None]
+    out = np.where(keep, image, (1 - alpha) * image + alpha * col)
+    return out.clip(0, 255).astype(np.uint8)
+
+
+def _legend(ax: plt.Axes, names: Sequence[str], colours: np.ndarray, present: Sequence[int], unseen: set[int]) -> None:
+    handles = [
+        Patch(color=colours[i] / 255, label=f"{names[i]}{' (unseen)' if i in unseen else ''}") for i in present
+    ]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
+
+
+def plot_examples(
+    examples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    class_names: Sequence[str],
+    unseen: Sequence[int] = (),
+    ignore_index: int = 255,
+    extra: Sequence[tuple[str, np.ndarray]] | None = None,
+) -> Figure:
+    """Rows of image / prediction overlay / ground-truth overlay for ``(image, pred, target)`` triples."""
+    colours = palette(len(class_names))
+    rows = max(1, len(examples))
+    fig, axes = plt.subplots(rows, 3, figsize=(10, 3.2 * rows), squeeze=False)
+    for r, (image, pred, target) in enumerate(examples):
+        present = sorted(set(np.unique(target).tolist()) | set(np.unique(pred).tolist()) - {ignore_index})
+        panels = [("image", image), ("prediction", overlay(image, pred, colours)), ("ground truth", overlay(image, target, colours, ignore_index=ignore_index))]
+        for ax, (title, img) in zip(axes[r], panels):
+            ax.imshow(img)
+            ax.set_title(title, fontsize=10)
+            ax.axis("off")
+        _legend(axes[r, 2], class_names, colours, [p for p in present if p != ignore_index], set(unseen))
+    fig.tight_layout()
+    return fig
+
+
+def plot_per_class_iou(per_class_iou: Sequence[float | None], class_names: Sequence[str], unseen: Sequence[int] = (), title: str = "per-class IoU") -> Figure:
+    """Horizontal bars of per-class IoU, unseen classes highlighted; absent classes (NaN/None) marked n/a."""
+    unseen_set = set(unseen)
+    vals = np.array([np.nan if v is None else v for v in per_class_iou], dtype=float)
+    order = np.arange(len(class_names))
+    fig, ax = plt.subplots(figsize=(7, 0.32 * len(class_names) + 1.2))
+    colours = ["tab:orange" if i in unseen_set else "tab:blue" for i in order]
+    ax.barh(order, np.nan_to_num(vals), color=colours)
+    for i, v in zip(order, vals):
+        ax.text(0.01 if np.isnan(v) else v + 0.01, i, "n/a" if np.isnan(v) else f"{v:.2f}", va="center", fontsize=8)
+    ax.set_yticks(order, [f"{n}{' *' if i in unseen_set else ''}" for i, n in enumerate(class_names)], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel("IoU")
+    ax.set_title(title)
+    ax.legend(handles=[Patch(color="tab:blue", label="seen"), Patch(color="tab:orange", label="unseen (*)")], loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_loss_curve(records: Sequence[dict]) -> Figure:
+    """Training loss (and learning rate) against step from ``metrics.jsonl`` records."""
+    steps = [r["step"] for r in records if "loss" in r]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(steps, [r["loss"] for r in records if "loss" in r], label="loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [r["lr"] for r in records if "loss" in r], color="tab:gray", alpha=0.6, label="lr")
+    ax2.set_ylabel("learning rate")
+    ax.set_title("training")
+    fig.tight_layout()
+    return fig

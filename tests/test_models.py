@@ -1,0 +1,160 @@
+"""Model components: shapes, unit norms, frozen text encoder, gradient flow, named configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lseg_nb.config import ModelConfig
+from lseg_nb.models import (
+    MODEL_CONFIGS,
+    OneHotTextEncoder,
+    RandomTextEncoder,
+    SentenceTransformerTextEncoder,
+    create_model,
+    list_models,
+)
+from lseg_nb.models.decoder import DPTDecoder
+
+
+def test_named_configs_cover_the_paper_models():
+    assert {"lseg_vitl16_384", "lseg_vitb16_384", "lseg_rn101", "lseg_small_cpu"} <= set(list_models())
+    paper = MODEL_CONFIGS["lseg_vitl16_384"]
+    assert paper.hooks == (5, 11, 17, 23) and paper.readout == "project" and paper.features == 256
+    assert paper.text.kind == "open_clip" and paper.text.name == "ViT-B-32" and paper.mean == (0.5, 0.5, 0.5)
+    assert paper.logit_scale == pytest.approx(1 / 0.07) and not paper.learnable_scale
+
+
+def test_unknown_model_name_is_a_clear_error(text_encoder):
+    with pytest.raises(KeyError, match="available"):
+        create_model("lseg_vit_huge", text_encoder=text_encoder)
+
+
+@pytest.mark.parametrize("fixture", ["tiny_model", "tiny_vit"])
+def test_forward_shapes_and_unit_pixel_embeddings(fixture, request, images, text_encoder):
+    model = request.getfixturevalue(fixture)
+    text = text_encoder.encode(["grass", "sky", "cow"])
+    emb = model.encode_image(images)
+    assert emb.shape == (2, 16, 32, 32)
+    assert torch.allclose(emb.norm(dim=1), torch.ones(2, 32, 32), atol=1e-5)
+    logits = model(images, text)
+    assert logits.shape == (2, 3, 64, 64)
+    # logits are scaled cosines: bounded by the fixed scale 1/0.07
+    assert logits.abs().max() <= 1 / 0.07 + 1e-4
+
+
+def test_vit_accepts_sizes_other_than_its_pretraining_size(tiny_vit, text_encoder):
+    x = torch.randn(1, 3, 48, 80)
+    assert tiny_vit(x, text_encoder.encode(["a", "b"])).shape == (1, 2, 48, 80)
+
+
+def test_vit_rejects_sizes_not_divisible_by_patch(tiny_vit, text_encoder):
+    with pytest.raises(ValueError, match="patch size 16"):
+        tiny_vit(torch.randn(1, 3, 50, 64), text_encoder.encode(["a"]))
+
+
+def test_wrong_text_dimension_is_explained(tiny_model, images):
+    with pytest.raises(ValueError, match="same text encoder"):
+        tiny_model(images, torch.randn(3, 7))
+
+
+def test_gradients_reach_decoder_and_head_but_never_the_text_encoder(images, labels):
+    import torch.nn.functional as F
+
+    te = SentenceTransformerTextEncoder()
+    model = create_model("lseg_small_cpu", text_encoder=te, features=8)
+    model.train()
+    text = model.encode_text(["grass", "sky", "cow"])
+    loss = F.cross_entropy(model(images, text), labels, ignore_index=255)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.head.parameters())
+    assert all(p.grad is not None for p in model.decoder.parameters())
+    assert all(not p.requires_grad and p.grad is None for p in model.text_encoder.parameters())
+    assert not model.text_encoder.training  # dropout stays off while the model trains
+    assert not text.requires_grad
+
+
+def test_per_image_label_sets_match_shared_label_set(tiny_model, images, text_encoder):
+    text = text_encoder.encode(["a", "b"])
+    shared = tiny_model.eval()(images, text)
+    per_image = tiny_model(images, text.unsqueeze(0).expand(2, -1, -1))
+    assert torch.allclose(shared, per_image, atol=1e-5)
+
+
+def test_zero_shot_is_only_a_different_label_set(tiny_model, images, text_encoder):
+    tiny_model.eval()
+    full = tiny_model(images, text_encoder.encode(["a", "b", "c", "d"]))
+    subset = tiny_model(images, text_encoder.encode(["c", "a"]))
+    assert torch.allclose(subset[:, 0], full[:, 2], atol=1e-5)
+    assert torch.allclose(subset[:, 1], full[:, 0], atol=1e-5)
+
+
+@pytest.mark.parametrize("block", ["bottleneck", "depthwise"])
+def test_spatial_regularisation_blocks_work_for_any_label_count(block, images, text_encoder):
+    model = create_model("lseg_small_cpu", text_encoder=text_encoder, features=8, head_block=block, block_depth=2)
+    for k in (1, 5):
+        assert model(images, text_encoder.encode([str(i) for i in range(k)])).shape == (2, k, 64, 64)
+    assert sum(p.numel() for p in model.head.block.parameters()) == 10  # one shared 3x3 kernel + bias
+
+
+def test_learnable_scale_is_a_parameter(text_encoder):
+    fixed = create_model("lseg_small_cpu", text_encoder=text_encoder, features=8)
+    learn = create_model("lseg_small_cpu", text_encoder=text_encoder, features=8, learnable_scale=True)
+    assert "head.log_scale" not in dict(fixed.named_parameters())
+    assert dict(learn.named_parameters())["head.log_scale"].requires_grad
+    assert float(fixed.head.scale) == pytest.approx(1 / 0.07, rel=1e-6)
+
+
+def test_decoder_output_is_half_resolution():
+    dec = DPTDecoder([8, 16, 32, 64], [4, 8, 16, 32], features=8)
+    feats = [torch.randn(1, c, 64 // r, 64 // r) for c, r in zip([8, 16, 32, 64], [4, 8, 16, 32])]
+    assert dec(feats).shape == (1, 8, 32, 32)
+
+
+def test_decoder_rejects_unsupported_strides():
+    with pytest.raises(ValueError, match="strides"):
+        DPTDecoder([8] * 4, [2, 4, 8, 16], features=8)
+
+
+def test_text_encoder_cache_and_templates():
+    te = RandomTextEncoder(dim=8, templates=("a photo of {}", "{}"))
+    a = te.encode(["cat", "dog"])
+    assert torch.allclose(a.norm(dim=1), torch.ones(2))
+    assert set(te._cache) == {"cat", "dog"}
+    b = te.encode(["dog"])
+    assert torch.equal(a[1], b[0])
+    # averaging two templates differs from either template alone
+    single = RandomTextEncoder(dim=8).encode(["cat"])
+    assert not torch.allclose(a[0], single[0])
+
+
+def test_random_encoder_is_deterministic_per_label_not_per_position():
+    a = RandomTextEncoder(dim=32, seed=3).encode(["x", "y"])
+    b = RandomTextEncoder(dim=32, seed=3).encode(["y", "x"])
+    assert torch.equal(a[0], b[1])
+    assert not torch.equal(a, RandomTextEncoder(dim=32, seed=4).encode(["x", "y"]))
+
+
+def test_template_without_placeholder_is_rejected():
+    with pytest.raises(ValueError, match="placeholder"):
+        RandomTextEncoder(dim=4, templates=("a photo",))
+
+
+def test_one_hot_encoder_and_unknown_label():
+    te = OneHotTextEncoder(["cat", "dog", "cow"])
+    assert torch.equal(te.encode(["dog"]), torch.tensor([[0.0, 1.0, 0.0]]))
+    with pytest.raises(KeyError, match="vocabulary"):
+        te.encode(["horse"])
+
+
+def test_minilm_text_encoder_has_real_semantics():
+    te = SentenceTransformerTextEncoder("all-MiniLM-L6-v2")
+    e = te.encode(["grass", "lawn", "aeroplane"])
+    assert e.shape == (3, 384)
+    sim = e @ e.T
+    assert sim[0, 1] > sim[0, 2] + 0.2
+
+
+def test_model_config_defaults_are_cpu_friendly():
+    cfg = ModelConfig()
+    assert not cfg.backbone_pretrained
