@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 from lseg_nb.config import DataConfig, ModelConfig
 from lseg_nb.datasets import SegmentationDataset
-from lseg_nb.manifests import DatasetManifest, load_manifest, manifest_sha256, resolve_data_root
+from lseg_nb.manifests import DatasetManifest, load_manifest, manifest_path, manifest_sha256, resolve_data_root
 from lseg_nb.transforms import eval_transform, train_transform
 
 SYNTHETIC = "synthetic_textures"
@@ -48,14 +48,6 @@ class LabelSplit:
         return lut
 
 
-def manifest_path(dataset: str) -> Path:
-    """The YAML file behind a manifest name or path."""
-    p = Path(dataset)
-    if p.suffix in (".yaml", ".yml"):
-        return p
-    return Path(__file__).resolve().parents[1] / "data_manifests" / f"{dataset}.yaml"
-
-
 def dataset_root(cfg: DataConfig, manifest: DatasetManifest) -> Path:
     """Data root for ``cfg``; the synthetic set is generated (deterministically) on first use."""
     if manifest.name == SYNTHETIC and cfg.data_root is None:
@@ -74,7 +66,7 @@ def label_split(manifest: DatasetManifest, root: Path, fold: int | None) -> Labe
     names = tuple(manifest.class_names(root))
     if fold is None:
         return LabelSplit(names, tuple(range(len(names))), ())
-    seen, unseen = manifest.fold(fold)
+    seen, unseen = manifest.fold(fold, root)
     return LabelSplit(names, tuple(seen), tuple(unseen))
 
 

@@ -90,12 +90,13 @@ def write_report(run_dir: Path, result: EvalResult, exp: Experiment, cfg: TrainC
 
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {"dataset": exp.manifest.name, "fold": cfg.data.fold, "seen": exp.labels.seen_names,
-               "unseen": exp.labels.unseen_names, "train_seconds": round(seconds, 1), **result.to_dict()}
+    metrics = {"dataset": exp.manifest.name, "fold": cfg.data.fold, "class_names": list(exp.labels.class_names),
+               "seen_classes": exp.labels.seen_names, "unseen_classes": exp.labels.unseen_names,
+               "train_seconds": round(seconds, 1), **result.to_dict()}
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     names, unseen = list(exp.labels.class_names), list(exp.labels.unseen)
     figures = {
-        "examples.png": plot_examples(result.examples, names, unseen),
+        "examples.png": plot_examples([(e.image, e.pred, e.target) for e in result.examples], names, unseen),
         "per_class_iou.png": plot_per_class_iou(result.all_labels.per_class_iou, names, unseen,
                                                 "per-class IoU (all labels, generalised zero-shot)"),
         "loss_curve.png": plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read()),
@@ -114,7 +115,7 @@ def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> s
     a, u = result.all_labels, result.unseen_only
     lines = [
         f"# lseg_nb demo report ({metrics['dataset']}, fold {metrics['fold']})", "",
-        f"Unseen classes (never training targets): {', '.join(metrics['unseen']) or 'none'}", "",
+        f"Unseen classes (never training targets): {', '.join(metrics['unseen_classes']) or 'none'}", "",
         "| setting | mIoU | pixel acc | seen mIoU | unseen mIoU | harmonic |", "|---|---|---|---|---|---|",
         f"| all labels (generalised) | {_fmt(a.miou)} | {_fmt(a.pixel_acc)} | {_fmt(a.seen_miou)} | "
         f"{_fmt(a.unseen_miou)} | {_fmt(a.harmonic_iou)} |",

@@ -156,7 +156,9 @@ class SentenceTransformerTextEncoder(TextEncoder):
     def __init__(self, name: str = "all-MiniLM-L6-v2", templates: Sequence[str] = ("{}",)) -> None:
         super().__init__(templates)
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # the weight-loading bar is noise for a 90 MB local model
         path = resolve_sentence_transformer(name)
         try:
             self.model = SentenceTransformer(path, device="cpu")

@@ -1,0 +1,144 @@
+"""Segmentation datasets in the plain layout described by a manifest.
+
+Layout (relative to the data root; names from ``manifest.layout``)::
+
+    images/<id>.png     RGB image
+    labels/<id>.png     single-channel class index per pixel (ignore_index = void)
+    classes.txt         class names in index order (or listed inline in the manifest)
+    splits/<split>.txt  image ids, one per line
+
+Files are checked lazily per item, so opening a large dataset is instant and a bad file is reported by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from lseg_nb.manifests import DatasetManifest, load_manifest, resolve_data_root
+from lseg_nb.transforms import to_tensor_pair
+
+Transform = Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]]
+
+
+def read_split_ids(path: Path) -> list[str]:
+    """Image ids listed in a split file (blank lines and ``#`` comments skipped)."""
+    ids = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(line)
+    return ids
+
+
+class SegmentationDataset(Dataset):
+    """(image, label) pairs of one split.
+
+    Items are ``(image FloatTensor (3, H, W), label LongTensor (H, W))``; without ``transform`` the image is in
+    ``[0, 1]`` (not normalised) and labels keep ``ignore_index`` for void pixels. ``transform(pil_image,
+    label_array)`` must return the same tensor pair (see :mod:`lseg_nb.transforms`).
+
+    ``root=None`` resolves the data root with :func:`~lseg_nb.manifests.resolve_data_root`; ``manifest`` may
+    be a :class:`DatasetManifest` or a manifest name/path. ``max_images`` keeps the first N ids of the split.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None,
+        manifest: DatasetManifest | str | Path,
+        split: str,
+        transform: Transform | None = None,
+        max_images: int | None = None,
+    ) -> None:
+        self.manifest = manifest if isinstance(manifest, DatasetManifest) else load_manifest(manifest)
+        self.root = resolve_data_root(root, self.manifest)
+        self.split = split
+        self.transform = transform
+        spec = self.manifest.split(split)
+        split_file = self.root / spec.file
+        if not split_file.is_file():
+            raise FileNotFoundError(
+                f"split file {split_file} for split {split!r} of {self.manifest.name} does not exist; "
+                f"check the data root ({self.root}) or the manifest's splits.{split}.file"
+            )
+        self.ids: list[str] = read_split_ids(split_file)
+        if not self.ids:
+            raise ValueError(f"split file {split_file} lists no image ids")
+        if max_images is not None:
+            if max_images < 1:
+                raise ValueError(f"max_images must be >= 1, got {max_images}")
+            self.ids = self.ids[:max_images]
+        self.class_names: list[str] = self.manifest.class_names(self.root)
+        self.ignore_index: int = self.manifest.layout.ignore_index
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (label values ``0..num_classes-1``, plus ``ignore_index``)."""
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return (
+            f"SegmentationDataset({self.manifest.name!r}, split={self.split!r}, n={len(self)}, "
+            f"classes={self.num_classes}, root={str(self.root)!r})"
+        )
+
+    def image_path(self, index: int) -> Path:
+        """Path of the image of item ``index``."""
+        lay = self.manifest.layout
+        return self.root / lay.images_dir / f"{self.ids[index]}{lay.image_suffix}"
+
+    def label_path(self, index: int) -> Path:
+        """Path of the label map of item ``index``."""
+        lay = self.manifest.layout
+        return self.root / lay.labels_dir / f"{self.ids[index]}{lay.label_suffix}"
+
+    def raw_image(self, index: int) -> Image.Image:
+        """The untransformed RGB PIL image of item ``index`` (for figures)."""
+        path = self._existing(self.image_path(index), index, "image")
+        with Image.open(path) as im:
+            return im.convert("RGB")
+
+    def raw_label(self, index: int) -> np.ndarray:
+        """The untransformed label map of item ``index`` as ``int64 (H, W)``, values checked against the classes."""
+        path = self._existing(self.label_path(index), index, "label")
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise ValueError(
+                    f"label {path} has mode {im.mode}; expected a single-channel class-index PNG (mode L/P), "
+                    "not a colour-coded image"
+                )
+            label = np.array(im, dtype=np.int64)
+        bad = np.unique(label[(label != self.ignore_index) & ((label < 0) | (label >= self.num_classes))])
+        if bad.size:
+            raise ValueError(
+                f"label {path} (id {self.ids[index]!r}) has values {bad[:10].tolist()} outside 0..{self.num_classes - 1} "
+                f"and not ignore_index {self.ignore_index}; check the dataset's classes / layout.ignore_index"
+            )
+        return label
+
+    def _existing(self, path: Path, index: int, what: str) -> Path:
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{what} for id {self.ids[index]!r} (split {self.split!r}) is missing: {path} does not exist"
+            )
+        return path
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.raw_image(index), self.raw_label(index)
+        if (image.height, image.width) != label.shape:
+            raise ValueError(
+                f"id {self.ids[index]!r}: image {self.image_path(index)} is {image.height}x{image.width} but label "
+                f"{self.label_path(index)} is {label.shape[0]}x{label.shape[1]}"
+            )
+        if self.transform is None:
+            return to_tensor_pair(image, label)
+        return self.transform(image, label)

@@ -1,0 +1,216 @@
+"""Evaluate an LSeg model on a labelled data set, including the paper's zero-shot settings.
+
+One confusion matrix per setting feeds all metrics (see :mod:`lseg_nb.metrics`). With ``unseen`` classes
+given, two settings are reported from the same image features:
+
+* ``unseen_only`` (the LSeg paper's zero-shot protocol): the label set is restricted to the unseen classes and
+  only pixels whose ground truth is an unseen class are scored;
+* ``all_labels`` (generalised zero-shot): every label competes; seen mIoU, unseen mIoU and their harmonic mean.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from lseg_nb.inference import Mode, predict_logits_multi
+from lseg_nb.io import atomic_write_text
+from lseg_nb.metrics import SegMetrics, compute_metrics, confusion_matrix
+from lseg_nb.models import LSeg
+
+IGNORE = 255
+
+
+@dataclass(frozen=True, eq=False)
+class EvalExample:
+    """One image for figures: ``image`` uint8 ``(H, W, 3)`` (de-normalised), ``pred``/``target`` int64 ``(H, W)``.
+
+    ``pred`` indexes the full label list; ``target`` keeps 255 for void pixels.
+    """
+
+    index: int
+    image: np.ndarray
+    pred: np.ndarray
+    target: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class EvalResult:
+    """Metrics of one evaluation run. ``confusion``: ``(K, K)`` counts over all labels (rows = target).
+
+    ``unseen_only``/``unseen_confusion`` exist only when unseen classes were given; ``unseen_confusion`` is
+    indexed by position in ``unseen``.
+    """
+
+    all_labels: SegMetrics
+    unseen_only: SegMetrics | None
+    confusion: np.ndarray
+    num_images: int
+    mode: str
+    seen: tuple[int, ...] | None = None
+    unseen: tuple[int, ...] | None = None
+    unseen_confusion: np.ndarray | None = None
+    examples: tuple[EvalExample, ...] = field(default=(), repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe summary (examples are left out; NaN -> ``None``)."""
+        return {
+            "mode": self.mode,
+            "num_images": self.num_images,
+            "seen": list(self.seen) if self.seen is not None else None,
+            "unseen": list(self.unseen) if self.unseen is not None else None,
+            "all_labels": self.all_labels.to_dict(),
+            "unseen_only": self.unseen_only.to_dict() if self.unseen_only is not None else None,
+            "confusion": self.confusion.tolist(),
+            "unseen_confusion": self.unseen_confusion.tolist() if self.unseen_confusion is not None else None,
+        }
+
+    def save_json(self, path: str | Path) -> None:
+        """Write :meth:`to_dict` to ``path`` atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+
+def _sample(dataset: Dataset, i: int, k: int) -> tuple[Tensor, Tensor]:
+    item = dataset[i]
+    if not isinstance(item, (tuple, list)) or len(item) < 2:
+        raise ValueError(f"dataset[{i}] must be (image, label), got {type(item).__name__}")
+    image, label = torch.as_tensor(item[0]), torch.as_tensor(item[1])
+    if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+        raise ValueError(
+            f"dataset[{i}] image must be a normalised float (3, H, W) tensor, got {image.dtype} {tuple(image.shape)}"
+        )
+    if label.shape != image.shape[1:] or label.is_floating_point():
+        raise ValueError(
+            f"dataset[{i}] label must be an integer (H, W) = {tuple(image.shape[1:])} tensor, got {label.dtype} {tuple(label.shape)}"
+        )
+    label = label.long()
+    bad = label[(label != IGNORE) & ((label < 0) | (label >= k))]
+    if bad.numel():
+        raise ValueError(
+            f"dataset[{i}] label holds class indices {sorted(set(bad.tolist()))[:10]} but only {k} labels were "
+            f"given (valid: 0..{k - 1}, {IGNORE} = void): pass one label text per class index"
+        )
+    return image, label
+
+
+def _batches(dataset: Dataset, n: int, batch_size: int, k: int):
+    for start in range(0, n, batch_size):
+        items = [_sample(dataset, i, k) for i in range(start, min(start + batch_size, n))]
+        sizes = {tuple(img.shape) for img, _ in items}
+        if len(sizes) > 1:
+            raise ValueError(
+                f"images {start}..{start + len(items) - 1} differ in size {sorted(sizes)}: use batch_size=1"
+            )
+        yield start, torch.stack([img for img, _ in items]), torch.stack([lab for _, lab in items])
+
+
+def _unseen_target(target: Tensor, unseen: Sequence[int], k: int) -> Tensor:
+    """Map class ``unseen[j]`` to ``j`` and every other pixel (seen classes, void) to void."""
+    lut = torch.full((max(IGNORE, k) + 1,), IGNORE, dtype=torch.long)
+    for j, c in enumerate(unseen):
+        lut[c] = j
+    return lut[target]
+
+
+def _to_uint8(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    img = (image.float().cpu() * s + m).clamp(0, 1) * 255
+    return img.round().byte().permute(1, 2, 0).numpy()
+
+
+def _resolve_split(
+    k: int, seen: Sequence[int] | None, unseen: Sequence[int] | None
+) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    if unseen is None:
+        if seen is not None:
+            raise ValueError(
+                "seen classes given without unseen ones: pass unseen=... (seen defaults to the rest)"
+            )
+        return None, None
+    unseen_t = tuple(int(c) for c in unseen)
+    seen_t = (
+        tuple(int(c) for c in seen) if seen is not None else tuple(c for c in range(k) if c not in unseen_t)
+    )
+    bad = [c for c in (*seen_t, *unseen_t) if not 0 <= c < k]
+    if bad or not unseen_t or len(set(unseen_t)) != len(unseen_t):
+        raise ValueError(
+            f"unseen {unseen_t} / seen {seen_t} must be distinct, non-empty class indices in [0, {k})"
+        )
+    if set(seen_t) & set(unseen_t):
+        raise ValueError(f"classes {sorted(set(seen_t) & set(unseen_t))} are both seen and unseen")
+    return seen_t, unseen_t
+
+
+def evaluate(
+    model: LSeg,
+    dataset: Dataset,
+    labels: Sequence[str],
+    *,
+    seen: Sequence[int] | None = None,
+    unseen: Sequence[int] | None = None,
+    mode: Mode = "single",
+    batch_size: int = 1,
+    max_images: int | None = None,
+    progress: bool = True,
+    examples: int = 0,
+    background: int | None = None,
+    **inference_kwargs: Any,
+) -> EvalResult:
+    """Score ``model`` on ``dataset`` items ``(image (3, H, W) normalised float, label (H, W) long, 255 = void)``.
+
+    ``labels[c]`` is the text of class index ``c``. ``unseen`` (with ``seen`` defaulting to the remaining
+    classes) adds the paper's unseen-only setting next to the generalised all-labels one. ``mode`` and
+    ``inference_kwargs`` go to :func:`~lseg_nb.inference.predict_logits`; ``background`` to the FB-IoU.
+    ``examples`` keeps the first N images with predictions for figures. Images of different sizes need
+    ``batch_size=1``.
+    """
+    k = len(labels)
+    if k < 1 or batch_size < 1:
+        raise ValueError(
+            f"need at least one label and batch_size >= 1, got {k} labels, batch_size={batch_size}"
+        )
+    seen_t, unseen_t = _resolve_split(k, seen, unseen)
+    n = len(dataset) if max_images is None else min(len(dataset), max_images)
+    text_all = model.encode_text(list(labels))
+    texts = [text_all] if unseen_t is None else [text_all, text_all[list(unseen_t)]]
+    cm = torch.zeros(k, k, dtype=torch.long)
+    cm_u = torch.zeros(len(unseen_t), len(unseen_t), dtype=torch.long) if unseen_t else None
+    kept: list[EvalExample] = []
+    with tqdm(total=n, desc=f"evaluate ({mode})", unit="img", disable=not progress) as bar:
+        for start, images, target in _batches(dataset, n, batch_size, k):
+            logits = predict_logits_multi(model, images, texts, mode, **inference_kwargs)
+            pred = logits[0].argmax(1).cpu()
+            cm += confusion_matrix(pred, target, k, IGNORE)
+            if cm_u is not None:
+                cm_u += confusion_matrix(
+                    logits[1].argmax(1).cpu(), _unseen_target(target, unseen_t, k), len(unseen_t), IGNORE
+                )
+            for j in range(images.shape[0]):
+                if len(kept) < examples:
+                    img = _to_uint8(images[j], model.config.mean, model.config.std)
+                    kept.append(EvalExample(start + j, img, pred[j].numpy(), target[j].numpy()))
+            bar.update(images.shape[0])
+    names = [str(lab) for lab in labels]
+    bg_u = unseen_t.index(background) if unseen_t and background in unseen_t else None
+    return EvalResult(
+        all_labels=compute_metrics(cm, names, seen_t, unseen_t, background),
+        unseen_only=compute_metrics(cm_u, [names[c] for c in unseen_t], background=bg_u)
+        if cm_u is not None
+        else None,
+        confusion=cm.numpy(),
+        num_images=n,
+        mode=mode,
+        seen=seen_t,
+        unseen=unseen_t,
+        unseen_confusion=cm_u.numpy() if cm_u is not None else None,
+        examples=tuple(kept),
+    )

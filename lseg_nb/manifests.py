@@ -1,0 +1,421 @@
+"""Dataset manifests: small YAML files (data, never code) describing a dataset's layout, classes, splits and
+zero-shot folds, plus data-root resolution.
+
+Manifests live in ``data_manifests/<name>.yaml`` at the repository root and are read with a strict
+``yaml.SafeLoader`` (no Python tags, no duplicate keys); every field is type-checked and errors name the file
+and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MANIFEST_DIR = REPO_ROOT / "data_manifests"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed, or the data on disk disagrees with it."""
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where images, labels and class names live inside a dataset root."""
+
+    images_dir: str = "images"
+    labels_dir: str = "labels"
+    image_suffix: str = ".png"
+    label_suffix: str = ".png"
+    classes_file: str | None = None
+    ignore_index: int = 255
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """One split: a text file of image ids (one per line) and its optional sha256."""
+
+    name: str
+    file: str
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class ZeroShotFold:
+    """A zero-shot fold: the classes held out from training (``unseen``)."""
+
+    name: str
+    unseen: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DatasetManifest:
+    """A validated dataset manifest (see ``data_manifests/*.yaml``)."""
+
+    name: str
+    source_url: str
+    licence: str
+    layout: Layout
+    splits: tuple[SplitSpec, ...]
+    classes: tuple[str, ...] | None = None
+    zero_shot_folds: tuple[ZeroShotFold, ...] = ()
+    description: str = ""
+    path: Path | None = None
+
+    @property
+    def split_names(self) -> list[str]:
+        """Names of the splits, in manifest order."""
+        return [s.name for s in self.splits]
+
+    def split(self, name: str) -> SplitSpec:
+        """The split called ``name``; unknown names raise :class:`ManifestError` listing the valid ones."""
+        for s in self.splits:
+            if s.name == name:
+                return s
+        raise ManifestError(f"{self._file}: no split {name!r}; available splits: {self.split_names}")
+
+    @property
+    def _file(self) -> str:
+        return self.path.name if self.path else f"manifest {self.name!r}"
+
+    def class_names(self, root: str | Path | None = None) -> list[str]:
+        """Class names in index order: inline ``classes``, or ``layout.classes_file`` read from ``root``.
+
+        When both are given the file must agree with the manifest.
+        """
+        if self.layout.classes_file is None or root is None:
+            if self.classes is None:
+                raise ManifestError(
+                    f"{self._file}: classes come from layout.classes_file; pass the data root to read them"
+                )
+            return list(self.classes)
+        path = Path(root) / self.layout.classes_file
+        if not path.is_file():
+            raise FileNotFoundError(f"{self._file}: classes file {path} does not exist (layout.classes_file)")
+        names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+        _check_classes(names, f"{path}")
+        if self.classes is not None and tuple(names) != self.classes:
+            raise ManifestError(
+                f"{path}: class list {names} disagrees with classes {list(self.classes)} in {self._file}"
+            )
+        _check_folds(self.zero_shot_folds, names, f"{self._file} (classes from {path})")
+        return names
+
+    def fold(self, i_or_name: int | str, root: str | Path | None = None) -> tuple[list[int], list[int]]:
+        """``(seen_idx, unseen_idx)`` class indices (sorted) of zero-shot fold ``i_or_name``."""
+        names = self.class_names(root)
+        unseen = set(self._get_fold(i_or_name).unseen)
+        return (
+            [i for i, n in enumerate(names) if n not in unseen],
+            [i for i, n in enumerate(names) if n in unseen],
+        )
+
+    def fold_classes(
+        self, i_or_name: int | str, root: str | Path | None = None
+    ) -> tuple[list[str], list[str]]:
+        """``(seen_names, unseen_names)`` of a zero-shot fold, in class-index order."""
+        names = self.class_names(root)
+        seen, unseen = self.fold(i_or_name, root)
+        return [names[i] for i in seen], [names[i] for i in unseen]
+
+    def _get_fold(self, i_or_name: int | str) -> ZeroShotFold:
+        folds = self.zero_shot_folds
+        if isinstance(i_or_name, int) and not isinstance(i_or_name, bool):
+            if 0 <= i_or_name < len(folds):
+                return folds[i_or_name]
+        else:
+            for f in folds:
+                if f.name == i_or_name:
+                    return f
+        raise ManifestError(
+            f"{self._file}: no zero-shot fold {i_or_name!r}; folds are 0..{len(folds) - 1} = "
+            f"{[f.name for f in folds]}"
+        )
+
+    def verify_splits(self, root: str | Path) -> dict[str, str]:
+        """Check every split file against its sha256; returns ``{split: actual sha256}`` for run records."""
+        actual = {}
+        for s in self.splits:
+            path = Path(root) / s.file
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{self._file}: split file {path} (splits.{s.name}.file) does not exist"
+                )
+            actual[s.name] = file_sha256(path)
+            if s.sha256 is not None and actual[s.name] != s.sha256:
+                raise ManifestError(
+                    f"{path}: sha256 mismatch for split {s.name!r}: expected {s.sha256} "
+                    f"({self._file}), actual {actual[s.name]}. The split list changed; restore it or update the "
+                    "manifest deliberately."
+                )
+        return actual
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that also rejects duplicate mapping keys (a silent overwrite hides typos)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_manifests() -> list[str]:
+    """Names of the manifests shipped in ``data_manifests/``."""
+    return sorted(p.stem for p in MANIFEST_DIR.glob("*.yaml"))
+
+
+def manifest_path(name_or_path: str | Path) -> Path:
+    """Path of a manifest given a bare name (``msrc_v2``) or a path to a YAML file."""
+    s = str(name_or_path)
+    if isinstance(name_or_path, Path) or "/" in s or os.sep in s or s.endswith((".yaml", ".yml")):
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"manifest file {path} does not exist")
+        return path
+    path = MANIFEST_DIR / f"{s}.yaml"
+    if not path.is_file():
+        raise ManifestError(
+            f"unknown manifest {s!r}; shipped manifests: {list_manifests()} (in {MANIFEST_DIR})"
+        )
+    return path
+
+
+def manifest_sha256(name_or_path: str | Path) -> str:
+    """sha256 of a manifest file (recorded with runs so results name the exact dataset definition)."""
+    return file_sha256(manifest_path(name_or_path))
+
+
+def load_manifest(name_or_path: str | Path) -> DatasetManifest:
+    """Load and validate a manifest by bare name (``"msrc_v2"``) or path; errors name the file and field."""
+    path = manifest_path(name_or_path)
+    try:
+        data = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as e:
+        msg = " ".join(str(e).split())
+        raise ManifestError(
+            f"{path.name}: not a plain-data YAML file ({msg}); manifests are data only"
+        ) from None
+    return _parse(data, path)
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+def _fail(where: str, msg: str) -> ManifestError:
+    return ManifestError(f"{where}: {msg}")
+
+
+def _mapping(value: Any, where: str, required: set[str], optional: set[str]) -> dict:
+    if not isinstance(value, dict):
+        raise _fail(where, f"expected a mapping, got {type(value).__name__}")
+    unknown = sorted(map(str, set(value) - required - optional))
+    if unknown:
+        raise _fail(where, f"unknown field(s) {unknown}; valid fields are {sorted(required | optional)}")
+    missing = sorted(required - set(value))
+    if missing:
+        raise _fail(where, f"missing required field(s) {missing}")
+    return value
+
+
+def _str(value: Any, where: str, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(where, f"expected a non-empty string, got {value!r}")
+    return value
+
+
+def _relpath(value: Any, where: str, allow_none: bool = False) -> Any:
+    value = _str(value, where, allow_none)
+    if value is not None and (PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts):
+        raise _fail(where, f"{value!r} must be a path relative to the data root (no leading '/' or '..')")
+    return value
+
+
+def _check_classes(names: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for i, n in enumerate(names):
+        _str(n, f"{where}[{i}]")
+        if n in seen:
+            raise _fail(f"{where}[{i}]", f"duplicate class name {n!r}; class names must be unique")
+        seen.add(n)
+
+
+def _check_folds(folds: tuple[ZeroShotFold, ...], classes: list[str], where: str) -> None:
+    known = set(classes)
+    for i, f in enumerate(folds):
+        for j, n in enumerate(f.unseen):
+            if n not in known:
+                raise _fail(
+                    f"{where}: zero_shot_folds[{i}].unseen[{j}]",
+                    f"{n!r} is not a class; known classes: {classes}",
+                )
+        if len(set(f.unseen)) == len(known):
+            raise _fail(f"{where}: zero_shot_folds[{i}].unseen", "holds every class; no seen class is left")
+
+
+def _parse_layout(value: Any, where: str) -> Layout:
+    d = _mapping(value, where, set(), {f for f in Layout.__dataclass_fields__})
+    kw: dict[str, Any] = {}
+    for key in ("images_dir", "labels_dir", "classes_file"):
+        if key in d:
+            kw[key] = _relpath(d[key], f"{where}.{key}", allow_none=key == "classes_file")
+    for key in ("image_suffix", "label_suffix"):
+        if key in d:
+            kw[key] = _str(d[key], f"{where}.{key}")
+    if "ignore_index" in d:
+        v = d["ignore_index"]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise _fail(f"{where}.ignore_index", f"expected a non-negative integer, got {v!r}")
+        kw["ignore_index"] = v
+    return Layout(**kw)
+
+
+def _parse_splits(value: Any, where: str) -> tuple[SplitSpec, ...]:
+    if not isinstance(value, dict) or not value:
+        raise _fail(where, f"expected a non-empty mapping split_name -> {{file, sha256}}, got {value!r}")
+    out = []
+    for name, spec in value.items():
+        w = f"{where}.{name}"
+        _str(name, w)
+        d = _mapping(spec, w, {"file"}, {"sha256"})
+        sha = d.get("sha256")
+        if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha)):
+            raise _fail(f"{w}.sha256", f"expected 64 lowercase hex digits, got {sha!r}")
+        out.append(SplitSpec(name=name, file=_relpath(d["file"], f"{w}.file"), sha256=sha))
+    return tuple(out)
+
+
+def _parse_folds(value: Any, where: str) -> tuple[ZeroShotFold, ...]:
+    if not isinstance(value, list):
+        raise _fail(where, f"expected a list of {{name, unseen}}, got {type(value).__name__}")
+    folds, names = [], set()
+    for i, item in enumerate(value):
+        w = f"{where}[{i}]"
+        d = _mapping(item, w, {"name", "unseen"}, set())
+        name = _str(d["name"], f"{w}.name")
+        if name in names:
+            raise _fail(f"{w}.name", f"duplicate fold name {name!r}")
+        names.add(name)
+        unseen = d["unseen"]
+        if not isinstance(unseen, list) or not unseen:
+            raise _fail(f"{w}.unseen", f"expected a non-empty list of class names, got {unseen!r}")
+        for j, n in enumerate(unseen):
+            _str(n, f"{w}.unseen[{j}]")
+        if len(set(unseen)) != len(unseen):
+            raise _fail(f"{w}.unseen", f"lists a class twice: {unseen}")
+        folds.append(ZeroShotFold(name=name, unseen=tuple(unseen)))
+    return tuple(folds)
+
+
+def _parse(data: Any, path: Path) -> DatasetManifest:
+    f = path.name
+    required = {"name", "source_url", "licence", "layout", "splits"}
+    d = _mapping(data, f, required, {"classes", "zero_shot_folds", "description"})
+    name = _str(d["name"], f"{f}: name")
+    if not _NAME.match(name):
+        raise _fail(f"{f}: name", f"{name!r} must be a plain folder name (letters, digits, '_', '-', '.')")
+    layout = _parse_layout(d["layout"], f"{f}: layout")
+    classes = d.get("classes")
+    if classes is None:
+        if layout.classes_file is None:
+            raise _fail(f"{f}: classes", "missing: list the class names or set layout.classes_file")
+    else:
+        if not isinstance(classes, list) or not classes:
+            raise _fail(f"{f}: classes", f"expected a non-empty list of class names, got {classes!r}")
+        _check_classes(classes, f"{f}: classes")
+        if layout.ignore_index < len(classes):
+            raise _fail(
+                f"{f}: layout.ignore_index",
+                f"{layout.ignore_index} collides with a class index (there are {len(classes)} classes)",
+            )
+        classes = tuple(classes)
+    folds = _parse_folds(d.get("zero_shot_folds", []), f"{f}: zero_shot_folds")
+    if classes is not None:
+        _check_folds(folds, list(classes), f)
+    return DatasetManifest(
+        name=name,
+        source_url=_str(d["source_url"], f"{f}: source_url"),
+        licence=_str(d["licence"], f"{f}: licence"),
+        layout=layout,
+        splits=_parse_splits(d["splits"], f"{f}: splits"),
+        classes=classes,
+        zero_shot_folds=folds,
+        description=_str(d["description"], f"{f}: description") if "description" in d else "",
+        path=path,
+    )
+
+
+# ---------------------------------------------------------------- data roots
+
+
+def cache_dir() -> Path:
+    """Cache folder for generated data: ``$LSEG_NB_CACHE`` or ``~/.cache/lseg_nb``."""
+    env = os.environ.get("LSEG_NB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lseg_nb"
+
+
+def shared_dir() -> Path:
+    """Shared read-only material: ``$LSEG_NB_SHARED`` or ``../shared`` next to the repository."""
+    env = os.environ.get("LSEG_NB_SHARED")
+    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared"
+
+
+def _looks_like(root: Path, manifest: DatasetManifest) -> bool:
+    return (root / manifest.layout.images_dir).is_dir() and any(
+        (root / s.file).is_file() for s in manifest.splits
+    )
+
+
+def resolve_data_root(data_root: str | Path | None, manifest: DatasetManifest) -> Path:
+    """Find a dataset's root folder.
+
+    Order: explicit ``data_root`` > ``$LSEG_NB_DATA`` (a folder holding ``<name>/`` or the dataset itself) >
+    ``$LSEG_NB_SHARED/datasets/<name>`` (default ``../shared`` next to the repo) > ``<cache>/<name>``
+    (``$LSEG_NB_CACHE``, default ``~/.cache/lseg_nb``; where generated sets such as the synthetic one live).
+    """
+    if data_root is not None:
+        root = Path(data_root).expanduser()
+        for cand in (root, root / manifest.name):
+            if _looks_like(cand, manifest):
+                return cand
+        raise FileNotFoundError(
+            f"data root {root} for dataset {manifest.name!r} does not exist or lacks "
+            f"{manifest.layout.images_dir}/ and the split files {[s.file for s in manifest.splits]}"
+        )
+    tried = []
+    env = os.environ.get("LSEG_NB_DATA")
+    candidates = [Path(env).expanduser() / manifest.name, Path(env).expanduser()] if env else []
+    candidates += [shared_dir() / "datasets" / manifest.name, cache_dir() / manifest.name]
+    for cand in candidates:
+        if _looks_like(cand, manifest):
+            return cand
+        tried.append(str(cand))
+    raise FileNotFoundError(
+        f"dataset {manifest.name!r} not found; tried: {tried}. Pass --data-root / data_root=PATH, or set "
+        f"LSEG_NB_DATA to a folder holding {manifest.name}/ (or LSEG_NB_SHARED to the shared folder)."
+    )

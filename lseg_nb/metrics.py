@@ -1,0 +1,196 @@
+"""Segmentation metrics from one confusion matrix: mIoU, pixel/mean accuracy, FB-IoU, seen/unseen/harmonic IoU.
+
+Everything is derived from a single ``(C, C)`` confusion matrix (rows = ground truth, columns = prediction), so
+metrics accumulated over a data set are exact dataset-level ratios, not means of per-image scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+    """Count (target, prediction) pairs: ``cm[t, p]`` = number of pixels of class ``t`` predicted as ``p``.
+
+    ``pred`` and ``target``: integer tensors of the same shape ``(...)`` (e.g. ``(B, H, W)``).
+    Pixels whose target equals ``ignore_index`` or lies outside ``[0, num_classes)`` are dropped (so a restricted
+    label set can be scored by mapping the other classes to ``ignore_index``). Predictions outside
+    ``[0, num_classes)`` raise ``ValueError``: they indicate a label-set mismatch, not void pixels.
+    Returns an int64 ``(num_classes, num_classes)`` tensor on the inputs' device.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape"
+        )
+    if pred.is_floating_point() or target.is_floating_point():
+        raise TypeError("pred and target must be integer class-index tensors (use logits.argmax(1) for pred)")
+    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+    if pred.numel() and (pred.min() < 0 or pred.max() >= num_classes):
+        bad = sorted(set(pred.unique().tolist()) - set(range(num_classes)))[:10]
+        raise ValueError(f"predictions hold class indices {bad} outside [0, {num_classes})")
+    keep = (target != ignore_index) & (target >= 0) & (target < num_classes)
+    idx = target[keep] * num_classes + pred[keep]
+    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+@dataclass(frozen=True)
+class SegMetrics:
+    """Scores of one confusion matrix. IoU values are fractions in ``[0, 1]``; NaN where undefined.
+
+    ``per_class_iou[c]`` is NaN when class ``c`` appears in neither target nor prediction; such classes are
+    excluded from every mean. ``seen_miou``/``unseen_miou``/``harmonic_iou`` are ``None`` without a split.
+    """
+
+    miou: float
+    pixel_acc: float
+    mean_acc: float
+    fb_iou: float
+    per_class_iou: tuple[float, ...]
+    class_names: tuple[str, ...]
+    num_pixels: int
+    seen_miou: float | None = None
+    unseen_miou: float | None = None
+    harmonic_iou: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe dict (NaN -> ``None``, tuples -> lists), plus ``per_class`` as ``{name: iou}``."""
+        d = {k: _json_safe(v) for k, v in asdict(self).items()}
+        d["per_class"] = dict(zip(self.class_names, d["per_class_iou"], strict=True))
+        return d
+
+    def iou_of(self, name: str) -> float:
+        """IoU of the class called ``name``."""
+        if name not in self.class_names:
+            raise KeyError(f"no class {name!r}; classes: {list(self.class_names)}")
+        return self.per_class_iou[self.class_names.index(name)]
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, (tuple, list)):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def _nanmean(x: np.ndarray) -> float:
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
+def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def _as_numpy_cm(cm: Tensor | np.ndarray) -> np.ndarray:
+    arr = cm.detach().cpu().numpy() if isinstance(cm, Tensor) else np.asarray(cm)
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1]:
+        raise ValueError(f"confusion matrix must be square (C, C), got shape {arr.shape}")
+    if (arr < 0).any():
+        raise ValueError("confusion matrix has negative counts")
+    return arr.astype(np.float64)
+
+
+def _split(
+    seen: Sequence[int] | None, unseen: Sequence[int] | None, c: int
+) -> tuple[list[int], list[int]] | None:
+    """Validate a seen/unseen split; a missing side is the complement of the given one."""
+    if seen is None and unseen is None:
+        return None
+    for name, idx in (("seen", seen), ("unseen", unseen)):
+        bad = [i for i in (idx or ()) if not 0 <= int(i) < c]
+        if bad:
+            raise ValueError(f"{name} class indices {bad} outside [0, {c})")
+    if seen is None:
+        seen = [i for i in range(c) if i not in set(unseen)]
+    if unseen is None:
+        unseen = [i for i in range(c) if i not in set(seen)]
+    overlap = sorted(set(seen) & set(unseen))
+    if overlap:
+        raise ValueError(f"classes {overlap} are listed as both seen and unseen")
+    return [int(i) for i in seen], [int(i) for i in unseen]
+
+
+def fb_iou(cm: Tensor | np.ndarray, background: int | None = None) -> float:
+    """Foreground-background IoU (few-shot segmentation literature) from a ``(C, C)`` confusion matrix.
+
+    With ``background`` given: all other classes are merged into one foreground class and the result is the
+    mean of the background IoU and the foreground IoU. Without it: the mean over classes ``c`` present
+    (union > 0) of ``(IoU(c) + IoU(not c)) / 2``, where ``not c`` merges every other class (so confusions among
+    them count as correct). For a binary ``2 x 2`` matrix both definitions equal the mean of the two IoUs.
+    """
+    m = _as_numpy_cm(cm)
+    c = m.shape[0]
+    if background is not None:
+        if not 0 <= background < c:
+            raise ValueError(f"background index {background} outside [0, {c})")
+        fg = [i for i in range(c) if i != background]
+        merged = np.array(
+            [
+                [m[background, background], m[background, fg].sum()],
+                [m[fg, background].sum(), m[np.ix_(fg, fg)].sum()],
+            ]
+        )
+        return _nanmean(_iou(merged))
+    total, tp = m.sum(), np.diag(m)
+    fp, fn = m.sum(0) - tp, m.sum(1) - tp
+    tn = total - tp - fp - fn
+    iou_c = _div(tp, tp + fp + fn)
+    iou_rest = _div(tn, tn + fp + fn)
+    # ``not c`` is empty only when every pixel is (and is predicted as) c: then the pair is IoU(c) alone.
+    pairs = np.where(np.isnan(iou_rest), iou_c, (iou_c + iou_rest) / 2)
+    return _nanmean(pairs)
+
+
+def _iou(m: np.ndarray) -> np.ndarray:
+    tp = np.diag(m)
+    return _div(tp, m.sum(0) + m.sum(1) - tp)
+
+
+def compute_metrics(
+    cm: Tensor | np.ndarray,
+    class_names: Sequence[str],
+    seen: Sequence[int] | None = None,
+    unseen: Sequence[int] | None = None,
+    background: int | None = None,
+) -> SegMetrics:
+    """All scores of a ``(C, C)`` confusion matrix (rows = target, columns = prediction; void already dropped).
+
+    ``mIoU``: mean IoU over classes with union > 0. ``pixel_acc``: trace / total. ``mean_acc``: mean recall over
+    classes present in the target. ``fb_iou``: see :func:`fb_iou` (``background`` picks its definition).
+    ``seen``/``unseen``: class-index split (one side may be omitted: it is the complement); ``seen_miou`` and
+    ``unseen_miou`` are mIoUs over those classes of *this* matrix and ``harmonic_iou = 2su / (s + u)``.
+    """
+    m = _as_numpy_cm(cm)
+    c = m.shape[0]
+    if len(class_names) != c:
+        raise ValueError(f"{len(class_names)} class names for a {c}x{c} confusion matrix")
+    iou = _iou(m)
+    total = m.sum()
+    split = _split(seen, unseen, c)
+    s = u = h = None
+    if split is not None:
+        s, u = _nanmean(iou[split[0]]), _nanmean(iou[split[1]])
+        h = float("nan") if math.isnan(s) or math.isnan(u) else (2 * s * u / (s + u) if s + u > 0 else 0.0)
+    return SegMetrics(
+        miou=_nanmean(iou),
+        pixel_acc=float(np.trace(m) / total) if total > 0 else float("nan"),
+        mean_acc=_nanmean(_div(np.diag(m), m.sum(1))),
+        fb_iou=fb_iou(m, background),
+        per_class_iou=tuple(float(x) for x in iou),
+        class_names=tuple(str(n) for n in class_names),
+        num_pixels=int(total),
+        seen_miou=s,
+        unseen_miou=u,
+        harmonic_iou=h,
+    )

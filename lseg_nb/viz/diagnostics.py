@@ -1,0 +1,328 @@
+"""Plots for :mod:`lseg_nb.diagnostics`. Every function returns a :class:`matplotlib.figure.Figure`.
+
+Figures are built with ``Figure()`` rather than ``pyplot`` so they work under any backend (Agg included), are
+never shown twice in Jupyter (the returned figure is displayed once), and are not kept alive by pyplot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from lseg_nb.diagnostics.calibration import CalibrationReport, TemperatureScaling
+from lseg_nb.diagnostics.neighbours import NeighbourReport
+from lseg_nb.diagnostics.umap_projection import UmapResult
+
+GROUP_COLOURS = {"seen": "tab:blue", "unseen": "tab:orange", "other": "tab:gray"}
+
+
+def _np(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def class_palette(n: int) -> np.ndarray:
+    """``(n, 3)`` distinct RGB colours in [0, 1] (tab10 / tab20, evenly spaced hues beyond 20)."""
+    if n <= 10:
+        return np.asarray(colormaps["tab10"].colors[:n])
+    if n <= 20:
+        return np.asarray(colormaps["tab20"].colors[:n])
+    return colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))[:, :3]
+
+
+def _grid(nrows: int, ncols: int, cell: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    fig = Figure(figsize=(cell[0] * ncols, cell[1] * nrows), layout="constrained")
+    return fig, fig.subplots(nrows, ncols, squeeze=False)
+
+
+def plot_neighbour_report(report: NeighbourReport) -> Figure:
+    """Top-1 share and mean/median rank of the own label text per class, coloured seen/unseen.
+
+    Unseen bars are annotated with the seen class they are most often confused with.
+    """
+    fig, ax = _grid(1, 2, (max(4.0, 0.45 * len(report.classes)), 3.6))
+    rows = report.classes
+    x = np.arange(len(rows))
+    colours = [GROUP_COLOURS[c.group] for c in rows]
+    ax[0, 0].bar(x, [c.top1 for c in rows], color=colours)
+    for xi, c in zip(x, rows, strict=True):
+        if c.confused_with_seen is not None:
+            # inside the bar, so it never collides with the legend or the title
+            ax[0, 0].text(
+                xi, 0.02, f"→ {c.confused_with_seen}", ha="center", va="bottom", fontsize=7, rotation=90
+            )
+    ax[0, 0].set(
+        ylim=(0, 1.2), ylabel="nearest text = own label", title="Top-1 in the joint space (→ confused seen)"
+    )
+    ax[0, 1].bar(x, [c.mean_rank for c in rows], color=colours, label="mean rank")
+    ax[0, 1].scatter(
+        x, [c.median_rank for c in rows], color="k", marker="_", s=120, zorder=3, label="median rank"
+    )
+    ax[0, 1].set(ylabel="rank of own label text (1 = nearest)", title="Rank of the true label")
+    ax[0, 1].legend(fontsize=8)
+    for a in ax[0]:
+        a.set_xticks(x, [c.name for c in rows], rotation=60, ha="right", fontsize=8)
+    handles = [Patch(color=v, label=k) for k, v in GROUP_COLOURS.items() if any(c.group == k for c in rows)]
+    ax[0, 0].legend(handles=handles, fontsize=8, ncol=3, loc="upper left")
+    return fig
+
+
+def plot_confusion_vs_similarity(report: NeighbourReport) -> Figure:
+    """Scatter of text-text cosine vs pixel confusion rate over ordered class pairs, with Spearman rho."""
+    fig, ax = _grid(1, 1, (4.5, 3.8))
+    conf, sim = report.confusion, report.text_similarity
+    present = np.flatnonzero(~np.isnan(conf).any(axis=1))
+    ii, jj = np.meshgrid(present, present, indexing="ij")
+    keep = ii != jj
+    ii, jj = ii[keep], jj[keep]
+    unseen_row = np.isin(ii, report.unseen)
+    a = ax[0, 0]
+    a.scatter(
+        sim[ii[~unseen_row], jj[~unseen_row]],
+        conf[ii[~unseen_row], jj[~unseen_row]],
+        s=14,
+        color=GROUP_COLOURS["seen"],
+        label="row class seen/other",
+    )
+    a.scatter(
+        sim[ii[unseen_row], jj[unseen_row]],
+        conf[ii[unseen_row], jj[unseen_row]],
+        s=18,
+        marker="^",
+        color=GROUP_COLOURS["unseen"],
+        label="row class unseen",
+    )
+    a.set(
+        xlabel="text cosine similarity S[i, j]",
+        ylabel="confusion rate C[i, j]",
+        title=f"Spearman rho={report.spearman_rho:.2f} (p={report.spearman_p:.2g}, n={report.n_pairs})",
+    )
+    a.legend(fontsize=8)
+    return fig
+
+
+def plot_umap(result: UmapResult, point_size: float = 4.0, label_texts: bool = True) -> Figure:
+    """Joint UMAP: pixels coloured by class (circles seen, triangles unseen), label texts as named stars."""
+    fig, ax = _grid(1, 1, (6.5, 5.5))
+    a = ax[0, 0]
+    pal = class_palette(len(result.class_names))
+    pix = ~result.is_text
+    for unseen, marker in ((False, "o"), (True, "^")):
+        sel = pix & (result.is_unseen == unseen)
+        a.scatter(
+            *result.coords[sel].T,
+            c=pal[result.labels[sel]],
+            s=point_size,
+            marker=marker,
+            alpha=0.5,
+            linewidths=0,
+        )
+    txt = np.flatnonzero(result.is_text)
+    a.scatter(
+        *result.coords[txt].T, c=pal[result.labels[txt]], s=160, marker="*", edgecolors="k", linewidths=0.8
+    )
+    if label_texts:
+        for i in txt:
+            name = result.class_names[result.labels[i]]
+            a.annotate(
+                name + ("*" if result.is_unseen[i] else ""),
+                result.coords[i],
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+                fontweight="bold",
+            )
+    handles = [
+        Line2D([], [], marker="o", ls="", color="gray", label="seen-class pixel"),
+        Line2D([], [], marker="^", ls="", color="gray", label="unseen-class pixel"),
+        Line2D(
+            [],
+            [],
+            marker="*",
+            ls="",
+            color="gray",
+            markeredgecolor="k",
+            markersize=12,
+            label="label text (* unseen)",
+        ),
+    ]
+    a.legend(handles=handles, fontsize=8, loc="best")
+    a.set(
+        xticks=[],
+        yticks=[],
+        title=f"UMAP: {result.n_sampled_pixels} of {result.n_input_pixels} pixels + texts",
+    )
+    return fig
+
+
+def _reliability_axis(a: Axes, rep: CalibrationReport, equal_mass: bool, stage: str) -> None:
+    if equal_mass:
+        edges, acc, conf = rep.mass_bin_edges, rep.mass_bin_accuracy, rep.mass_bin_confidence
+    else:
+        edges, acc, conf = rep.bin_edges, rep.bin_accuracy, rep.bin_confidence
+    left, width = edges[:-1], np.diff(edges)
+    ok = ~np.isnan(acc)
+    a.bar(
+        left[ok],
+        acc[ok],
+        width=width[ok],
+        align="edge",
+        color="tab:blue",
+        edgecolor="k",
+        lw=0.5,
+        label="accuracy",
+    )
+    low = np.minimum(acc, conf)
+    a.bar(
+        left[ok],
+        np.abs(conf - acc)[ok],
+        bottom=low[ok],
+        width=width[ok],
+        align="edge",
+        fill=False,
+        edgecolor="tab:red",
+        hatch="//",
+        lw=0.5,
+        label="gap to confidence",
+    )
+    a.plot([0, 1], [0, 1], "k--", lw=1)
+    ece = rep.ece_equal_mass if equal_mass else rep.ece
+    a.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence",
+        ylabel="accuracy",
+        title=f"{rep.name}{stage}\nECE={ece:.3f}, n={rep.count}",
+    )
+
+
+def plot_reliability(
+    reports: CalibrationReport | Mapping[str, CalibrationReport] | TemperatureScaling,
+    after: Mapping[str, CalibrationReport] | None = None,
+    equal_mass: bool = False,
+    groups: Sequence[str] | None = None,
+) -> Figure:
+    """Reliability diagrams, one column per group (e.g. all / seen / unseen).
+
+    Pass a :class:`TemperatureScaling` (or ``after=``) for a second row after temperature scaling.
+    ``equal_mass`` plots the equal-mass bins instead of the equal-width ones.
+    """
+    temp = None
+    if isinstance(reports, TemperatureScaling):
+        reports, after, temp = reports.before, reports.after, reports.temperature
+    if isinstance(reports, CalibrationReport):
+        reports = {reports.name: reports}
+    groups = list(groups or reports)
+    missing = [g for g in groups if g not in reports or (after is not None and g not in after)]
+    if missing:
+        raise KeyError(f"groups {missing} are not in the reports (have {list(reports)})")
+    stages = (
+        [("", reports)]
+        if after is None
+        else [(" before", reports), (f" after T={temp:.2f}" if temp else " after", after)]
+    )
+    fig, ax = _grid(len(stages), len(groups), (3.6, 3.4))
+    for r, (stage, reps) in enumerate(stages):
+        for c, g in enumerate(groups):
+            _reliability_axis(ax[r, c], reps[g], equal_mass, stage)
+    ax[0, 0].legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def _image(img) -> np.ndarray:
+    """``(3, H, W)`` tensor or ``(H, W, 3)`` array -> displayable ``(H, W, 3)`` (min-max scaled if needed)."""
+    a = _np(img).astype(np.float32)
+    if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
+        a = a.transpose(1, 2, 0)
+    if a.max() > 1.0 + 1e-6 or a.min() < -1e-6:
+        a = a / 255.0 if a.min() >= 0 and a.max() <= 255 else (a - a.min()) / max(float(np.ptp(a)), 1e-8)
+    return np.clip(a.squeeze(), 0, 1)
+
+
+def plot_confidence_map(confidence, images=None, titles: Sequence[str] | None = None) -> Figure:
+    """Max-softmax confidence maps ``(B, H, W)`` or ``(H, W)``, optionally next to their images.
+
+    One row per map, columns ``[image,] confidence``, plus one shared colour bar.
+    """
+    conf = _np(confidence)
+    conf = conf[None] if conf.ndim == 2 else conf
+    imgs = None if images is None else [_image(i) for i in (images if _np(images).ndim == 4 else [images])]
+    if imgs is not None and len(imgs) != len(conf):
+        raise ValueError(f"got {len(imgs)} images for {len(conf)} confidence maps")
+    ncols = 1 if imgs is None else 2
+    fig, ax = _grid(len(conf), ncols, (3.2, 3.0))
+    for r, cmap in enumerate(conf):
+        if imgs is not None:
+            ax[r, 0].imshow(imgs[r])
+        im = ax[r, ncols - 1].imshow(cmap, vmin=0, vmax=1, cmap="viridis")
+        ax[r, ncols - 1].set_title(
+            titles[r] if titles else f"confidence (mean {cmap.mean():.2f})", fontsize=9
+        )
+    for a in ax.flat:
+        a.set_axis_off()
+    fig.colorbar(im, ax=ax[:, -1].tolist(), shrink=0.8, label="max softmax probability")
+    return fig
+
+
+def _colour_labels(lbl: np.ndarray, pal: np.ndarray, ignore_index: int) -> np.ndarray:
+    out = pal[np.clip(lbl, 0, len(pal) - 1)]
+    out[lbl == ignore_index] = 0.0
+    return out
+
+
+def plot_nearest_text_row(
+    image,
+    pred,
+    gt,
+    nearest_text_map,
+    vocabulary: Sequence[str],
+    class_names: Sequence[str],
+    ignore_index: int = 255,
+) -> Figure:
+    """One row: image | prediction | ground truth | nearest vocabulary text, with a legend of what occurs.
+
+    Vocabulary words that are also class names share the class colour; other words get their own colours.
+    """
+    pred, gt, near = (
+        _np(pred).astype(np.int64),
+        _np(gt).astype(np.int64),
+        _np(nearest_text_map).astype(np.int64),
+    )
+    cls_pal = class_palette(len(class_names))
+    extra = [v for v in vocabulary if v not in class_names]
+    extra_pal = colormaps["Set3"](np.linspace(0, 1, max(len(extra), 1)))[:, :3] * 0.85
+    voc_pal = np.asarray(
+        [
+            cls_pal[list(class_names).index(v)] if v in class_names else extra_pal[extra.index(v)]
+            for v in vocabulary
+        ]
+    ).reshape(-1, 3)
+    fig, ax = _grid(1, 4, (3.2, 3.3))
+    panels = [
+        (_image(image), "image"),
+        (_colour_labels(pred, cls_pal, ignore_index), "prediction"),
+        (_colour_labels(gt, cls_pal, ignore_index), "ground truth"),
+        (_colour_labels(near, voc_pal, -1), "nearest text"),
+    ]
+    for a, (img, title) in zip(ax[0], panels, strict=True):
+        a.imshow(img, interpolation="nearest")
+        a.set_title(title, fontsize=10)
+        a.set_axis_off()
+    used = sorted(
+        i for i in set(np.unique(pred).tolist()) | set(np.unique(gt).tolist()) if 0 <= i < len(class_names)
+    )
+    handles = [Patch(color=cls_pal[i], label=class_names[i]) for i in used]
+    shown = {class_names[i] for i in used}
+    handles += [
+        Patch(color=voc_pal[i], label=f"{vocabulary[i]} (text)")
+        for i in np.unique(near)
+        if vocabulary[i] not in shown
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    return fig

@@ -1,0 +1,44 @@
+"""Command line: help, model list, clear errors for bad input."""
+
+from __future__ import annotations
+
+import json
+
+from lseg_nb.cli import main
+
+
+def test_help_lists_every_command(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("demo", "train", "evaluate", "predict", "convert", "models"):
+        assert cmd in out
+
+
+def test_models_command_lists_named_configs(capsys):
+    assert main(["models"]) == 0
+    assert "lseg_vitl16_384" in capsys.readouterr().out
+
+
+def test_unknown_command_exits_2(capsys):
+    assert main(["trian"]) == 2
+    assert "unknown command" in capsys.readouterr().err
+
+
+def test_bad_config_file_is_one_clear_line(tmp_path, capsys):
+    cfg = tmp_path / "bad.json"
+    cfg.write_text(json.dumps({"optimizer": "lion"}))
+    assert main(["train", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "TrainConfig.optimizer" in err and "Traceback" not in err
+
+
+def test_unknown_dataset_is_explained(tmp_path, capsys):
+    code = main(["train", "--run-dir", str(tmp_path / "r"), "--data.dataset", "no_such_set", "--no-progress"])
+    assert code == 2
+    assert "no_such_set" in capsys.readouterr().err
+
+
+def test_predict_with_missing_weights_is_explained(tmp_path, capsys):
+    code = main(["predict", "--weights", str(tmp_path / "none"), "--image", "x.png", "--labels", "cat"])
+    assert code == 2
+    assert "no model weights" in capsys.readouterr().err

@@ -1,0 +1,229 @@
+"""Manifest loading/validation, folds, split hashes and data-root resolution."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lseg_nb.manifests import (
+    ManifestError,
+    list_manifests,
+    load_manifest,
+    manifest_sha256,
+    resolve_data_root,
+)
+
+MSRC_CLASSES = (
+    "building grass tree cow horse sheep sky mountain aeroplane water face car bicycle flower sign bird book chair "
+    "road cat dog body boat"
+).split()
+
+BASE = {
+    "name": "toy",
+    "source_url": "https://example.org/toy",
+    "licence": "test data",
+    "layout": {
+        "images_dir": "images",
+        "labels_dir": "labels",
+        "image_suffix": ".png",
+        "label_suffix": ".png",
+    },
+    "classes": ["cat", "dog", "horse"],
+    "splits": {"train": {"file": "splits/train.txt"}},
+    "zero_shot_folds": [{"name": "f0", "unseen": ["horse"]}],
+}
+
+
+def write(tmp_path: Path, data: dict | str, name: str = "toy.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    return path
+
+
+def broken(tmp_path: Path, edit) -> Path:
+    data = copy.deepcopy(BASE)
+    edit(data)
+    return write(tmp_path, data)
+
+
+def test_shipped_manifests_load():
+    assert {"msrc_v2", "synthetic_textures"} <= set(list_manifests())
+    for name in list_manifests():
+        m = load_manifest(name)
+        assert m.name == name and m.path is not None and m.path.name == f"{name}.yaml"
+
+
+def test_msrc_manifest_folds_are_consecutive_groups():
+    m = load_manifest("msrc_v2")
+    assert m.class_names() == MSRC_CLASSES
+    assert m.split_names == ["train", "val", "test"]
+    assert all(s.sha256 is not None for s in m.splits)
+    assert len(m.zero_shot_folds) == 4
+    for i in range(4):
+        seen, unseen = m.fold(i)
+        assert unseen == list(range(6 * i, min(6 * i + 6, 23)))
+        assert sorted(seen + unseen) == list(range(23))
+    assert m.fold("fold3") == m.fold(3)
+    assert m.fold_classes(3)[1] == ["road", "cat", "dog", "body", "boat"]
+
+
+def test_synthetic_manifest_folds_form_latin_square():
+    m = load_manifest("synthetic_textures")
+    names = m.class_names()
+    assert len(names) == 16
+    held_out = []
+    for i in range(4):
+        seen_names, unseen_names = m.fold_classes(i)
+        colours = {n.split()[0] for n in unseen_names}
+        patterns = {n.split()[1] for n in unseen_names}
+        assert len(colours) == 4 and len(patterns) == 4  # one per colour and per pattern
+        assert {n.split()[0] for n in seen_names} == colours and {
+            n.split()[1] for n in seen_names
+        } == patterns
+        held_out += unseen_names
+    assert sorted(held_out) == sorted(names)  # every class is unseen in exactly one fold
+    assert m.fold_classes(0)[1] == ["red stripes", "green dots", "blue checks", "yellow plain"]
+
+
+def test_valid_toy_manifest(tmp_path):
+    m = load_manifest(write(tmp_path, BASE))
+    assert m.classes == ("cat", "dog", "horse") and m.layout.ignore_index == 255
+    assert m.fold(0) == ([0, 1], [2])
+    with pytest.raises(ManifestError, match="no zero-shot fold 5"):
+        m.fold(5)
+    with pytest.raises(ManifestError, match="no split 'trian'"):
+        m.split("trian")
+
+
+@pytest.mark.parametrize(
+    "edit, fragment",
+    [
+        (lambda d: d.update(colour="red"), r"unknown field\(s\) \['colour'\]"),
+        (lambda d: d["layout"].update(img_dir="x"), r"layout: unknown field\(s\) \['img_dir'\]"),
+        (lambda d: d["splits"]["train"].update(md5="x"), r"splits.train: unknown field\(s\) \['md5'\]"),
+        (
+            lambda d: d["zero_shot_folds"][0].update(unseen=["hors"]),
+            r"zero_shot_folds\[0\].unseen\[0\]: 'hors' is not a class; known classes: \['cat'",
+        ),
+        (
+            lambda d: d["zero_shot_folds"][0].update(unseen=[]),
+            r"zero_shot_folds\[0\].unseen: expected a non-empty",
+        ),
+        (lambda d: d["zero_shot_folds"][0].update(unseen=["cat", "dog", "horse"]), "no seen class is left"),
+        (lambda d: d.update(classes=["cat", "dog", "cat"]), r"classes\[2\]: duplicate class name 'cat'"),
+        (lambda d: d.update(classes="cat dog"), "classes: expected a non-empty list"),
+        (
+            lambda d: d["layout"].update(ignore_index="255"),
+            "layout.ignore_index: expected a non-negative integer",
+        ),
+        (lambda d: d["layout"].update(ignore_index=1), "layout.ignore_index: 1 collides with a class index"),
+        (lambda d: d.update(name=3), "name: expected a non-empty string"),
+        (lambda d: d.update(name="../evil"), "name: '../evil' must be a plain folder name"),
+        (
+            lambda d: d["splits"]["train"].update(sha256="abc123"),
+            "splits.train.sha256: expected 64 lowercase hex",
+        ),
+        (
+            lambda d: d["splits"]["train"].update(file="/etc/passwd"),
+            "splits.train.file: '/etc/passwd' must be",
+        ),
+        (lambda d: d.pop("licence"), r"missing required field\(s\) \['licence'\]"),
+        (lambda d: d.pop("classes"), "classes: missing"),
+    ],
+)
+def test_invalid_manifest_names_file_and_field(tmp_path, edit, fragment):
+    with pytest.raises(ManifestError, match=r"toy\.yaml: .*" + fragment):
+        load_manifest(broken(tmp_path, edit))
+
+
+def test_python_tag_is_rejected(tmp_path):
+    text = yaml.safe_dump(BASE) + "description: !!python/object/apply:os.system ['echo pwned']\n"
+    with pytest.raises(ManifestError, match="toy.yaml: not a plain-data YAML file"):
+        load_manifest(write(tmp_path, text))
+
+
+def test_duplicate_key_is_rejected(tmp_path):
+    text = yaml.safe_dump(BASE) + "licence: again\n"
+    with pytest.raises(ManifestError, match="duplicate key 'licence'"):
+        load_manifest(write(tmp_path, text))
+
+
+def test_unknown_name_and_missing_path():
+    with pytest.raises(ManifestError, match="unknown manifest 'msrc_v3'.*msrc_v2"):
+        load_manifest("msrc_v3")
+    with pytest.raises(FileNotFoundError):
+        load_manifest("/nonexistent/manifest.yaml")
+
+
+def test_manifest_sha256_matches_file_bytes():
+    m = load_manifest("msrc_v2")
+    assert manifest_sha256("msrc_v2") == hashlib.sha256(m.path.read_bytes()).hexdigest()
+
+
+def make_root(root: Path, ids=("a", "b")) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "splits").mkdir()
+    (root / "splits" / "train.txt").write_text("\n".join(ids) + "\n")
+    return root
+
+
+def test_verify_splits_and_classes_file(tmp_path):
+    root = make_root(tmp_path / "data")
+    good = hashlib.sha256((root / "splits" / "train.txt").read_bytes()).hexdigest()
+    data = copy.deepcopy(BASE)
+    data["splits"]["train"]["sha256"] = good
+    assert load_manifest(write(tmp_path, data)).verify_splits(root) == {"train": good}
+    data["splits"]["train"]["sha256"] = "0" * 64
+    with pytest.raises(
+        ManifestError, match=f"train.txt: sha256 mismatch.*expected {'0' * 64}.*actual {good}"
+    ):
+        load_manifest(write(tmp_path, data)).verify_splits(root)
+    # classes read from the data root must agree with the inline list
+    data["layout"]["classes_file"] = "classes.txt"
+    (root / "classes.txt").write_text("cat\ndog\nhorse\n")
+    m = load_manifest(write(tmp_path, data))
+    assert m.class_names(root) == ["cat", "dog", "horse"]
+    (root / "classes.txt").write_text("cat\ndog\nzebra\n")
+    with pytest.raises(ManifestError, match=r"classes.txt: class list .* disagrees with classes"):
+        m.class_names(root)
+    # without inline classes, fold names are checked against the file
+    del data["classes"]
+    m = load_manifest(write(tmp_path, data))
+    with pytest.raises(ManifestError, match="'horse' is not a class"):
+        m.fold(0, root)
+
+
+def test_resolve_data_root_order(tmp_path, monkeypatch):
+    m = load_manifest(write(tmp_path, BASE))
+    monkeypatch.delenv("LSEG_NB_DATA", raising=False)
+    monkeypatch.setenv("LSEG_NB_SHARED", str(tmp_path / "shared"))
+    monkeypatch.setenv("LSEG_NB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(
+        FileNotFoundError, match=r"dataset 'toy' not found; tried: .*shared/datasets/toy.*--data-root"
+    ):
+        resolve_data_root(None, m)
+    cached = make_root(tmp_path / "cache" / "toy")
+    assert resolve_data_root(None, m) == cached
+    shared = make_root(tmp_path / "shared" / "datasets" / "toy")
+    assert resolve_data_root(None, m) == shared
+    env_parent = make_root(tmp_path / "envdata" / "toy")
+    monkeypatch.setenv("LSEG_NB_DATA", str(tmp_path / "envdata"))
+    assert resolve_data_root(None, m) == env_parent
+    monkeypatch.setenv("LSEG_NB_DATA", str(env_parent))  # the dataset folder itself
+    assert resolve_data_root(None, m) == env_parent
+    explicit = make_root(tmp_path / "explicit")
+    assert resolve_data_root(explicit, m) == explicit
+    with pytest.raises(FileNotFoundError, match="data root .*missing_dir"):
+        resolve_data_root(tmp_path / "missing_dir", m)
+
+
+@pytest.mark.shared
+def test_msrc_split_hashes(msrc_root):
+    m = load_manifest("msrc_v2")
+    hashes = m.verify_splits(msrc_root)
+    assert set(hashes) == {"train", "val", "test"}
+    assert m.class_names(msrc_root) == MSRC_CLASSES

@@ -1,0 +1,142 @@
+"""Metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+from lseg_nb.metrics import SegMetrics, compute_metrics, confusion_matrix, fb_iou
+
+# rows = target, cols = prediction
+CM = np.array([[3, 1, 0], [0, 2, 2], [1, 0, 1]])
+NAMES = ["sky", "cow", "grass"]
+
+
+def test_confusion_matrix_counts_and_drops_void():
+    target = torch.tensor([[0, 0, 1], [2, 255, 7]])
+    pred = torch.tensor([[0, 1, 1], [0, 2, 2]])
+    cm = confusion_matrix(pred, target, num_classes=3)
+    expected = torch.tensor([[1, 1, 0], [0, 1, 0], [1, 0, 0]])
+    assert cm.dtype == torch.int64
+    assert torch.equal(cm, expected)  # the 255 pixel and the out-of-range target 7 are dropped
+
+
+def test_confusion_matrix_matches_sklearn():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randint(0, 5, (3, 17, 19), generator=g)
+    pred = torch.randint(0, 5, (3, 17, 19), generator=g)
+    target[0, :3] = 255
+    keep = target != 255
+    ref = sk_confusion_matrix(target[keep].numpy(), pred[keep].numpy(), labels=list(range(5)))
+    np.testing.assert_array_equal(confusion_matrix(pred, target, 5).numpy(), ref)
+
+
+def test_confusion_matrix_custom_ignore_index():
+    target = torch.tensor([0, 1, 2])
+    pred = torch.tensor([0, 0, 0])
+    cm = confusion_matrix(pred, target, 3, ignore_index=1)
+    assert torch.equal(cm, torch.tensor([[1, 0, 0], [0, 0, 0], [1, 0, 0]]))
+
+
+def test_confusion_matrix_errors():
+    with pytest.raises(ValueError, match="outside"):
+        confusion_matrix(torch.tensor([0, 3]), torch.tensor([0, 1]), 3)
+    with pytest.raises(ValueError, match="same shape"):
+        confusion_matrix(torch.tensor([0, 1]), torch.tensor([0, 1, 2]), 3)
+    with pytest.raises(TypeError, match="argmax"):
+        confusion_matrix(torch.rand(4), torch.tensor([0, 1, 2, 0]), 3)
+
+
+def test_compute_metrics_hand_computed():
+    m = compute_metrics(CM, NAMES)
+    # IoU = TP / (row + col - TP): 3/5, 2/5, 1/4
+    assert m.per_class_iou == pytest.approx((0.6, 0.4, 0.25))
+    assert m.miou == pytest.approx(1.25 / 3)
+    assert m.pixel_acc == pytest.approx(0.6)
+    assert m.mean_acc == pytest.approx((3 / 4 + 2 / 4 + 1 / 2) / 3)
+    assert m.num_pixels == 10
+    assert m.iou_of("cow") == pytest.approx(0.4)
+    assert m.seen_miou is None and m.unseen_miou is None and m.harmonic_iou is None
+    # torch input gives the same result
+    assert compute_metrics(torch.from_numpy(CM), NAMES).miou == pytest.approx(m.miou)
+
+
+def test_seen_unseen_harmonic():
+    m = compute_metrics(CM, NAMES, seen=[0, 1], unseen=[2])
+    assert m.seen_miou == pytest.approx(0.5)
+    assert m.unseen_miou == pytest.approx(0.25)
+    assert m.harmonic_iou == pytest.approx(2 * 0.5 * 0.25 / 0.75)
+    # one side given: the other is the complement
+    m2 = compute_metrics(CM, NAMES, unseen=[2])
+    assert m2.seen_miou == pytest.approx(0.5) and m2.harmonic_iou == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="both seen and unseen"):
+        compute_metrics(CM, NAMES, seen=[0, 2], unseen=[2])
+    with pytest.raises(ValueError, match="outside"):
+        compute_metrics(CM, NAMES, unseen=[3])
+
+
+def test_absent_class_is_nan_and_excluded():
+    cm = np.zeros((4, 4), dtype=int)
+    cm[:3, :3] = CM
+    m = compute_metrics(cm, [*NAMES, "horse"], unseen=[3])
+    assert math.isnan(m.per_class_iou[3])
+    assert m.miou == pytest.approx(1.25 / 3)
+    assert m.mean_acc == pytest.approx((3 / 4 + 2 / 4 + 1 / 2) / 3)
+    assert math.isnan(m.unseen_miou) and math.isnan(m.harmonic_iou)
+    d = m.to_dict()
+    assert d["per_class_iou"][3] is None and d["unseen_miou"] is None
+    assert d["per_class"]["sky"] == pytest.approx(0.6)
+    json.dumps(d, allow_nan=False)  # JSON-safe
+
+
+def test_predicted_but_absent_in_target_counts_as_zero():
+    cm = np.array([[2, 1], [0, 0]])  # class 1 never in target but predicted once
+    m = compute_metrics(cm, ["a", "b"])
+    assert m.per_class_iou == pytest.approx((2 / 3, 0.0))
+    assert m.miou == pytest.approx(1 / 3)
+    assert m.mean_acc == pytest.approx(2 / 3)  # recall only over classes present in the target
+
+
+def test_fb_iou_binary():
+    cm = np.array([[5, 1], [2, 4]])
+    expected = (5 / 8 + 4 / 7) / 2
+    assert fb_iou(cm) == pytest.approx(expected)
+    assert fb_iou(cm, background=0) == pytest.approx(expected)
+    assert compute_metrics(cm, ["bg", "fg"], background=0).fb_iou == pytest.approx(expected)
+
+
+def test_fb_iou_multiclass():
+    # background 0: fg = {1, 2} merged -> [[3, 1], [1, 5]] -> IoUs 3/5 and 5/7
+    assert fb_iou(CM, background=0) == pytest.approx((3 / 5 + 5 / 7) / 2)
+    # no background: mean over c of (IoU(c) + IoU(not c)) / 2 with IoU(not c) = TN / (TN + FP + FN)
+    expected = ((3 / 5 + 5 / 7) / 2 + (2 / 5 + 5 / 8) / 2 + (1 / 4 + 6 / 9) / 2) / 3
+    assert compute_metrics(CM, NAMES).fb_iou == pytest.approx(expected)
+
+
+def test_perfect_and_empty():
+    perfect = compute_metrics(np.diag([4, 0, 5]), NAMES)
+    assert perfect.miou == 1.0 and perfect.pixel_acc == 1.0 and perfect.fb_iou == 1.0
+    assert math.isnan(perfect.per_class_iou[1])
+    empty = compute_metrics(np.zeros((3, 3), dtype=int), NAMES)
+    assert math.isnan(empty.miou) and math.isnan(empty.pixel_acc) and empty.num_pixels == 0
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="square"):
+        compute_metrics(np.zeros((2, 3)), ["a", "b"])
+    with pytest.raises(ValueError, match="class names"):
+        compute_metrics(CM, ["a", "b"])
+    with pytest.raises(ValueError, match="background"):
+        fb_iou(CM, background=5)
+
+
+def test_segmetrics_is_frozen():
+    m = compute_metrics(CM, NAMES)
+    assert isinstance(m, SegMetrics)
+    with pytest.raises(AttributeError):
+        m.miou = 1.0  # type: ignore[misc]
