@@ -146,3 +146,11 @@ def test_confidence_map_is_max_softmax():
     assert confidence_map(logits, temperature=2.0).item() == pytest.approx(1 / (1 + math.exp(-1)))
     assert confidence_map(torch.randn(3, 5, 4)).shape == (5, 4)
     assert confidence_map(torch.randn(2, 3, 5, 4)).shape == (2, 5, 4)
+
+
+def test_fit_temperature_warns_at_search_bound():
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(2000, 5, generator=g)
+    target = torch.randint(0, 5, (2000,), generator=g)  # labels independent of logits: best T is infinite
+    with pytest.warns(UserWarning, match="at the search bound"):
+        assert fit_temperature(logits, target, bounds=(0.1, 10.0)) == pytest.approx(10.0, rel=0.01)

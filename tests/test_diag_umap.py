@@ -70,5 +70,5 @@ def test_errors():
     pix, lab, text = _planted(3)
     with pytest.raises(ValueError, match="out of range"):
         joint_umap(pix, lab, text, NAMES, SEEN, [9])
-    with pytest.raises(ValueError, match="pixel_labels are required"):
+    with pytest.raises(ValueError, match="labels are required"):
         joint_umap(pix, None, text, NAMES, SEEN, UNSEEN)

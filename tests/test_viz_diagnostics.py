@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import matplotlib
 import numpy as np
@@ -33,11 +34,15 @@ def _render(fig: Figure) -> None:
     assert buf.getvalue()[:4] == b"\x89PNG"
 
 
+def _pyplot_figures() -> list[int]:
+    return matplotlib.pyplot.get_fignums() if "matplotlib.pyplot" in sys.modules else []
+
+
 @pytest.fixture(autouse=True)
-def _no_pyplot_figures():
+def _no_new_pyplot_figures():
+    before = _pyplot_figures()
     yield
-    if "matplotlib.pyplot" in matplotlib.sys.modules:
-        assert matplotlib.pyplot.get_fignums() == []
+    assert _pyplot_figures() == before
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ many pixels share one confidence, e.g. saturated at 1.0).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -229,7 +230,15 @@ def fit_temperature(
     res = minimize_scalar(
         nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded", options={"xatol": 1e-6}
     )
-    return float(np.exp(res.x))
+    temp = float(np.exp(res.x))
+    if not bounds[0] * 1.01 < temp < bounds[1] / 1.01:
+        # an optimum on the boundary means the search range, not the data, decided T
+        warnings.warn(
+            f"fitted temperature {temp:.3g} is at the search bound {bounds}; widen `bounds` "
+            "(a model near chance prefers T -> infinity)",
+            stacklevel=2,
+        )
+    return temp
 
 
 def calibration_reports(

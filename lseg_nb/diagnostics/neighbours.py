@@ -143,7 +143,8 @@ def similarity_confusion_spearman(
     return float(res.statistic), float(res.pvalue), int(len(x))
 
 
-def _groups(k: int, seen: Sequence[int], unseen: Sequence[int]) -> list[str]:
+def check_groups(k: int, seen: Sequence[int], unseen: Sequence[int]) -> list[str]:
+    """Validate seen/unseen class indices; returns "seen"/"unseen"/"other" per class."""
     bad = [i for i in [*seen, *unseen] if not 0 <= int(i) < k]
     if bad:
         raise ValueError(f"seen/unseen indices {bad} are out of range for {k} classes")
@@ -214,18 +215,8 @@ def neighbour_analysis(
     pix, lab = flatten_pixels(pixel_emb, pixel_labels)
     pix = F.normalize(pix, dim=-1)
     n_cls = len(class_names)
-    text = check_text(text_emb, class_names, pix.shape[1])
-    vocab = list(class_names)
-    if (distractor_emb is None) != (distractor_names is None):
-        raise ValueError("give both distractor_emb and distractor_names, or neither")
-    if distractor_emb is not None:
-        text = torch.cat([text, check_text(distractor_emb, distractor_names, pix.shape[1], "distractor_emb")])
-        vocab += list(distractor_names)
-    if len(set(vocab)) != len(vocab):
-        raise ValueError(
-            f"vocabulary names must be unique; duplicates: {sorted({v for v in vocab if vocab.count(v) > 1})}"
-        )
-    groups = _groups(n_cls, seen, unseen)
+    text, vocab = _vocabulary(text_emb, class_names, distractor_emb, distractor_names, pix.shape[1])
+    groups = check_groups(n_cls, seen, unseen)
     keep = lab != ignore_index
     pix, lab = pix[keep], lab[keep]
     bad = lab[(lab < 0) | (lab >= n_cls)].unique().tolist()
@@ -233,34 +224,47 @@ def neighbour_analysis(
         raise ValueError(f"pixel labels {bad} are neither in 0..{n_cls - 1} nor ignore_index={ignore_index}")
     if len(lab) == 0:
         raise ValueError("no labelled pixels (all are ignore_index)")
-    st = _pixel_stats(
-        pix, lab, text, n_cls, torch.as_tensor(sorted(map(int, seen)), dtype=torch.long), chunk_size
-    )
+    seen_t = torch.as_tensor(sorted(map(int, seen)), dtype=torch.long)
+    st = _pixel_stats(pix, lab, text, n_cls, seen_t, chunk_size)
     lab_np = lab.numpy()
-    counts = np.bincount(lab_np, minlength=n_cls)
-    conf = np.zeros((n_cls, n_cls))
-    np.add.at(conf, (lab_np, st["cls"]), 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        conf = conf / counts[:, None]
-    conf[counts == 0] = np.nan
+    conf = _confusion(lab_np, st["cls"], n_cls)
     sim = (text[:n_cls] @ text[:n_cls].T).numpy().astype(np.float64)
     rho, p, n_pairs = similarity_confusion_spearman(conf, sim)
     urho, up, _ = similarity_confusion_spearman(conf, sim, rows=list(unseen))
-    rows = [
-        _class_row(i, class_names[i], groups[i], st, lab_np == i, vocab, k)
-        for i in range(n_cls)
-        if counts[i] > 0
-    ]
+    present = np.unique(lab_np).tolist()
+    rows = [_class_row(i, class_names[i], groups[i], st, lab_np == i, vocab, k) for i in present]
     return NeighbourReport(
-        rows,
-        vocab,
-        conf,
-        sim,
-        rho,
-        p,
-        n_pairs,
-        urho,
-        up,
-        seen=[int(i) for i in seen],
-        unseen=[int(i) for i in unseen],
+        rows, vocab, conf, sim, rho, p, n_pairs, urho, up, [int(i) for i in seen], [int(i) for i in unseen]
     )
+
+
+def _vocabulary(
+    text_emb: ArrayLike,
+    class_names: Sequence[str],
+    distractor_emb: ArrayLike | None,
+    distractor_names: Sequence[str] | None,
+    dim: int,
+) -> tuple[Tensor, list[str]]:
+    """Class texts followed by the distractor texts, validated, with their names."""
+    text = check_text(text_emb, class_names, dim)
+    vocab = list(class_names)
+    if (distractor_emb is None) != (distractor_names is None):
+        raise ValueError("give both distractor_emb and distractor_names, or neither")
+    if distractor_emb is not None:
+        text = torch.cat([text, check_text(distractor_emb, distractor_names, dim, "distractor_emb")])
+        vocab += list(distractor_names)
+    dup = sorted({v for v in vocab if vocab.count(v) > 1})
+    if dup:
+        raise ValueError(
+            f"vocabulary names must be unique (class names + distractor names); duplicates: {dup}"
+        )
+    return text, vocab
+
+
+def _confusion(labels: np.ndarray, nearest_class: np.ndarray, n_cls: int) -> np.ndarray:
+    """Row-normalised ``(K, K)`` confusion of true label vs nearest class text; NaN rows without pixels."""
+    conf = np.zeros((n_cls, n_cls))
+    np.add.at(conf, (labels, nearest_class), 1.0)
+    counts = conf.sum(1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return conf / counts  # 0 / 0 -> NaN marks classes without pixels

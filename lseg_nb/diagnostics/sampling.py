@@ -155,15 +155,24 @@ def sample_pixels(
     skipped. Memory stays below ``max_total * (D + 2)`` numbers plus one batch, whatever the dataset size.
     """
     sampler = PixelSampler(per_class, max_total, seed, ignore_index)
+    feed(sampler, pixel_emb, labels)
+    return sampler.result()
+
+
+def feed(
+    sampler: PixelSampler,
+    pixel_emb: ArrayLike | Iterable[tuple[ArrayLike, ArrayLike]],
+    labels: ArrayLike | None = None,
+) -> None:
+    """Update ``sampler`` with one tensor (and its ``labels``) or every ``(emb, labels)`` batch of an iterable."""
     if isinstance(pixel_emb, Tensor | np.ndarray):
         if labels is None:
             raise ValueError("labels are required when pixel_emb is a single tensor")
         sampler.update(pixel_emb, labels)
-    else:
-        if labels is not None:
-            raise ValueError("pass labels inside the (emb, labels) batches when pixel_emb is an iterable")
-        for batch in pixel_emb:
-            if not isinstance(batch, tuple | list) or len(batch) != 2:
-                raise ValueError("each batch must be an (emb, labels) pair")
-            sampler.update(*batch)
-    return sampler.result()
+        return
+    if labels is not None:
+        raise ValueError("pass labels inside the (emb, labels) batches when pixel_emb is an iterable")
+    for batch in pixel_emb:
+        if not isinstance(batch, tuple | list) or len(batch) != 2:
+            raise ValueError("each batch must be an (emb, labels) pair")
+        sampler.update(*batch)

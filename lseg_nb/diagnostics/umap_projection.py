@@ -13,11 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import umap
 
-from lseg_nb.diagnostics.neighbours import check_text
-from lseg_nb.diagnostics.sampling import ArrayLike, PixelSampler
+from lseg_nb.diagnostics.neighbours import check_groups, check_text
+from lseg_nb.diagnostics.sampling import ArrayLike, PixelSampler, feed
 
 
 @dataclass
@@ -66,19 +64,13 @@ def joint_umap(
     """
     if max_pixels < 1:
         raise ValueError(f"max_pixels must be >= 1, got {max_pixels}")
-    bad = [i for i in [*seen, *unseen] if not 0 <= int(i) < len(class_names)]
-    if bad:
-        raise ValueError(f"seen/unseen indices {bad} are out of range for {len(class_names)} classes")
+    check_groups(len(class_names), seen, unseen)
     sampler = PixelSampler(per_class or max_pixels, max_pixels, seed, ignore_index)
-    if isinstance(pixel_emb, torch.Tensor | np.ndarray):
-        if pixel_labels is None:
-            raise ValueError("pixel_labels are required when pixel_emb is a single tensor")
-        sampler.update(pixel_emb, pixel_labels)
-    else:
-        if pixel_labels is not None:
-            raise ValueError("pass labels inside the (emb, labels) batches when pixel_emb is an iterable")
-        for emb, lab in pixel_emb:
-            sampler.update(emb, lab)
+    feed(sampler, pixel_emb, pixel_labels)
+    # umap-learn is a required dependency; imported here only because importing it (numba, sklearn) costs
+    # seconds, which every `import lseg_nb.viz` / `lseg_nb.diagnostics` would otherwise pay.
+    import umap
+
     pix, lab = sampler.result()
     text = check_text(text_emb, class_names, pix.shape[1])
     points = np.concatenate([pix.numpy(), text.numpy()]).astype(np.float32)

@@ -18,12 +18,13 @@ from matplotlib.patches import Patch
 
 from lseg_nb.diagnostics.calibration import CalibrationReport, TemperatureScaling
 from lseg_nb.diagnostics.neighbours import NeighbourReport
+from lseg_nb.diagnostics.sampling import ArrayLike
 from lseg_nb.diagnostics.umap_projection import UmapResult
 
 GROUP_COLOURS = {"seen": "tab:blue", "unseen": "tab:orange", "other": "tab:gray"}
 
 
-def _np(x) -> np.ndarray:
+def _np(x: ArrayLike) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
 
 
@@ -107,6 +108,14 @@ def plot_confusion_vs_similarity(report: NeighbourReport) -> Figure:
     return fig
 
 
+_UMAP_STYLE = dict(fontsize=8, xytext=(4, 4), textcoords="offset points", fontweight="bold")
+_UMAP_LEGEND = [
+    ("o", "seen-class pixel", {}),
+    ("^", "unseen-class pixel", {}),
+    ("*", "label text (* unseen)", {"markeredgecolor": "k", "markersize": 12}),
+]
+
+
 def plot_umap(result: UmapResult, point_size: float = 4.0, label_texts: bool = True) -> Figure:
     """Joint UMAP: pixels coloured by class (circles seen, triangles unseen), label texts as named stars."""
     fig, ax = _grid(1, 1, (6.5, 5.5))
@@ -115,49 +124,19 @@ def plot_umap(result: UmapResult, point_size: float = 4.0, label_texts: bool = T
     pix = ~result.is_text
     for unseen, marker in ((False, "o"), (True, "^")):
         sel = pix & (result.is_unseen == unseen)
-        a.scatter(
-            *result.coords[sel].T,
-            c=pal[result.labels[sel]],
-            s=point_size,
-            marker=marker,
-            alpha=0.5,
-            linewidths=0,
-        )
+        pts = result.coords[sel].T
+        a.scatter(*pts, c=pal[result.labels[sel]], s=point_size, marker=marker, alpha=0.5, linewidths=0)
     txt = np.flatnonzero(result.is_text)
     a.scatter(
         *result.coords[txt].T, c=pal[result.labels[txt]], s=160, marker="*", edgecolors="k", linewidths=0.8
     )
-    if label_texts:
-        for i in txt:
-            name = result.class_names[result.labels[i]]
-            a.annotate(
-                name + ("*" if result.is_unseen[i] else ""),
-                result.coords[i],
-                fontsize=8,
-                xytext=(4, 4),
-                textcoords="offset points",
-                fontweight="bold",
-            )
-    handles = [
-        Line2D([], [], marker="o", ls="", color="gray", label="seen-class pixel"),
-        Line2D([], [], marker="^", ls="", color="gray", label="unseen-class pixel"),
-        Line2D(
-            [],
-            [],
-            marker="*",
-            ls="",
-            color="gray",
-            markeredgecolor="k",
-            markersize=12,
-            label="label text (* unseen)",
-        ),
-    ]
+    for i in txt if label_texts else []:
+        name = result.class_names[result.labels[i]] + ("*" if result.is_unseen[i] else "")
+        a.annotate(name, result.coords[i], **_UMAP_STYLE)
+    handles = [Line2D([], [], marker=m, ls="", color="gray", label=lbl, **kw) for m, lbl, kw in _UMAP_LEGEND]
     a.legend(handles=handles, fontsize=8, loc="best")
-    a.set(
-        xticks=[],
-        yticks=[],
-        title=f"UMAP: {result.n_sampled_pixels} of {result.n_input_pixels} pixels + texts",
-    )
+    title = f"UMAP: {result.n_sampled_pixels} of {result.n_input_pixels} pixels + texts"
+    a.set(xticks=[], yticks=[], title=title)
     return fig
 
 
@@ -235,7 +214,7 @@ def plot_reliability(
     return fig
 
 
-def _image(img) -> np.ndarray:
+def _image(img: ArrayLike) -> np.ndarray:
     """``(3, H, W)`` tensor or ``(H, W, 3)`` array -> displayable ``(H, W, 3)`` (min-max scaled if needed)."""
     a = _np(img).astype(np.float32)
     if a.ndim == 3 and a.shape[0] in (1, 3) and a.shape[-1] not in (1, 3):
@@ -245,7 +224,9 @@ def _image(img) -> np.ndarray:
     return np.clip(a.squeeze(), 0, 1)
 
 
-def plot_confidence_map(confidence, images=None, titles: Sequence[str] | None = None) -> Figure:
+def plot_confidence_map(
+    confidence: ArrayLike, images: ArrayLike | None = None, titles: Sequence[str] | None = None
+) -> Figure:
     """Max-softmax confidence maps ``(B, H, W)`` or ``(H, W)``, optionally next to their images.
 
     One row per map, columns ``[image,] confidence``, plus one shared colour bar.
@@ -277,15 +258,18 @@ def _colour_labels(lbl: np.ndarray, pal: np.ndarray, ignore_index: int) -> np.nd
 
 
 def plot_nearest_text_row(
-    image,
-    pred,
-    gt,
-    nearest_text_map,
+    image: ArrayLike,
+    pred: ArrayLike,
+    gt: ArrayLike,
+    nearest_text_map: ArrayLike,
     vocabulary: Sequence[str],
     class_names: Sequence[str],
     ignore_index: int = 255,
 ) -> Figure:
     """One row: image | prediction | ground truth | nearest vocabulary text, with a legend of what occurs.
+
+    ``image`` ``(3, H, W)`` or ``(H, W, 3)`` (min-max scaled when not in [0, 1] or [0, 255]); ``pred``/``gt``
+    ``(H, W)`` class indices (``ignore_index`` drawn black); ``nearest_text_map`` ``(H, W)`` vocabulary indices.
 
     Vocabulary words that are also class names share the class colour; other words get their own colours.
     """

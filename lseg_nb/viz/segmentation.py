@@ -1,19 +1,17 @@
 """Segmentation figures: colour overlays, image/prediction/ground-truth grids, per-class IoU bars, loss curves.
 
-Every function returns a matplotlib Figure (never calls ``plt.show``), so notebooks display it and scripts save it.
+Every function returns a matplotlib ``Figure`` built without pyplot (no global state, never shown twice), so
+notebooks display it and scripts save it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 
 def palette(n: int) -> np.ndarray:
@@ -42,7 +40,7 @@ def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: flo
     return out.clip(0, 255).astype(np.uint8)
 
 
-def _legend(ax: plt.Axes, names: Sequence[str], colours: np.ndarray, present: Sequence[int], unseen: set[int]) -> None:
+def _legend(ax: Axes, names: Sequence[str], colours: np.ndarray, present: Sequence[int], unseen: set[int]) -> None:
     handles = [
         Patch(color=colours[i] / 255, label=f"{names[i]}{' (unseen)' if i in unseen else ''}") for i in present
     ]
@@ -59,7 +57,8 @@ def plot_examples(
     """Rows of image / prediction overlay / ground-truth overlay for ``(image, pred, target)`` triples."""
     colours = palette(len(class_names))
     rows = max(1, len(examples))
-    fig, axes = plt.subplots(rows, 3, figsize=(10, 3.2 * rows), squeeze=False)
+    fig = Figure(figsize=(10, 3.2 * rows))
+    axes = fig.subplots(rows, 3, squeeze=False)
     for r, (image, pred, target) in enumerate(examples):
         present = sorted(set(np.unique(target).tolist()) | set(np.unique(pred).tolist()) - {ignore_index})
         panels = [("image", image), ("prediction", overlay(image, pred, colours)), ("ground truth", overlay(image, target, colours, ignore_index=ignore_index))]
@@ -77,7 +76,8 @@ def plot_per_class_iou(per_class_iou: Sequence[float | None], class_names: Seque
     unseen_set = set(unseen)
     vals = np.array([np.nan if v is None else v for v in per_class_iou], dtype=float)
     order = np.arange(len(class_names))
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(class_names) + 1.2))
+    fig = Figure(figsize=(7, 0.32 * len(class_names) + 1.2))
+    ax = fig.subplots()
     colours = ["tab:orange" if i in unseen_set else "tab:blue" for i in order]
     ax.barh(order, np.nan_to_num(vals), color=colours)
     for i, v in zip(order, vals):
@@ -95,7 +95,8 @@ def plot_per_class_iou(per_class_iou: Sequence[float | None], class_names: Seque
 def plot_loss_curve(records: Sequence[dict]) -> Figure:
     """Training loss (and learning rate) against step from ``metrics.jsonl`` records."""
     steps = [r["step"] for r in records if "loss" in r]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot(steps, [r["loss"] for r in records if "loss" in r], label="loss")
     ax.set_xlabel("step")
     ax.set_ylabel("training loss")

@@ -1,0 +1,189 @@
+"""Dataset-level collectors feeding the diagnostics: pixel embeddings, per-pixel logits and example images.
+
+Every item of ``dataset`` is ``(normalised image (3, H, W) float, label (H, W) long, 255 = void)`` with labels
+indexing the full class list. Images are processed one at a time (datasets such as MSRC-v2 mix image sizes),
+zero-padded at the bottom/right to the backbone's size multiple exactly as :mod:`lseg_nb.inference` does; the
+padding is labelled ``ignore_index`` so it never enters a statistic.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from lseg_nb.diagnostics.nearest_text import nearest_text_map
+from lseg_nb.diagnostics.sampling import sample_pixels
+from lseg_nb.inference import Mode, eval_mode, model_device, predict_logits, size_multiple
+from lseg_nb.models import LSeg
+from lseg_nb.notebook_utils import denormalize
+
+
+def _item(dataset: Dataset, i: int) -> tuple[Tensor, Tensor]:
+    item = dataset[i]
+    if not isinstance(item, tuple | list) or len(item) < 2:
+        raise ValueError(f"dataset[{i}] must be (image, label), got {type(item).__name__}")
+    image, label = torch.as_tensor(item[0]), torch.as_tensor(item[1]).long()
+    if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
+        raise ValueError(
+            f"dataset[{i}] image must be a normalised float (3, H, W) tensor, got {tuple(image.shape)}"
+        )
+    if label.shape != image.shape[1:]:
+        raise ValueError(
+            f"dataset[{i}] label must be (H, W) = {tuple(image.shape[1:])}, got {tuple(label.shape)}"
+        )
+    return image, label
+
+
+def _count(dataset: Dataset, max_images: int | None) -> int:
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
+    return len(dataset) if max_images is None else min(len(dataset), max_images)
+
+
+def embed_padded(model: LSeg, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """Unit pixel embeddings ``(1, D, Hp/2, Wp/2)`` (CPU float32) of one image padded to ``(Hp, Wp)``."""
+    m = size_multiple(model)
+    h, w = image.shape[-2:]
+    hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
+    x = F.pad(image[None].float(), (0, wp - w, 0, hp - h)).to(model_device(model))
+    with eval_mode(model), torch.inference_mode():
+        emb = model.encode_image(x)
+    return emb.float().cpu(), (hp, wp)
+
+
+def iter_pixel_embeddings(
+    model: LSeg,
+    dataset: Dataset,
+    max_images: int | None = None,
+    ignore_index: int = 255,
+    progress: bool = False,
+) -> Iterator[tuple[Tensor, Tensor]]:
+    """Per image: ``(pixel_emb (1, D, Hp/2, Wp/2), labels (1, Hp, Wp))``, padding labelled ``ignore_index``.
+
+    Feed it to :func:`~lseg_nb.diagnostics.sample_pixels` or :func:`~lseg_nb.diagnostics.joint_umap`, which
+    nearest-resize the labels onto the embedding grid.
+    """
+    for i in tqdm(range(_count(dataset, max_images)), desc="embed", unit="img", disable=not progress):
+        image, label = _item(dataset, i)
+        emb, (hp, wp) = embed_padded(model, image)
+        h, w = label.shape
+        yield emb, F.pad(label, (0, wp - w, 0, hp - h), value=ignore_index)[None]
+
+
+def collect_pixel_embeddings(
+    model: LSeg,
+    dataset: Dataset,
+    max_images: int | None = None,
+    per_class: int = 2000,
+    max_total: int = 20000,
+    seed: int = 0,
+    ignore_index: int = 255,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Stratified sample of labelled pixel embeddings over a dataset: ``(emb (N, D) float32, labels (N,))``.
+
+    At most ``per_class`` pixels per class and ``max_total`` in all (see :func:`sample_pixels`); memory stays
+    bounded by the sample plus one image whatever the dataset size. Labels index the dataset's full class list.
+    """
+    batches = iter_pixel_embeddings(model, dataset, max_images, ignore_index, progress)
+    return sample_pixels(
+        batches, per_class=per_class, max_total=max_total, seed=seed, ignore_index=ignore_index
+    )
+
+
+def collect_logits(
+    model: LSeg,
+    dataset: Dataset,
+    labels: Sequence[str],
+    max_images: int | None = None,
+    pixels_per_image: int | None = 2000,
+    seed: int = 0,
+    mode: Mode = "single",
+    ignore_index: int = 255,
+    progress: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """Per-pixel logits over ``labels`` (the text of class index ``c`` is ``labels[c]``) and their targets.
+
+    Returns ``(logits (N, K) float32, target (N,) long)`` for up to ``pixels_per_image`` labelled pixels drawn
+    uniformly per image (seeded; ``None`` keeps all), e.g. for :func:`~lseg_nb.diagnostics.temperature_scaling`.
+    """
+    if pixels_per_image is not None and pixels_per_image < 1:
+        raise ValueError(f"pixels_per_image must be >= 1 or None, got {pixels_per_image}")
+    text = model.encode_text(list(labels))
+    rng = np.random.default_rng(seed)
+    out_logits, out_target = [], []
+    for i in tqdm(range(_count(dataset, max_images)), desc="logits", unit="img", disable=not progress):
+        image, label = _item(dataset, i)
+        bad = label[(label != ignore_index) & ((label < 0) | (label >= len(labels)))].unique().tolist()
+        if bad:
+            raise ValueError(
+                f"dataset[{i}] holds class indices {bad[:10]} but only {len(labels)} labels were given"
+            )
+        logits = predict_logits(model, image[None], text, mode=mode)[0].float().cpu()
+        valid = torch.nonzero(label.reshape(-1) != ignore_index)[:, 0]
+        if pixels_per_image is not None and len(valid) > pixels_per_image:
+            valid = valid[torch.from_numpy(np.sort(rng.choice(len(valid), pixels_per_image, replace=False)))]
+        out_logits.append(logits.reshape(len(labels), -1)[:, valid].T)
+        out_target.append(label.reshape(-1)[valid])
+    return torch.cat(out_logits), torch.cat(out_target)
+
+
+@dataclass(frozen=True, eq=False)
+class ImageExample:
+    """One image analysed for figures. ``image`` uint8 ``(H, W, 3)``; ``target``/``pred`` int64 ``(H, W)``.
+
+    ``logits`` ``(K, H, W)`` over the class names; ``nearest``/``nearest_sim`` ``(H, W)``: index into the
+    vocabulary of each pixel's nearest text and its cosine similarity (``None`` without a vocabulary).
+    """
+
+    index: int
+    image: np.ndarray
+    target: np.ndarray
+    logits: Tensor
+    pred: np.ndarray
+    nearest: np.ndarray | None = None
+    nearest_sim: np.ndarray | None = None
+
+
+def collect_examples(
+    model: LSeg,
+    dataset: Dataset,
+    class_names: Sequence[str],
+    indices: Sequence[int],
+    vocabulary: Sequence[str] | None = None,
+) -> list[ImageExample]:
+    """Logits, prediction and (with ``vocabulary``) nearest-text map of the images ``indices``.
+
+    The image is embedded once; logits come from the model head (single pass), nearest texts from cosine
+    similarity upsampled to the padded size (:func:`~lseg_nb.diagnostics.nearest_text_map`) then cropped.
+    """
+    bad = [i for i in indices if not 0 <= int(i) < len(dataset)]
+    if bad:
+        raise IndexError(f"image indices {bad} are out of range for a dataset of {len(dataset)} images")
+    text = model.encode_text(list(class_names)).float().cpu()
+    vocab_emb = model.encode_text(list(vocabulary)).float().cpu() if vocabulary is not None else None
+    out = []
+    for i in indices:
+        image, label = _item(dataset, int(i))
+        emb, padded = embed_padded(model, image)
+        h, w = label.shape
+        with eval_mode(model), torch.inference_mode():
+            dev = model_device(model)
+            logits = (
+                model.logits_from_embeddings(emb.to(dev), text.to(dev), padded)[0, :, :h, :w].float().cpu()
+            )
+        near = sim = None
+        if vocab_emb is not None:
+            idx, s = nearest_text_map(emb[0], vocab_emb, list(vocabulary), out_size=padded)
+            near, sim = idx[:h, :w].numpy(), s[:h, :w].numpy()
+        img = denormalize(image, model.config.mean, model.config.std)
+        out.append(ImageExample(int(i), img, label.numpy(), logits, logits.argmax(0).numpy(), near, sim))
+    return out
