@@ -42,15 +42,6 @@ from lseg_nb.models.text_encoder import TextEncoder, create_text_encoder
 Variant = Literal["retrained", "original", "swap_zero_retrain", "swap_head_refit"]
 PROJ = "head.proj."
 MINILM = TextEncoderConfig(kind="sentence_transformers", name="all-MiniLM-L6-v2")
-_METRICS = (
-    "seen_miou",
-    "unseen_miou",
-    "harmonic_iou",
-    "miou",
-    "pixel_acc",
-    "unseen_only_miou",
-    "unseen_only_pixel_acc",
-)
 
 
 @dataclass(frozen=True)
@@ -302,7 +293,7 @@ def _build_text(text: TextEncoderConfig) -> TextEncoder | str:
     """The encoder, or the reason it cannot be built here (missing weights, no internet)."""
     try:
         return create_text_encoder(text)
-    except (RuntimeError, OSError, ValueError) as e:
+    except (RuntimeError, OSError) as e:  # weights unavailable; config mistakes still raise
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 

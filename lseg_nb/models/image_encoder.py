@@ -8,35 +8,37 @@ Both return four ``(B, C_i, H/r_i, W/r_i)`` maps and expose ``channels`` and ``r
 
 from __future__ import annotations
 
-import os
-
 import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lseg_nb.config import ModelConfig
+from lseg_nb.models.text_encoder import respect_hf_offline
 
 
 def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
-    if pretrained and os.environ.get("HF_HUB_OFFLINE") == "1":
-        raise RuntimeError(_timm_offline_message(name))
     try:
-        return timm.create_model(name, pretrained=pretrained, **kwargs)
+        with respect_hf_offline():
+            return timm.create_model(name, pretrained=pretrained, **kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e):
             raise ValueError(f"timm has no model {name!r}; see timm.list_models('*{name[:6]}*')") from None
         raise
-    except OSError as e:
-        raise RuntimeError(f"{_timm_offline_message(name)}\n(timm said: {e})") from None
+    except OSError as e:  # huggingface_hub cache misses/offline errors and urllib failures are OSErrors
+        said = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise RuntimeError(f"{_timm_offline_message(name)}\n(timm said: {said})") from None
 
 
 def _timm_offline_message(name: str) -> str:
     return (
-        f"could not fetch pretrained timm weights for {name!r} (no internet or HF_HUB_OFFLINE=1). Download them "
-        "once elsewhere and point timm at the file: timm.create_model(name, pretrained=True, "
-        "pretrained_cfg_overlay=dict(file='/path/to/model.safetensors')), or load an lseg_nb/official checkpoint "
-        "with lseg_nb.checkpoints; backbone_pretrained=False trains from random weights."
+        f"could not fetch pretrained timm weights for {name!r} (no internet, or HF_HUB_OFFLINE=1 and not in the "
+        "Hugging Face cache). Either copy ~/.cache/huggingface/hub from a machine with internet (cached weights "
+        "load with HF_HUB_OFFLINE=1), or download the weights file once and point timm at it: build with "
+        "backbone_pretrained=False, then model.image_encoder.model.load_state_dict(timm.create_model(name, "
+        "pretrained=True, pretrained_cfg_overlay=dict(file='/path/to/model.safetensors'), num_classes=0)"
+        ".state_dict(), strict=False). Official LSeg checkpoints already contain the fine-tuned backbone "
+        "(lseg_nb.checkpoints.load_official)."
     )
 
 

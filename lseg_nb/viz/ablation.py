@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -37,16 +39,22 @@ def plot_ablation(report: AblationReport, title: str | None = None) -> Figure:
                 ax.text(xi + offset, 1, "n/a", ha="center", va="bottom", fontsize=6, rotation=90)
                 continue
             ax.bar(xi + offset, 100 * value, width, color=colour, label=label)
-            ax.text(xi + offset, 100 * value + 0.5, f"{100 * value:.0f}", ha="center", va="bottom", fontsize=6)
+            ax.text(
+                xi + offset, 100 * value + 0.5, f"{100 * value:.0f}", ha="center", va="bottom", fontsize=6
+            )
     for xi, row in zip(x, rows, strict=True):
         if row.status != "ok":
-            ax.text(xi, 2, f"skipped:\n{(row.reason or '')[:40]}", ha="center", va="bottom", fontsize=7, wrap=True)
+            reason = textwrap.fill(row.reason or "", 24, max_lines=5, placeholder=" ...")
+            ax.text(xi, 2, f"skipped:\n{reason}", ha="center", va="bottom", fontsize=7)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     fig.legend(unique.values(), unique.keys(), fontsize=7, loc="outside lower center", ncols=len(unique))
     ax.set_xticks(x, [r.label for r in rows], rotation=15, ha="right", fontsize=8)
     ax.set_ylim(0, 110)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
     ax.set_ylabel("IoU (%)")
     kind = "retrained per encoder" if report.kind == "retrain" else "frozen image features, swapped text"
-    ax.set_title(title or f"Text-encoder ablation ({kind}): {report.dataset} fold {report.fold}, {report.eval_split}")
+    ax.set_title(
+        title or f"Text-encoder ablation ({kind}): {report.dataset} fold {report.fold}, {report.eval_split}"
+    )
     return fig
