@@ -16,6 +16,8 @@ their harmonic mean) and in the paper's setting (unseen labels only, unseen pixe
   so nothing learned on seen classes can say which unseen label a pixel belongs to.
 
 Results are :class:`AblationReport` dataclasses (JSON round-trip); plots live in :mod:`lseg_nb.viz.ablation`.
+The swap experiment lives in :mod:`lseg_nb.diagnostics.text_swap` (:func:`swap_text_encoder`,
+:func:`run_swap_ablation`, :func:`refit_head_projection`, :class:`SwapResult`) and is re-exported here.
 """
 
 from __future__ import annotations
@@ -24,20 +26,25 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from lseg_nb.config import ConfigError, TextEncoderConfig, TrainConfig, load_config, to_dict
 from lseg_nb.evaluate import EvalResult
-from lseg_nb.experiment import Experiment, SeededDataset, make_experiment
-from lseg_nb.io import atomic_write_text, load_tensors
-from lseg_nb.loss import pixel_cross_entropy
-from lseg_nb.models.lseg import LSeg, build_lseg
+from lseg_nb.experiment import Experiment, make_experiment
+from lseg_nb.io import atomic_write_text
+from lseg_nb.models.lseg import LSeg
 from lseg_nb.models.text_encoder import TextEncoder, create_text_encoder
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time these come from __getattr__ below
+    from lseg_nb.diagnostics.text_swap import (  # noqa: F401
+        SwapResult,
+        refit_head_projection,
+        run_swap_ablation,
+        swap_text_encoder,
+    )
 
 Variant = Literal["retrained", "original", "swap_zero_retrain", "swap_head_refit"]
 PROJ = "head.proj."
@@ -125,15 +132,6 @@ class AblationReport:
         raise KeyError(
             f"no row {name!r} (variant {variant}); rows: {[(r.name, r.variant) for r in self.rows]}"
         )
-
-
-@dataclass(eq=False)
-class SwapResult:
-    """Rows of one text-encoder swap, the swapped model (``head.proj`` re-fitted) and the re-fit loss curve."""
-
-    rows: list[AblationRow]
-    model: LSeg
-    head_losses: list[float]
 
 
 def load_ablation_report(path: str | Path) -> AblationReport:
@@ -332,222 +330,17 @@ def _train_and_evaluate(
     )
 
 
-def _swapped_model(
-    cfg: TrainConfig, text: TextEncoderConfig, encoder: TextEncoder, state: dict, keep_proj: bool
-) -> LSeg:
-    """The run's architecture with ``encoder``; every trained weight loaded except (optionally) ``head.proj``."""
-    # backbone_pretrained=False: all image weights come from the run, no download needed
-    model_cfg = dataclasses.replace(cfg.model, text=text, backbone_pretrained=False)
-    model = build_lseg(model_cfg, encoder)
-    keep = {k: v for k, v in state.items() if keep_proj or not k.startswith(PROJ)}
-    missing, unexpected = model.load_state_dict(keep, strict=False)
-    missing = [
-        k for k in missing if not k.startswith("text_encoder.") and (keep_proj or not k.startswith(PROJ))
-    ]
-    if missing or unexpected:
-        raise ValueError(
-            f"{cfg.run_dir}: weights do not fit its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    return model
+_SWAP_EXPORTS = ("SwapResult", "refit_head_projection", "run_swap_ablation", "swap_text_encoder")
 
 
-def _endless_batches(
-    data: SeededDataset, batch_size: int, seed: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled full batches forever; epoch ``e`` uses permutation seed ``seed + e`` (deterministic)."""
-    if len(data) < batch_size:
-        raise ValueError(f"the training split has {len(data)} images, fewer than one batch ({batch_size})")
-    epoch = 0
-    while True:
-        data.set_epoch(epoch)
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            images, target = zip(*[data[j] for j in order[i : i + batch_size]])
-            yield torch.stack(images), torch.stack(target)
-        epoch += 1
+def __getattr__(name: str) -> Any:
+    # text_swap builds on this module, so its names are re-exported on first use (an eager import would cycle).
+    if name in _SWAP_EXPORTS:
+        from lseg_nb.diagnostics import text_swap
+
+        return getattr(text_swap, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def refit_head_projection(
-    model: LSeg,
-    exp: Experiment,
-    cfg: TrainConfig,
-    steps: int,
-    lr: float = 1e-2,
-    batch_size: int | None = None,
-    progress: bool = True,
-) -> list[float]:
-    """Fit only ``model.head.proj`` (re-initialised with ``cfg.seed``) on the seen classes of the training split.
-
-    Everything else is frozen and stays in eval mode (BatchNorm statistics unchanged); the loss is
-    :func:`~lseg_nb.loss.pixel_cross_entropy` over the seen labels with unseen pixels ignored, the augmentation
-    that of ``cfg.data``; AdamW with cosine decay. Returns the loss of every step.
-    """
-    from tqdm.auto import tqdm
-
-    device = next(model.parameters()).device
-    data = SeededDataset(
-        exp.dataset(cfg.data.train_split, cfg.model, cfg.data, train=True),
-        cfg.seed,
-        exp.labels.train_lut(cfg.ignore_index),
-    )
-    text_emb = model.encode_text(exp.labels.seen_names).to(device)
-    torch.manual_seed(cfg.seed)
-    model.head.proj.reset_parameters()
-    params = list(model.head.proj.parameters())
-    model.requires_grad_(False).eval()
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    batches, losses = _endless_batches(data, batch_size or cfg.batch_size, cfg.seed), []
-    for _ in tqdm(range(steps), desc="re-fit head.proj", disable=not progress):
-        images, target = (t.to(device) for t in next(batches))
-        with torch.no_grad():
-            feats = model.decoder(model.image_encoder(images))
-        logits = model.head.logits(model.head.embed(feats), text_emb, images.shape[-2:])
-        loss = pixel_cross_entropy(logits, target, cfg.ignore_index)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    model.requires_grad_(False)
-    return losses
-
-
-def _load_run(run_dir: Path) -> tuple[TrainConfig, dict[str, torch.Tensor]]:
-    weights = run_dir / "model.safetensors"
-    if not weights.is_file() or not (run_dir / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{run_dir} is not a finished run folder (needs config.json and model.safetensors)"
-        )
-    return load_config(TrainConfig, run_dir / "config.json"), load_tensors(weights)
-
-
-def swap_text_encoder(
-    run_dir: str | Path,
-    new_text: TextEncoderConfig,
-    *,
-    name: str | None = None,
-    head_steps: int = 100,
-    head_lr: float = 1e-2,
-    head_batch_size: int | None = None,
-    eval_split: str = "test",
-    max_eval_images: int | None = None,
-    text_encoder: TextEncoder | None = None,
-    progress: bool = True,
-) -> SwapResult:
-    """Freeze the trained image encoder + decoder of ``run_dir`` and swap its text encoder for ``new_text``.
-
-    The head projects decoder features into the text space, so only ``head.proj`` is re-fitted (re-initialised,
-    ``head_steps`` steps on the seen classes, see :func:`refit_head_projection`); every other weight and buffer
-    stays bit-identical to the run's. When the new text dimension equals the run's, the swap with no retraining
-    at all (the run's own ``head.proj``) is evaluated first. ``head_steps=0`` skips the re-fit. With the image
-    features identical across encoders, a collapse of unseen mIoU under random/one-hot text means zero-shot
-    transfer is carried by the text-embedding geometry, not by the image features alone.
-    """
-    from lseg_nb.train import resolve_device
-
-    run_dir = Path(run_dir)
-    cfg, state = _load_run(run_dir)
-    if cfg.data.fold is None:
-        raise ConfigError(
-            f"{run_dir} was trained without a zero-shot fold: there are no unseen classes to test"
-        )
-    exp = make_experiment(cfg.data)
-    text = _complete_text(new_text, exp.labels.class_names)
-    encoder = text_encoder or create_text_encoder(text)
-    device = resolve_device(cfg.device)
-    name = name or text.kind
-    rows, losses = [], []
-    base_row = dict(text=to_dict(text), text_dim=encoder.dim, run_dir=str(run_dir))
-    same_dim = encoder.dim == state[PROJ + "weight"].shape[0]
-    if not same_dim and head_steps < 1:
-        raise ValueError(
-            f"{name} embeds in {encoder.dim} dimensions, the run's head in {state[PROJ + 'weight'].shape[0]}: "
-            "head.proj must be re-fitted, set head_steps >= 1"
-        )
-    model = _swapped_model(cfg, text, encoder, state, keep_proj=same_dim).to(device).eval()
-    if same_dim:
-        metrics = _evaluate(model, exp, cfg, eval_split, max_eval_images, progress)
-        rows.append(AblationRow(name, "swap_zero_retrain", steps=0, **base_row, **metrics))
-    if head_steps > 0:
-        t0 = time.perf_counter()
-        losses = refit_head_projection(model, exp, cfg, head_steps, head_lr, head_batch_size, progress)
-        seconds = round(time.perf_counter() - t0, 1)
-        metrics = _evaluate(model, exp, cfg, eval_split, max_eval_images, progress)
-        rows.append(
-            AblationRow(name, "swap_head_refit", steps=head_steps, seconds=seconds, **base_row, **metrics)
-        )
-    return SwapResult(rows, model, losses)
-
-
-def run_swap_ablation(
-    run_dir: str | Path,
-    encoders: Mapping[str, TextEncoderConfig | SkippedEncoder],
-    out_path: str | Path | None = None,
-    *,
-    reference_name: str | None = None,
-    head_steps: int = 100,
-    head_lr: float = 1e-2,
-    head_batch_size: int | None = None,
-    eval_split: str = "test",
-    max_eval_images: int | None = None,
-    progress: bool = True,
-) -> AblationReport:
-    """:func:`swap_text_encoder` for each encoder, next to the run's own model (variant ``original``).
-
-    Encoders that cannot be built become ``skipped`` rows. Saved atomically to ``out_path`` when given.
-    """
-    from lseg_nb.runs import load_model
-    from lseg_nb.train import resolve_device
-
-    run_dir = Path(run_dir)
-    cfg, _ = _load_run(run_dir)
-    _check_ablation_args(cfg, encoders)
-    exp = make_experiment(cfg.data)
-    own = load_model(run_dir, map_location=str(resolve_device(cfg.device)))
-    rows = [
-        AblationRow(
-            reference_name or run_dir.name,
-            "original",
-            to_dict(cfg.model.text),
-            text_dim=own.text_encoder.dim,
-            run_dir=str(run_dir),
-            steps=cfg.steps,
-            **_evaluate(own, exp, cfg, eval_split, max_eval_images, progress),
-        )
-    ]
-    del own
-    refit = {
-        "head_steps": head_steps,
-        "head_lr": head_lr,
-        "head_batch_size": head_batch_size or cfg.batch_size,
-    }
-    report = _report(
-        "swap", exp, cfg, eval_split, rows, head_refit=refit, trained_text=to_dict(cfg.model.text)
-    )
-    for name, spec in encoders.items():
-        if isinstance(spec, SkippedEncoder):
-            rows.append(_skipped(name, "swap_head_refit", spec.text, spec.reason))
-        else:
-            text = _complete_text(spec, exp.labels.class_names)
-            encoder = _build_text(text)
-            if isinstance(encoder, str):
-                rows.append(_skipped(name, "swap_head_refit", text, encoder))
-                continue
-            rows += swap_text_encoder(
-                run_dir,
-                text,
-                name=name,
-                head_steps=head_steps,
-                head_lr=head_lr,
-                head_batch_size=head_batch_size,
-                eval_split=eval_split,
-                max_eval_images=max_eval_images,
-                text_encoder=encoder,
-                progress=progress,
-            ).rows
-        if out_path is not None:
-            report.save_json(out_path)
-    return report
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_SWAP_EXPORTS])
