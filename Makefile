@@ -24,12 +24,12 @@ test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check lseg_nb tests benchmarks
-	$(VENV)/bin/ruff format --check lseg_nb tests benchmarks
+	$(VENV)/bin/ruff check lseg_nb tests benchmarks notebooks
+	$(VENV)/bin/ruff format --check lseg_nb tests benchmarks notebooks
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format lseg_nb tests benchmarks
-	$(VENV)/bin/ruff check --fix lseg_nb tests benchmarks
+	$(VENV)/bin/ruff format lseg_nb tests benchmarks notebooks
+	$(VENV)/bin/ruff check --fix lseg_nb tests benchmarks notebooks
 
 notebooks: $(STAMP)
 	$(VENV)/bin/jupytext --sync notebooks/*.py

@@ -31,7 +31,7 @@ def main() -> None:
         x = torch.randn(args.batch, 3, crop, crop)
         y = torch.randint(0, 12, (args.batch, crop, crop))
 
-        def step():
+        def step(x=x, y=y):
             opt.zero_grad()
             F.cross_entropy(model(x, text), y).backward()
             opt.step()

@@ -18,7 +18,13 @@ from torch.utils.data import Dataset
 
 from lseg_nb.config import DataConfig, ModelConfig
 from lseg_nb.datasets import SegmentationDataset
-from lseg_nb.manifests import DatasetManifest, load_manifest, manifest_path, manifest_sha256, resolve_data_root
+from lseg_nb.manifests import (
+    DatasetManifest,
+    load_manifest,
+    manifest_path,
+    manifest_sha256,
+    resolve_data_root,
+)
 from lseg_nb.transforms import eval_transform, train_transform
 
 SYNTHETIC = "synthetic_textures"

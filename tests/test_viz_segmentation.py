@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from lseg_nb.viz.segmentation import colorize, overlay, palette, plot_examples, plot_loss_curve, plot_per_class_iou
+from lseg_nb.viz.segmentation import (
+    colorize,
+    overlay,
+    palette,
+    plot_examples,
+    plot_loss_curve,
+    plot_per_class_iou,
+)
 
 
 def test_colorize_and_overlay_respect_ignore_index():

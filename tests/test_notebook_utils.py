@@ -1,0 +1,156 @@
+"""Notebook helpers: small configs, ensure/load runs, run-folder listing, tables, label parsing, display."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig
+from lseg_nb.evaluate import evaluate
+from lseg_nb.models.lseg import get_config
+from lseg_nb.notebook_utils import (
+    denormalize,
+    ensure_run,
+    load_run,
+    metrics_table,
+    notebook_config,
+    parse_labels,
+    run_files,
+    run_labels,
+    show,
+)
+from lseg_nb.pipeline import demo_config
+
+
+def test_notebook_config_defaults_are_the_demo_run():
+    assert notebook_config("runs/x") == demo_config(run_dir="runs/x")
+
+
+def test_notebook_config_knobs_and_short_runs_log_every_step():
+    cfg = notebook_config("r", steps=3, max_images=8, batch_size=4, fold=1, amp="bf16")
+    assert (cfg.steps, cfg.batch_size, cfg.data.max_images, cfg.data.fold, cfg.amp) == (3, 4, 8, 1, "bf16")
+    assert cfg.log_every == 1
+    with pytest.raises(ConfigError, match="learning_rate"):
+        notebook_config("r", learning_rate=0.1)
+
+
+def _tiny_cfg(run_dir) -> TrainConfig:
+    model = get_config("lseg_small_cpu", features=8, text=TextEncoderConfig(kind="random", dim=16))
+    data = DataConfig(max_images=2, crop_size=64)
+    return TrainConfig(model=model, data=data, run_dir="ignored", steps=1, batch_size=2, progress=False)
+
+
+def test_ensure_run_trains_once_then_reuses(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    assert ensure_run(run_dir, _tiny_cfg(tmp_path)) == run_dir
+    assert "training 1 steps" in capsys.readouterr().out
+    weights = run_dir / "model.safetensors"
+    mtime = weights.stat().st_mtime_ns
+    assert ensure_run(run_dir, _tiny_cfg(tmp_path)) == run_dir
+    assert "using the finished run" in capsys.readouterr().out
+    assert weights.stat().st_mtime_ns == mtime
+
+    run = load_run(run_dir, device="cpu")
+    assert not run.model.training and run.config.steps == 1 and run.config.run_dir == str(run_dir)
+    assert run.labels.unseen_names == ["red stripes", "green dots", "blue checks", "yellow plain"]
+    assert sorted(run.seen + run.unseen) == list(range(16)) and len(run.class_names) == 16
+    assert run_labels(run_dir) == run.labels
+    image, label = run.dataset("test", max_images=2)[1]
+    assert (
+        len(run.dataset("test", max_images=2)) == 2 and image.shape == (3, 96, 96) and label.shape == (96, 96)
+    )
+
+    rows = {r["file"]: r for r in run_files(run_dir)}
+    assert {
+        "config.json",
+        "environment.json",
+        "metrics.jsonl",
+        "checkpoints/last.pt",
+        "model.safetensors",
+    } <= set(rows)
+    assert rows["checkpoints/last.pt"]["contents"].startswith("latest training state")
+    assert rows["model.safetensors"]["size"].endswith("MiB")
+
+
+def test_ensure_run_skips_training_when_weights_exist(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"not read")
+    assert ensure_run(tmp_path, verbose=False) == tmp_path
+    assert not (tmp_path / "config.json").exists()
+
+
+def test_ensure_run_rejects_cfg_plus_keywords(tmp_path):
+    with pytest.raises(TypeError, match="either cfg"):
+        ensure_run(tmp_path, _tiny_cfg(tmp_path), steps=2)
+
+
+def test_load_run_and_run_files_name_the_missing_folder(tmp_path):
+    with pytest.raises(ConfigError, match="not a run folder"):
+        load_run(tmp_path)
+    with pytest.raises(ConfigError, match="not a run folder"):
+        run_labels(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_files(tmp_path / "nope")
+
+
+def test_run_files_sizes(tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"x" * 10)
+    (tmp_path / "b.bin").write_bytes(b"x" * 1536)
+    assert [(r["file"], r["size"]) for r in run_files(tmp_path)] == [("a.txt", "10 B"), ("b.bin", "1.5 KiB")]
+
+
+def test_metrics_table_percentages(tiny_model, images, labels):
+    data = list(zip(images, labels))
+    result = evaluate(tiny_model, data, ["a", "b", "c"], unseen=[2], progress=False)
+    paper, general = metrics_table(result)
+    assert paper["setting"].startswith("unseen labels only") and general["setting"].startswith("all labels")
+    assert paper["mIoU"] == round(100 * result.unseen_only.miou, 1)
+    assert general["mIoU"] == round(100 * result.all_labels.miou, 1)
+    assert general["seen mIoU"] == round(100 * result.all_labels.seen_miou, 1)
+    only = metrics_table(evaluate(tiny_model, data, ["a", "b", "c"], progress=False))
+    assert len(only) == 1 and only[0]["seen mIoU"] is None
+
+
+def test_parse_labels():
+    assert parse_labels(" red, stripes,, red ,grass") == ["red", "stripes", "grass"]
+    assert parse_labels(["cow ", "", "sky"]) == ["cow", "sky"]
+    with pytest.raises(ValueError, match="no labels"):
+        parse_labels(" , ,")
+
+
+def test_denormalize_inverts_normalisation():
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    x = (
+        torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]
+    ) / torch.tensor(std)[:, None, None]
+    np.testing.assert_array_equal(denormalize(x, mean, std), rgb)
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        denormalize(x[0], mean, std)
+
+
+def test_show_is_a_no_op_outside_ipython():
+    fig = plt.figure()
+    assert show(fig) is None
+    assert plt.fignum_exists(fig.number)
+    plt.close(fig)
+
+
+def test_show_renders_png_once_in_ipython(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.display_formatter.formatters["image/png"].pop(Figure, None)
+        fig = plt.figure()
+        fig.subplots().plot([0, 1])
+        show(fig)
+        assert not plt.fignum_exists(fig.number), "pyplot figures are closed so the inline backend skips them"
+        other = Figure()
+        other.subplots().plot([1, 0])
+        data, _ = shell.display_formatter.format(other)
+        assert data["image/png"], "figures render as PNG even under the Agg backend"
+    finally:
+        InteractiveShell.clear_instance()

@@ -1,0 +1,158 @@
+"""The notebooks: paired .py/.ipynb in sync, stored without outputs, and every one executes headless.
+
+Execution uses papermill with small parameters. 01 trains a tiny run into a temporary folder once (module
+fixture); every other notebook gets ``run_dir`` pointing there, so they also prove that artifacts travel through
+run folders rather than kernel state. The first UMAP fit compiles numba code (about a minute on a busy CPU).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jupytext
+import nbformat
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+NB_DIR = REPO / "notebooks"
+KERNEL = "python3"
+TRAIN = "01_train"
+
+# Small parameters per notebook (run_dir is added for every notebook but 01 and 09). `figures`: the fewest PNG
+# outputs a successful run must show, so a notebook that silently draws nothing fails.
+SMALL: dict[str, dict] = {
+    "01_train": {"params": {"steps": 3, "batch_size": 4, "max_images": 8}, "figures": 1},
+    "02_zero_shot_evaluation": {"params": {"max_images": 2, "n_examples": 2}, "figures": 3},
+    "03_label_explorer": {"params": {"max_images": 3, "index": 1}, "figures": 1},
+    "04_nearest_neighbours": {"params": {"max_images": 2, "per_class": 50, "max_total": 500}, "figures": 2},
+    "05_umap": {
+        "params": {"max_images": 2, "max_pixels": 300, "n_epochs": 20, "n_neighbors": 5},
+        "figures": 1,
+    },
+    "06_calibration": {"params": {"max_images": 2, "pixels_per_image": 200, "examples": [0]}, "figures": 2},
+    "07_nearest_text_map": {"params": {"examples": [0]}, "figures": 1},
+    "08_text_encoder_ablation": {
+        "params": {
+            "head_steps": 1,
+            "head_batch_size": 2,
+            "max_eval_images": 1,
+            "encoders": ["random", "one_hot", "clip"],
+        },
+        "figures": 1,
+        "writes": ["ablation/swap.json"],
+    },
+    "09_official_checkpoints": {"params": {}, "figures": 0, "prints": ["no checkpoint given", "skipped"]},
+}
+PAIRS = sorted(p.stem for p in NB_DIR.glob("*.py"))
+
+
+def _sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
+    return [(c.cell_type, c.source.strip()) for c in nb.cells]
+
+
+def test_every_notebook_is_paired_and_has_small_parameters():
+    ipynbs = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
+    assert PAIRS == ipynbs, "every notebooks/*.py needs its .ipynb (run `make notebooks`) and vice versa"
+    assert sorted(SMALL) == PAIRS, "add small test parameters for every notebook to SMALL"
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_pair_in_sync_and_stripped(name):
+    py = jupytext.read(NB_DIR / f"{name}.py")
+    ipynb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
+    assert _sources(py) == _sources(ipynb), (
+        f"{name}.py and .ipynb differ: run `jupytext --sync notebooks/{name}.py`"
+    )
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    for cell in ipynb.cells:
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, f"{name}.ipynb has stored outputs"
+    tagged = [c for c in ipynb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_small_parameters_exist(name):
+    import papermill as pm
+
+    declared = set(pm.inspect_notebook(str(NB_DIR / f"{name}.ipynb")))
+    wanted = set(SMALL[name]["params"]) | (
+        {"run_dir"} if name not in (TRAIN, "09_official_checkpoints") else set()
+    )
+    assert wanted <= declared, (
+        f"{name}: parameters {sorted(wanted - declared)} are not in its parameters cell"
+    )
+
+
+def test_kernel_runs_this_python():
+    """The kernel the notebooks name must be this interpreter (the venv with lseg_nb), checked by running it."""
+    from nbclient import NotebookClient
+
+    code = "import sys; print(sys.prefix); print(sys.executable)"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    NotebookClient(nb, kernel_name=KERNEL, timeout=120).execute()
+    prefix, executable = nb.cells[0].outputs[0]["text"].split()
+    # sys.prefix, not the resolved executable: a venv's python is a symlink to the base interpreter
+    assert Path(prefix) == Path(sys.prefix), (
+        f"kernel {KERNEL!r} runs {executable} (prefix {prefix}), not this environment's {sys.executable}: "
+        f"run `{sys.executable} -m ipykernel install --sys-prefix`"
+    )
+
+
+def _execute(name: str, out_dir: Path, params: dict) -> nbformat.NotebookNode:
+    import papermill as pm
+
+    out = out_dir / f"{name}.ipynb"
+    pm.execute_notebook(
+        str(NB_DIR / f"{name}.ipynb"),
+        str(out),
+        parameters=params,
+        kernel_name=KERNEL,
+        cwd=str(NB_DIR),
+        progress_bar=False,
+        execution_timeout=300,
+    )
+    return nbformat.read(out, as_version=4)
+
+
+def _figures(nb: nbformat.NotebookNode) -> int:
+    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.fixture(scope="module")
+def kernel_env():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        mp.setenv("MPLBACKEND", "Agg")
+        yield
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, kernel_env) -> tuple[Path, Path]:
+    out_dir = tmp_path_factory.mktemp("notebooks")
+    run_dir = out_dir / "run"
+    nb = _execute(TRAIN, out_dir, {**SMALL[TRAIN]["params"], "run_dir": str(run_dir)})
+    assert (run_dir / "model.safetensors").is_file() and (run_dir / "config.json").is_file()
+    assert _figures(nb) >= SMALL[TRAIN]["figures"]
+    return run_dir, out_dir
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in PAIRS if n != TRAIN])
+def test_notebook_executes(name, trained_run):
+    run_dir, out_dir = trained_run
+    params = dict(SMALL[name]["params"])
+    if name != "09_official_checkpoints":
+        params["run_dir"] = str(run_dir)
+    mtime = (run_dir / "model.safetensors").stat().st_mtime_ns
+    nb = _execute(name, out_dir, params)
+    assert _figures(nb) >= SMALL[name]["figures"], f"{name} showed fewer figures than expected"
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    if name != "09_official_checkpoints":
+        assert "using the finished run" in text, f"{name} did not reuse the run folder it was given"
+    assert (run_dir / "model.safetensors").stat().st_mtime_ns == mtime, f"{name} retrained the finished run"
+    for expected in SMALL[name].get("prints", ()):
+        assert expected in text, f"{name} did not print {expected!r}"
+    for rel in SMALL[name].get("writes", ()):
+        assert (run_dir / rel).is_file(), f"{name} did not write {rel} into its run folder"
