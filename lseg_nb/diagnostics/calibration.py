@@ -121,11 +121,14 @@ class CalibrationAccumulator:
                 "probs must be probabilities summing to 1 over K; for logits use update_logits()"
             )
         valid = _valid(t, p.shape[1], ignore_index, m)
-        p, t = p[valid].double(), t[valid]
+        if not bool(valid.all()):
+            p, t = p[valid], t[valid]
+        # Per-pixel reductions first, then float64: memory stays ~ one (N, K) float32 chunk.
         conf, pred = p.max(1)
-        p_true = p.gather(1, t[:, None])[:, 0]
+        conf = conf.double()
+        p_true = p.gather(1, t[:, None])[:, 0].double()
         nll = -p_true.clamp_min(1e-12).log()
-        brier = (p * p).sum(1) - 2 * p_true + 1  # sum_k (p_k - onehot_k)^2
+        brier = torch.einsum("nk,nk->n", p, p).double() - 2 * p_true + 1  # sum_k (p_k - onehot_k)^2
         stats = torch.stack([torch.ones_like(conf), conf, (pred == t).double(), nll, brier]).numpy()
         t_np = t.numpy()
         for g in self.coarse:
