@@ -20,7 +20,7 @@ def load_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
     try:
-        return np.asarray(Image.open(path).convert("RGB"))
+        return np.array(Image.open(path).convert("RGB"))
     except (UnidentifiedImageError, OSError) as e:
         raise ValueError(f"{path} is not a readable image: {e}") from None
 

@@ -158,3 +158,14 @@ def test_minilm_text_encoder_has_real_semantics():
 def test_model_config_defaults_are_cpu_friendly():
     cfg = ModelConfig()
     assert not cfg.backbone_pretrained
+
+
+def test_open_clip_text_tower_with_random_weights_builds_through_open_clip():
+    from lseg_nb.config import TextEncoderConfig
+    from lseg_nb.models import create_text_encoder
+
+    te = create_text_encoder(TextEncoderConfig(kind="open_clip", name="ViT-B-32", pretrained=None))
+    e = te.encode(["a photo of grass", "sky"])
+    assert e.shape == (2, 512) and torch.allclose(e.norm(dim=1), torch.ones(2), atol=1e-5)
+    assert te.model.visual is None  # the image tower is dropped
+    assert all(not p.requires_grad for p in te.parameters())

@@ -27,6 +27,12 @@ def test_demo_writes_a_report_on_synthetic_data(tmp_path):
     metrics = _check_report(report, 4)
     assert metrics["num_images"] == 3
     assert "red stripes" in (report / "report.md").read_text()
+    # the trained run answers free-form label queries on an image file
+    out = tmp_path / "pred.png"
+    image = root / "images" / "test_0000.png"
+    args = ["predict", "--weights", str(tmp_path / "demo"), "--image", str(image), "--labels", "red", "blue", "--out", str(out)]
+    assert main(args) == 0
+    assert out.stat().st_size > 0
 
 
 @pytest.mark.slow
