@@ -56,11 +56,33 @@ def main() -> None:
         return run(args.mode, args.pixels, args.classes, args.chunk)
     rows = []
     for mode in ("stream", "keep_all"):
-        out = subprocess.run([sys.executable, __file__, "--mode", mode, "--pixels", str(args.pixels), "--classes",
-                              str(args.classes), "--chunk", str(args.chunk)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--mode",
+                mode,
+                "--pixels",
+                str(args.pixels),
+                "--classes",
+                str(args.classes),
+                "--chunk",
+                str(args.chunk),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         peak, secs, _ = out.stdout.split()
-        rows.append({"mode": mode, "pixels": args.pixels, "classes": args.classes, "peak_rss_mb": float(peak),
-                     "seconds": float(secs)})
+        rows.append(
+            {
+                "mode": mode,
+                "pixels": args.pixels,
+                "classes": args.classes,
+                "peak_rss_mb": float(peak),
+                "seconds": float(secs),
+            }
+        )
     record("calibration_memory", rows)
 
 

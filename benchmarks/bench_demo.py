@@ -27,10 +27,20 @@ def main() -> None:
     wall = time.perf_counter() - t0
     m = json.loads((Path(report) / "metrics.json").read_text())
     a, u = m["all_labels"], m["unseen_only"]
-    record(f"demo_{args.dataset}", [{
-        "wall_s": round(wall, 1), "train_s": m["train_seconds"], "miou_all": a["miou"], "seen_miou": a["seen_miou"],
-        "unseen_miou": a["unseen_miou"], "harmonic": a["harmonic_iou"], "unseen_only_miou": u["miou"] if u else None,
-    }])
+    record(
+        f"demo_{args.dataset}",
+        [
+            {
+                "wall_s": round(wall, 1),
+                "train_s": m["train_seconds"],
+                "miou_all": a["miou"],
+                "seen_miou": a["seen_miou"],
+                "unseen_miou": a["unseen_miou"],
+                "harmonic": a["harmonic_iou"],
+                "unseen_only_miou": u["miou"] if u else None,
+            }
+        ],
+    )
 
 
 if __name__ == "__main__":

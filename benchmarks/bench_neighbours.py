@@ -31,8 +31,20 @@ def main() -> None:
     idx_t = nearest_texts(pix[:2000], txt, args.k)[0]
     idx_s = torch.from_numpy(nn_.kneighbors(pix[:2000].numpy())[1])
     agree = float((idx_t[:, 0] == idx_s[:, 0]).float().mean())
-    record("neighbours", [{"pixels": args.pixels, "texts": args.texts, "dim": args.dim, "k": args.k,
-                           "torch_s": round(t_torch, 3), "sklearn_s": round(t_sk, 3), "top1_agreement": agree}])
+    record(
+        "neighbours",
+        [
+            {
+                "pixels": args.pixels,
+                "texts": args.texts,
+                "dim": args.dim,
+                "k": args.k,
+                "torch_s": round(t_torch, 3),
+                "sklearn_s": round(t_sk, 3),
+                "top1_agreement": agree,
+            }
+        ],
+    )
 
 
 if __name__ == "__main__":

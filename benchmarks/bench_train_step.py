@@ -37,8 +37,15 @@ def main() -> None:
             opt.step()
 
         s = timeit(step, repeat=5, warmup=2)
-        rows.append({"crop": crop, "batch": args.batch, "features": args.features, "s_per_step": round(s, 3),
-                     "images_per_s": round(args.batch / s, 1)})
+        rows.append(
+            {
+                "crop": crop,
+                "batch": args.batch,
+                "features": args.features,
+                "s_per_step": round(s, 3),
+                "images_per_s": round(args.batch / s, 1),
+            }
+        )
     record("train_step", rows)
 
 

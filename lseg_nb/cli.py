@@ -110,8 +110,14 @@ def cmd_evaluate(args: list[str]) -> None:
 
     a = tyro.cli(EvaluateArgs, args=args, prog="lseg-nb evaluate")
     run = Path(a.run)
-    data = load_config(TrainConfig, run / "config.json").data if (run / "config.json").exists() else DataConfig()
-    changes = {k: v for k, v in (("dataset", a.dataset), ("data_root", a.data_root), ("fold", a.fold)) if v is not None}
+    data = (
+        load_config(TrainConfig, run / "config.json").data if (run / "config.json").exists() else DataConfig()
+    )
+    changes = {
+        k: v
+        for k, v in (("dataset", a.dataset), ("data_root", a.data_root), ("fold", a.fold))
+        if v is not None
+    }
     result = evaluate_run(run, a.split, dataclasses.replace(data, **changes), a.mode, a.max_images)
     out = Path(a.out) if a.out else run / f"eval_{a.split}_{a.mode}.json"
     result.save_json(out)
@@ -141,11 +147,19 @@ def cmd_models(args: list[str]) -> None:
     from lseg_nb.models.lseg import MODEL_CONFIGS
 
     for name, cfg in MODEL_CONFIGS.items():
-        print(f"{name:18s} backbone={cfg.backbone:24s} text={cfg.text.kind}:{cfg.text.name} crop={cfg.crop_size}")
+        print(
+            f"{name:18s} backbone={cfg.backbone:24s} text={cfg.text.kind}:{cfg.text.name} crop={cfg.crop_size}"
+        )
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "demo": cmd_demo,
-            "convert": cmd_convert, "models": cmd_models}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "demo": cmd_demo,
+    "convert": cmd_convert,
+    "models": cmd_models,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,13 @@ from torch import Tensor
 
 def _check(logits: Tensor, target: Tensor) -> None:
     if logits.ndim != 4 or target.ndim != 3:
-        raise ValueError(f"expected logits (B,K,H,W) and target (B,H,W), got {tuple(logits.shape)} / {tuple(target.shape)}")
+        raise ValueError(
+            f"expected logits (B,K,H,W) and target (B,H,W), got {tuple(logits.shape)} / {tuple(target.shape)}"
+        )
     if logits.shape[0] != target.shape[0] or logits.shape[-2:] != target.shape[-2:]:
-        raise ValueError(f"logits {tuple(logits.shape)} and target {tuple(target.shape)} disagree in batch or size")
+        raise ValueError(
+            f"logits {tuple(logits.shape)} and target {tuple(target.shape)} disagree in batch or size"
+        )
 
 
 def pixel_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:

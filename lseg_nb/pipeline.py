@@ -36,13 +36,22 @@ def evaluate_split(
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` on ``split`` with the experiment's labels and seen/unseen partition."""
-    dataset = exp.dataset(split, cfg.model, dataclasses.replace(cfg.data, max_images=max_images or cfg.data.max_images))
+    dataset = exp.dataset(
+        split, cfg.model, dataclasses.replace(cfg.data, max_images=max_images or cfg.data.max_images)
+    )
     labels = exp.labels
     kwargs = {"crop_size": cfg.model.crop_size} if mode != "single" else {}
     return evaluate(
-        model, dataset, list(labels.class_names), seen=list(labels.seen) if labels.unseen else None,
-        unseen=list(labels.unseen) or None, mode=mode, max_images=max_images, progress=progress,
-        examples=examples, **kwargs,
+        model,
+        dataset,
+        list(labels.class_names),
+        seen=list(labels.seen) if labels.unseen else None,
+        unseen=list(labels.unseen) or None,
+        mode=mode,
+        max_images=max_images,
+        progress=progress,
+        examples=examples,
+        **kwargs,
     )
 
 
@@ -75,30 +84,54 @@ def demo_config(
     synthetic = dataset == "synthetic_textures"
     model = get_config("lseg_small_cpu")
     data = DataConfig(
-        dataset=dataset, data_root=data_root, fold=fold, crop_size=96 if synthetic else 128, max_images=max_images,
+        dataset=dataset,
+        data_root=data_root,
+        fold=fold,
+        crop_size=96 if synthetic else 128,
+        max_images=max_images,
         scale_range=(0.75, 1.5) if synthetic else (0.5, 1.5),
     )
     return TrainConfig(
-        model=model, data=data, run_dir=run_dir, steps=steps or (250 if synthetic else 400), batch_size=8,
-        lr=2e-3, schedule="cosine", warmup_steps=10, log_every=5, checkpoint_every=50,
+        model=model,
+        data=data,
+        run_dir=run_dir,
+        steps=steps or (250 if synthetic else 400),
+        batch_size=8,
+        lr=2e-3,
+        schedule="cosine",
+        warmup_steps=10,
+        log_every=5,
+        checkpoint_every=50,
     )
 
 
-def write_report(run_dir: Path, result: EvalResult, exp: Experiment, cfg: TrainConfig, seconds: float) -> Path:
+def write_report(
+    run_dir: Path, result: EvalResult, exp: Experiment, cfg: TrainConfig, seconds: float
+) -> Path:
     """Write ``metrics.json``, figures and a short ``report.md`` into ``run_dir/report``."""
     from lseg_nb.viz.segmentation import plot_examples, plot_loss_curve, plot_per_class_iou
 
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
-    metrics = {"dataset": exp.manifest.name, "fold": cfg.data.fold, "class_names": list(exp.labels.class_names),
-               "seen_classes": exp.labels.seen_names, "unseen_classes": exp.labels.unseen_names,
-               "train_seconds": round(seconds, 1), **result.to_dict()}
+    metrics = {
+        "dataset": exp.manifest.name,
+        "fold": cfg.data.fold,
+        "class_names": list(exp.labels.class_names),
+        "seen_classes": exp.labels.seen_names,
+        "unseen_classes": exp.labels.unseen_names,
+        "train_seconds": round(seconds, 1),
+        **result.to_dict(),
+    }
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     names, unseen = list(exp.labels.class_names), list(exp.labels.unseen)
     figures = {
         "examples.png": plot_examples([(e.image, e.pred, e.target) for e in result.examples], names, unseen),
-        "per_class_iou.png": plot_per_class_iou(result.all_labels.per_class_iou, names, unseen,
-                                                "per-class IoU (all labels, generalised zero-shot)"),
+        "per_class_iou.png": plot_per_class_iou(
+            result.all_labels.per_class_iou,
+            names,
+            unseen,
+            "per-class IoU (all labels, generalised zero-shot)",
+        ),
         "loss_curve.png": plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read()),
     }
     for name, fig in figures.items():
@@ -114,9 +147,12 @@ def _fmt(v: float | None) -> str:
 def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> str:
     a, u = result.all_labels, result.unseen_only
     lines = [
-        f"# lseg_nb demo report ({metrics['dataset']}, fold {metrics['fold']})", "",
-        f"Unseen classes (never training targets): {', '.join(metrics['unseen_classes']) or 'none'}", "",
-        "| setting | mIoU | pixel acc | seen mIoU | unseen mIoU | harmonic |", "|---|---|---|---|---|---|",
+        f"# lseg_nb demo report ({metrics['dataset']}, fold {metrics['fold']})",
+        "",
+        f"Unseen classes (never training targets): {', '.join(metrics['unseen_classes']) or 'none'}",
+        "",
+        "| setting | mIoU | pixel acc | seen mIoU | unseen mIoU | harmonic |",
+        "|---|---|---|---|---|---|",
         f"| all labels (generalised) | {_fmt(a.miou)} | {_fmt(a.pixel_acc)} | {_fmt(a.seen_miou)} | "
         f"{_fmt(a.unseen_miou)} | {_fmt(a.harmonic_iou)} |",
     ]
@@ -139,11 +175,14 @@ def run_demo(
     """Train the small model on a zero-shot fold, evaluate seen vs unseen and write the report folder."""
     from lseg_nb.train import Trainer
 
-    cfg = dataclasses.replace(demo_config(dataset, run_dir, steps, data_root, fold, max_images), progress=progress)
+    cfg = dataclasses.replace(
+        demo_config(dataset, run_dir, steps, data_root, fold, max_images), progress=progress
+    )
     t0 = time.perf_counter()
     trainer = Trainer(cfg)
     trainer.fit()
     seconds = time.perf_counter() - t0
-    result = evaluate_split(trainer.model, trainer.exp, cfg.data.test_split, cfg, max_images, examples=4,
-                            progress=progress)
+    result = evaluate_split(
+        trainer.model, trainer.exp, cfg.data.test_split, cfg, max_images, examples=4, progress=progress
+    )
     return write_report(Path(run_dir), result, trainer.exp, cfg, seconds)

@@ -44,7 +44,9 @@ def segment(model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "
     return logits[0].argmax(0).cpu().numpy()
 
 
-def predict_image(weights: str | Path, image_path: str | Path, labels: Sequence[str], out: str | Path, mode: str = "single") -> dict[str, float]:
+def predict_image(
+    weights: str | Path, image_path: str | Path, labels: Sequence[str], out: str | Path, mode: str = "single"
+) -> dict[str, float]:
     """Segment ``image_path`` with ``labels``, save an overlay figure to ``out``, return each label's pixel share."""
     from lseg_nb.viz.segmentation import plot_examples
 

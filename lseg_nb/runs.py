@@ -25,17 +25,30 @@ import torch
 from lseg_nb.config import ModelConfig, from_dict, to_dict
 from lseg_nb.io import atomic_save_safetensors, atomic_torch_save, atomic_write_text, safe_torch_load
 
-PACKAGES = ("lseg_nb", "torch", "torchvision", "timm", "open_clip_torch", "sentence-transformers", "numpy", "umap-learn")
+PACKAGES = (
+    "lseg_nb",
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip_torch",
+    "sentence-transformers",
+    "numpy",
+    "umap-learn",
+)
 
 
 def git_sha(path: Path | None = None) -> str | None:
     """Commit of the repository holding ``path`` (this package by default), ``+dirty`` when modified."""
     cwd = path or Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
         return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
@@ -52,7 +65,9 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def environment_info(manifest_hashes: dict[str, str] | None = None, device: str | None = None) -> dict[str, Any]:
+def environment_info(
+    manifest_hashes: dict[str, str] | None = None, device: str | None = None
+) -> dict[str, Any]:
     """Everything needed to say later what produced a run."""
     return {
         "git_sha": git_sha(),
@@ -98,7 +113,9 @@ def load_training_state(path: Path) -> dict[str, Any]:
     return safe_torch_load(path)
 
 
-def save_model(model: torch.nn.Module, path: Path, config: ModelConfig, extra: dict[str, str] | None = None) -> None:
+def save_model(
+    model: torch.nn.Module, path: Path, config: ModelConfig, extra: dict[str, str] | None = None
+) -> None:
     """Save the trainable weights as safetensors with the model config in the metadata."""
     state = model.trainable_state_dict() if hasattr(model, "trainable_state_dict") else model.state_dict()
     meta = {"lseg_nb_model_config": json.dumps(to_dict(config)), **(extra or {})}
@@ -128,5 +145,7 @@ def load_model(path: str | Path, text_encoder: Any = None, map_location: str = "
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("text_encoder.")]
     if missing or unexpected:
-        raise ValueError(f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        raise ValueError(
+            f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
     return model.to(map_location).eval()

@@ -105,8 +105,12 @@ def _batches(sampler: DistributedSampler, data: SeededDataset, cfg: TrainConfig,
         sampler.set_epoch(epoch)
         data.set_epoch(epoch)
         idx = list(sampler)
-        chunks = [idx[i : i + cfg.batch_size] for i in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size)]
-        loader = DataLoader(data, batch_sampler=chunks[skip:], num_workers=cfg.data.num_workers, pin_memory=pin)
+        chunks = [
+            idx[i : i + cfg.batch_size] for i in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size)
+        ]
+        loader = DataLoader(
+            data, batch_sampler=chunks[skip:], num_workers=cfg.data.num_workers, pin_memory=pin
+        )
         yield from loader
         epoch, skip = epoch + 1, 0
 
@@ -159,7 +163,9 @@ class Trainer:
     def _batches(self):
         base = self.exp.dataset(self.cfg.data.train_split, self.cfg.model, self.cfg.data, train=True)
         data = SeededDataset(base, self.cfg.seed, self.labels.train_lut(self.cfg.ignore_index))
-        sampler = DistributedSampler(data, self.dist.world, self.dist.rank, shuffle=True, seed=self.cfg.seed, drop_last=True)
+        sampler = DistributedSampler(
+            data, self.dist.world, self.dist.rank, shuffle=True, seed=self.cfg.seed, drop_last=True
+        )
         start = self.step * self.cfg.grad_accum
         return _batches(sampler, data, self.cfg, start, pin=self.device.type == "cuda")
 
@@ -199,7 +205,9 @@ class Trainer:
         missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
         missing = [k for k in missing if not k.startswith("text_encoder.")]
         if missing or unexpected:
-            raise ValueError(f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
+            )
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
@@ -211,7 +219,9 @@ class Trainer:
             return pixel_cross_entropy(self.net(images, self.text_emb), target, self.cfg.ignore_index)
         cls = torch.stack([_episode_class(t, len(self.text_emb), self.cfg.ignore_index) for t in target])
         pairs = torch.stack([torch.cat([self.others_emb, self.text_emb[c : c + 1]]) for c in cls.tolist()])
-        return binary_zero_shot_loss(self.net(images, pairs), target, cls.to(target.device), self.cfg.ignore_index)
+        return binary_zero_shot_loss(
+            self.net(images, pairs), target, cls.to(target.device), self.cfg.ignore_index
+        )
 
     def train_step(self, batches) -> float:
         """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss."""
@@ -237,7 +247,9 @@ class Trainer:
         self.prepare_run_dir()
         batches = self._batches()
         end = min(self.cfg.steps, stop_at or self.cfg.steps)
-        bar = tqdm(total=end, initial=self.step, desc="train", disable=not (self.cfg.progress and self.dist.main))
+        bar = tqdm(
+            total=end, initial=self.step, desc="train", disable=not (self.cfg.progress and self.dist.main)
+        )
         t0, seen = time.perf_counter(), 0
         while self.step < end:
             loss = self.train_step(batches)
@@ -255,13 +267,17 @@ class Trainer:
         cfg = self.cfg
         if self.dist.main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
             lr = self.optimizer.param_groups[0]["lr"]
-            self.log.write({"step": self.step, "loss": loss, "lr": lr, "images_per_s": round(images_per_s, 2)})
+            self.log.write(
+                {"step": self.step, "loss": loss, "lr": lr, "images_per_s": round(images_per_s, 2)}
+            )
         if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
             self.save_checkpoint()
         if cfg.eval_every and self.step % cfg.eval_every == 0 and self.dist.main:
             from lseg_nb.pipeline import evaluate_split
 
-            result = evaluate_split(self.model, self.exp, cfg.data.val_split, cfg, max_images=cfg.eval_max_images)
+            result = evaluate_split(
+                self.model, self.exp, cfg.data.val_split, cfg, max_images=cfg.eval_max_images
+            )
             self.log.write({"step": self.step, "eval": result.to_dict()})
 
 

@@ -35,8 +35,13 @@ def tiny_model(text_encoder):
 def tiny_vit(text_encoder):
     torch.manual_seed(0)
     return create_model(
-        "lseg_vitb16_384", text_encoder=text_encoder, pretrained=False, backbone="vit_tiny_patch16_224",
-        hooks=(0, 1, 2, 3), reassemble_channels=(8, 8, 16, 16), features=8,
+        "lseg_vitb16_384",
+        text_encoder=text_encoder,
+        pretrained=False,
+        backbone="vit_tiny_patch16_224",
+        hooks=(0, 1, 2, 3),
+        reassemble_channels=(8, 8, 16, 16),
+        features=8,
     )
 
 

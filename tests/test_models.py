@@ -91,7 +91,9 @@ def test_zero_shot_is_only_a_different_label_set(tiny_model, images, text_encode
 
 @pytest.mark.parametrize("block", ["bottleneck", "depthwise"])
 def test_spatial_regularisation_blocks_work_for_any_label_count(block, images, text_encoder):
-    model = create_model("lseg_small_cpu", text_encoder=text_encoder, features=8, head_block=block, block_depth=2)
+    model = create_model(
+        "lseg_small_cpu", text_encoder=text_encoder, features=8, head_block=block, block_depth=2
+    )
     for k in (1, 5):
         assert model(images, text_encoder.encode([str(i) for i in range(k)])).shape == (2, k, 64, 64)
     assert sum(p.numel() for p in model.head.block.parameters()) == 10  # one shared 3x3 kernel + bias

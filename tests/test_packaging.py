@@ -25,10 +25,20 @@ def test_environment_yml_lists_the_same_dependencies_as_pyproject():
 
 
 def test_core_packages_are_required():
-    deps = {_norm(r).split("<")[0].split(">")[0].split("=")[0] for r in tomllib.loads(
-        (REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
-    assert {"torch", "open-clip-torch", "timm", "jupyterlab", "ipywidgets", "seaborn", "scikit-learn",
-            "umap-learn"} <= deps
+    deps = {
+        _norm(r).split("<")[0].split(">")[0].split("=")[0]
+        for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    }
+    assert {
+        "torch",
+        "open-clip-torch",
+        "timm",
+        "jupyterlab",
+        "ipywidgets",
+        "seaborn",
+        "scikit-learn",
+        "umap-learn",
+    } <= deps
 
 
 def test_readme_first_code_block_is_exactly_the_two_setup_commands():

@@ -30,7 +30,18 @@ def test_demo_writes_a_report_on_synthetic_data(tmp_path):
     # the trained run answers free-form label queries on an image file
     out = tmp_path / "pred.png"
     image = root / "images" / "test_0000.png"
-    args = ["predict", "--weights", str(tmp_path / "demo"), "--image", str(image), "--labels", "red", "blue", "--out", str(out)]
+    args = [
+        "predict",
+        "--weights",
+        str(tmp_path / "demo"),
+        "--image",
+        str(image),
+        "--labels",
+        "red",
+        "blue",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     assert out.stat().st_size > 0
 
@@ -38,9 +49,13 @@ def test_demo_writes_a_report_on_synthetic_data(tmp_path):
 @pytest.mark.slow
 def test_msrc_integration_train_demo_and_evaluate(msrc_root, tmp_path, capsys):
     run = tmp_path / "msrc"
-    report = run_demo("msrc_v2", str(run), steps=2, data_root=str(msrc_root), fold=0, max_images=8, progress=False)
+    report = run_demo(
+        "msrc_v2", str(run), steps=2, data_root=str(msrc_root), fold=0, max_images=8, progress=False
+    )
     metrics = _check_report(report, 6)
     assert metrics["unseen_classes"][0] == "building"
     out = tmp_path / "eval.json"
-    assert main(["evaluate", "--run", str(run), "--split", "val", "--max-images", "2", "--out", str(out)]) == 0
+    assert (
+        main(["evaluate", "--run", str(run), "--split", "val", "--max-images", "2", "--out", str(out)]) == 0
+    )
     assert json.loads(out.read_text())["num_images"] == 2

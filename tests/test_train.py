@@ -23,14 +23,25 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    return generate_synthetic(tmp_path_factory.mktemp("synth"), seed=0, n_train=12, n_val=4, n_test=4, size=64)
+    return generate_synthetic(
+        tmp_path_factory.mktemp("synth"), seed=0, n_train=12, n_val=4, n_test=4, size=64
+    )
 
 
 def tiny_cfg(root: Path, run_dir: Path, **kw) -> TrainConfig:
     model = get_config("lseg_small_cpu", features=8)
     data = DataConfig(dataset="synthetic_textures", data_root=str(root), fold=0, crop_size=64)
-    base = dict(model=model, data=data, run_dir=str(run_dir), steps=4, batch_size=2, lr=1e-3, log_every=1,
-                checkpoint_every=2, progress=False)
+    base = dict(
+        model=model,
+        data=data,
+        run_dir=str(run_dir),
+        steps=4,
+        batch_size=2,
+        lr=1e-3,
+        log_every=1,
+        checkpoint_every=2,
+        progress=False,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -102,10 +113,32 @@ def test_lr_schedules_start_high_and_end_low(schedule):
 def test_ddp_on_two_cpu_processes(synth_root, tmp_path):
     run = tmp_path / "ddp"
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "lseg_nb", "train",
-        "--run-dir", str(run), "--steps", "2", "--batch-size", "2", "--log-every", "1", "--no-progress",
-        "--data.dataset", "synthetic_textures", "--data.data-root", str(synth_root), "--data.crop-size", "64",
-        "--model.features", "8",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "lseg_nb",
+        "train",
+        "--run-dir",
+        str(run),
+        "--steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--log-every",
+        "1",
+        "--no-progress",
+        "--data.dataset",
+        "synthetic_textures",
+        "--data.data-root",
+        str(synth_root),
+        "--data.crop-size",
+        "64",
+        "--model.features",
+        "8",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

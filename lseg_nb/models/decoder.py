@@ -23,7 +23,9 @@ def _resample(channels: int, factor: float) -> nn.Module:
         return nn.ConvTranspose2d(channels, channels, kernel_size=f, stride=f)
     if factor == 0.5:
         return nn.Conv2d(channels, channels, kernel_size=3, stride=2, padding=1)
-    raise ValueError(f"DPT reassemble cannot resample by {factor}: encoder strides must be 4x, 2x, 1x or 0.5x the targets")
+    raise ValueError(
+        f"DPT reassemble cannot resample by {factor}: encoder strides must be 4x, 2x, 1x or 0.5x the targets"
+    )
 
 
 class Reassemble(nn.Module):

@@ -64,7 +64,9 @@ class ViTEncoder(nn.Module):
             raise ValueError(f"ModelConfig.hooks needs 4 block indices, got {cfg.hooks}")
         model = _create_timm(cfg.backbone, cfg.backbone_pretrained, num_classes=0)
         if not hasattr(model, "blocks") or not hasattr(model, "pos_embed"):
-            raise ValueError(f"{cfg.backbone!r} is not a timm VisionTransformer; use a CNN name or a vit_* model")
+            raise ValueError(
+                f"{cfg.backbone!r} is not a timm VisionTransformer; use a CNN name or a vit_* model"
+            )
         depth = len(model.blocks)
         if max(cfg.hooks) >= depth:
             raise ValueError(f"hooks {cfg.hooks} exceed the {depth} blocks of {cfg.backbone}")
@@ -132,7 +134,9 @@ class CNNEncoder(nn.Module):
         super().__init__()
         if len(cfg.out_indices) != 4:
             raise ValueError(f"ModelConfig.out_indices needs 4 stage indices, got {cfg.out_indices}")
-        self.model = _create_timm(cfg.backbone, cfg.backbone_pretrained, features_only=True, out_indices=cfg.out_indices)
+        self.model = _create_timm(
+            cfg.backbone, cfg.backbone_pretrained, features_only=True, out_indices=cfg.out_indices
+        )
         self.channels = list(self.model.feature_info.channels())
         self.reductions = list(self.model.feature_info.reduction())
 

@@ -23,21 +23,45 @@ HALF = (0.5, 0.5, 0.5)
 MODEL_CONFIGS: dict[str, ModelConfig] = {
     # The paper's model (official demo_e200.ckpt / fss_l16.ckpt layout).
     "lseg_vitl16_384": ModelConfig(
-        backbone="vit_large_patch16_384", backbone_pretrained=True, hooks=(5, 11, 17, 23), readout="project",
-        reassemble_channels=(256, 512, 1024, 1024), features=256, mean=HALF, std=HALF, crop_size=480, text=CLIP_B32,
+        backbone="vit_large_patch16_384",
+        backbone_pretrained=True,
+        hooks=(5, 11, 17, 23),
+        readout="project",
+        reassemble_channels=(256, 512, 1024, 1024),
+        features=256,
+        mean=HALF,
+        std=HALF,
+        crop_size=480,
+        text=CLIP_B32,
     ),
     "lseg_vitb16_384": ModelConfig(
-        backbone="vit_base_patch16_384", backbone_pretrained=True, hooks=(2, 5, 8, 11), readout="project",
-        reassemble_channels=(96, 192, 384, 768), features=256, mean=HALF, std=HALF, crop_size=480, text=CLIP_B32,
+        backbone="vit_base_patch16_384",
+        backbone_pretrained=True,
+        hooks=(2, 5, 8, 11),
+        readout="project",
+        reassemble_channels=(96, 192, 384, 768),
+        features=256,
+        mean=HALF,
+        std=HALF,
+        crop_size=480,
+        text=CLIP_B32,
     ),
     # Official zero-shot ResNet-101 model (pascal_fold*.ckpt / coco_fold*.ckpt layout).
     "lseg_rn101": ModelConfig(
-        backbone="resnet101", backbone_pretrained=True, out_indices=(1, 2, 3, 4), features=256, crop_size=480,
+        backbone="resnet101",
+        backbone_pretrained=True,
+        out_indices=(1, 2, 3, 4),
+        features=256,
+        crop_size=480,
         text=CLIP_B32,
     ),
     # Trains on MSRC-v2 or the synthetic demo set in minutes on 2 CPU cores; works fully offline.
     "lseg_small_cpu": ModelConfig(
-        backbone="resnet18", backbone_pretrained=False, out_indices=(1, 2, 3, 4), features=64, crop_size=128,
+        backbone="resnet18",
+        backbone_pretrained=False,
+        out_indices=(1, 2, 3, 4),
+        features=64,
+        crop_size=128,
         text=MINILM,
     ),
 }
@@ -59,7 +83,12 @@ class LSeg(nn.Module):
     """Composes ``image_encoder``, ``decoder``, ``head`` and a frozen ``text_encoder``."""
 
     def __init__(
-        self, config: ModelConfig, image_encoder: nn.Module, decoder: DPTDecoder, head: LSegHead, text_encoder: TextEncoder
+        self,
+        config: ModelConfig,
+        image_encoder: nn.Module,
+        decoder: DPTDecoder,
+        head: LSegHead,
+        text_encoder: TextEncoder,
     ) -> None:
         super().__init__()
         self.config = config
@@ -104,14 +133,22 @@ def build_lseg(cfg: ModelConfig, text_encoder: TextEncoder | None = None) -> LSe
         image_encoder.channels, image_encoder.reductions, cfg.features, cfg.reassemble_channels, cfg.use_bn
     )
     head = LSegHead(
-        cfg.features, text_encoder.dim, cfg.logit_scale, cfg.learnable_scale, cfg.head_block, cfg.block_depth,
+        cfg.features,
+        text_encoder.dim,
+        cfg.logit_scale,
+        cfg.learnable_scale,
+        cfg.head_block,
+        cfg.block_depth,
         cfg.activation,
     )
     return LSeg(cfg, image_encoder, decoder, head, text_encoder)
 
 
 def create_model(
-    name: str | ModelConfig, text_encoder: TextEncoder | None = None, pretrained: bool | None = None, **overrides
+    name: str | ModelConfig,
+    text_encoder: TextEncoder | None = None,
+    pretrained: bool | None = None,
+    **overrides,
 ) -> LSeg:
     """Build a named (or given) config. ``pretrained`` overrides ``backbone_pretrained``."""
     cfg = name if isinstance(name, ModelConfig) else get_config(name)

