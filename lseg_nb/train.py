@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 import warnings
 from contextlib import nullcontext
@@ -248,7 +249,11 @@ class Trainer:
         batches = self._batches()
         end = min(self.cfg.steps, stop_at or self.cfg.steps)
         bar = tqdm(
-            total=end, initial=self.step, desc="train", disable=not (self.cfg.progress and self.dist.main)
+            total=end,
+            initial=self.step,
+            desc="train",
+            disable=not (self.cfg.progress and self.dist.main),
+            mininterval=0.1 if sys.stderr.isatty() else 10.0,  # keep CI / nohup logs short
         )
         t0, seen = time.perf_counter(), 0
         while self.step < end:

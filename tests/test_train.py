@@ -147,3 +147,16 @@ def test_ddp_on_two_cpu_processes(synth_root, tmp_path):
     records = MetricsLog(run / "metrics.jsonl").read()
     assert [r["step"] for r in records] == [1, 2]  # rank 0 logs once per step
     assert load_model(run).config.features == 8
+
+
+def test_gradient_accumulation_and_bf16_autocast_train_on_cpu(synth_root, tmp_path):
+    run = train(tiny_cfg(synth_root, tmp_path / "run", steps=2, grad_accum=2, amp="bf16", batch_size=1))
+    losses = [r["loss"] for r in MetricsLog(run / "metrics.jsonl").read()]
+    assert len(losses) == 2 and all(0 < v < 10 for v in losses)
+
+
+def test_fp16_without_cuda_is_a_clear_config_error(synth_root, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("fp16 is valid on CUDA")
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        train(tiny_cfg(synth_root, tmp_path / "run", steps=1, amp="fp16"))
