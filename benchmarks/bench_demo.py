@@ -6,6 +6,7 @@ Target: at most ~5 minutes on 2 CPU cores. Usage: python benchmarks/bench_demo.p
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from _common import record
 
-from lseg_nb.pipeline import run_demo
+from lseg_nb.pipeline import demo_config, run_demo
 
 
 def main() -> None:
@@ -23,7 +24,7 @@ def main() -> None:
     args = ap.parse_args()
     shutil.rmtree(args.run_dir, ignore_errors=True)
     t0 = time.perf_counter()
-    report = run_demo(args.dataset, args.run_dir, progress=False)
+    report = run_demo(dataclasses.replace(demo_config(args.dataset, args.run_dir), progress=False))
     wall = time.perf_counter() - t0
     m = json.loads((Path(report) / "metrics.json").read_text())
     a, u = m["all_labels"], m["unseen_only"]

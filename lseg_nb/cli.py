@@ -97,10 +97,10 @@ def cmd_train(args: list[str]) -> None:
 
 
 def cmd_demo(args: list[str]) -> None:
-    from lseg_nb.pipeline import run_demo
+    from lseg_nb.pipeline import demo_config, run_demo
 
     a = tyro.cli(DemoArgs, args=args, prog="lseg-nb demo")
-    report = run_demo(a.dataset, a.run_dir, a.steps, a.data_root, a.fold, a.max_images)
+    report = run_demo(demo_config(a.dataset, a.run_dir, a.steps, a.data_root, a.fold, a.max_images))
     print((report / "report.md").read_text())
     print(f"report written to {report}")
 

@@ -163,26 +163,23 @@ def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> s
     return "\n".join(lines) + "\n"
 
 
-def run_demo(
-    dataset: str = "synthetic_textures",
-    run_dir: str = "runs/demo",
-    steps: int | None = None,
-    data_root: str | None = None,
-    fold: int | None = 0,
-    max_images: int | None = None,
-    progress: bool = True,
-) -> Path:
-    """Train the small model on a zero-shot fold, evaluate seen vs unseen and write the report folder."""
+def run_demo(cfg: TrainConfig | None = None) -> Path:
+    """Train (or resume) ``cfg`` (default :func:`demo_config`), evaluate seen vs unseen on the test split and write
+    the report folder ``<run_dir>/report``."""
     from lseg_nb.train import Trainer
 
-    cfg = dataclasses.replace(
-        demo_config(dataset, run_dir, steps, data_root, fold, max_images), progress=progress
-    )
+    cfg = cfg or demo_config()
     t0 = time.perf_counter()
     trainer = Trainer(cfg)
     trainer.fit()
     seconds = time.perf_counter() - t0
     result = evaluate_split(
-        trainer.model, trainer.exp, cfg.data.test_split, cfg, max_images, examples=4, progress=progress
+        trainer.model,
+        trainer.exp,
+        cfg.data.test_split,
+        cfg,
+        cfg.data.max_images,
+        examples=4,
+        progress=cfg.progress,
     )
-    return write_report(Path(run_dir), result, trainer.exp, cfg, seconds)
+    return write_report(Path(cfg.run_dir), result, trainer.exp, cfg, seconds)

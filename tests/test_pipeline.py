@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
 from lseg_nb.cli import main
-from lseg_nb.pipeline import run_demo
+from lseg_nb.pipeline import demo_config, run_demo
 from lseg_nb.synthetic import generate_synthetic
 
 
@@ -23,7 +24,8 @@ def _check_report(report, n_unseen):
 
 def test_demo_writes_a_report_on_synthetic_data(tmp_path):
     root = generate_synthetic(tmp_path / "synth", n_train=8, n_val=2, n_test=3, size=64)
-    report = run_demo(run_dir=str(tmp_path / "demo"), steps=2, data_root=str(root), progress=False)
+    cfg = demo_config(run_dir=str(tmp_path / "demo"), steps=2, data_root=str(root))
+    report = run_demo(dataclasses.replace(cfg, progress=False))
     metrics = _check_report(report, 4)
     assert metrics["num_images"] == 3
     assert "red stripes" in (report / "report.md").read_text()
@@ -49,9 +51,8 @@ def test_demo_writes_a_report_on_synthetic_data(tmp_path):
 @pytest.mark.slow
 def test_msrc_integration_train_demo_and_evaluate(msrc_root, tmp_path, capsys):
     run = tmp_path / "msrc"
-    report = run_demo(
-        "msrc_v2", str(run), steps=2, data_root=str(msrc_root), fold=0, max_images=8, progress=False
-    )
+    cfg = demo_config("msrc_v2", str(run), steps=2, data_root=str(msrc_root), fold=0, max_images=8)
+    report = run_demo(dataclasses.replace(cfg, progress=False))
     metrics = _check_report(report, 6)
     assert metrics["unseen_classes"][0] == "building"
     out = tmp_path / "eval.json"
