@@ -26,6 +26,7 @@ from lseg_nb.inference import Mode, predict_logits_multi
 from lseg_nb.io import atomic_write_text
 from lseg_nb.metrics import SegMetrics, compute_metrics, confusion_matrix
 from lseg_nb.models import LSeg
+from lseg_nb.transforms import denormalize
 
 IGNORE = 255
 
@@ -121,12 +122,6 @@ def _unseen_target(target: Tensor, unseen: Sequence[int], k: int) -> Tensor:
     return lut[target]
 
 
-def _to_uint8(image: Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
-    img = (image.float().cpu() * s + m).clamp(0, 1) * 255
-    return img.round().byte().permute(1, 2, 0).numpy()
-
-
 def _resolve_split(
     k: int, seen: Sequence[int] | None, unseen: Sequence[int] | None
 ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
@@ -196,7 +191,7 @@ def evaluate(
                 )
             for j in range(images.shape[0]):
                 if len(kept) < examples:
-                    img = _to_uint8(images[j], model.config.mean, model.config.std)
+                    img = denormalize(images[j], model.config.mean, model.config.std)
                     kept.append(EvalExample(start + j, img, pred[j].numpy(), target[j].numpy()))
             bar.update(images.shape[0])
     names = [str(lab) for lab in labels]

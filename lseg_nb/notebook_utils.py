@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from lseg_nb.config import ConfigError, TrainConfig, load_config
@@ -219,15 +218,6 @@ def parse_labels(text: str | Sequence[str]) -> list[str]:
     if not labels:
         raise ValueError(f"no labels in {text!r}: type comma-separated words, e.g. 'red, stripes, grass'")
     return labels
-
-
-def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """Normalised ``(3, H, W)`` image -> displayable RGB uint8 ``(H, W, 3)``."""
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"expected a normalised (3, H, W) image, got {tuple(image.shape)}")
-    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
-    img = (image.detach().float().cpu() * s + m).clamp(0, 1) * 255
-    return img.round().byte().permute(1, 2, 0).numpy()
 
 
 def show(*figures: Figure) -> None:

@@ -164,6 +164,15 @@ class Normalize:
         return (image - self.mean) / self.std, label
 
 
+def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """Normalised ``(3, H, W)`` image -> displayable RGB uint8 ``(H, W, 3)``."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"expected a normalised (3, H, W) image, got {tuple(image.shape)}")
+    m, s = torch.tensor(mean).view(3, 1, 1), torch.tensor(std).view(3, 1, 1)
+    img = (image.detach().float().cpu() * s + m).clamp(0, 1) * 255
+    return img.round().byte().permute(1, 2, 0).numpy()
+
+
 class Compose:
     """Apply joint transforms in order."""
 

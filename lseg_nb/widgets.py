@@ -20,7 +20,8 @@ from torch import Tensor
 
 from lseg_nb.inference import Predictor
 from lseg_nb.models import LSeg
-from lseg_nb.notebook_utils import denormalize, parse_labels
+from lseg_nb.notebook_utils import parse_labels
+from lseg_nb.transforms import denormalize
 
 
 @dataclass(frozen=True, eq=False)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import numpy as np
 import pytest
-import torch
 from matplotlib.figure import Figure
 
 from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig
 from lseg_nb.evaluate import evaluate
 from lseg_nb.models.lseg import get_config
 from lseg_nb.notebook_utils import (
-    denormalize,
     ensure_run,
     load_run,
     metrics_table,
@@ -118,17 +115,6 @@ def test_parse_labels():
     assert parse_labels(["cow ", "", "sky"]) == ["cow", "sky"]
     with pytest.raises(ValueError, match="no labels"):
         parse_labels(" , ,")
-
-
-def test_denormalize_inverts_normalisation():
-    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-    x = (
-        torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]
-    ) / torch.tensor(std)[:, None, None]
-    np.testing.assert_array_equal(denormalize(x, mean, std), rgb)
-    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
-        denormalize(x[0], mean, std)
 
 
 def test_show_is_a_no_op_outside_ipython():

@@ -15,6 +15,7 @@ from lseg_nb.transforms import (
     RandomHorizontalFlip,
     RandomScale,
     Resize,
+    denormalize,
     eval_transform,
     train_transform,
 )
@@ -137,3 +138,14 @@ def test_eval_transform_and_compose():
     assert "Normalize" in repr(Compose([Normalize((0, 0, 0), (1, 1, 1))]))
     with pytest.raises(ValueError, match="same size"):
         Normalize((0, 0, 0), (1, 1, 1))(image, label[:4])
+
+
+def test_denormalize_inverts_normalisation():
+    rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    x = (
+        torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - torch.tensor(mean)[:, None, None]
+    ) / torch.tensor(std)[:, None, None]
+    np.testing.assert_array_equal(denormalize(x, mean, std), rgb)
+    with pytest.raises(ValueError, match=r"\(3, H, W\)"):
+        denormalize(x[0], mean, std)

@@ -23,7 +23,7 @@ from lseg_nb.diagnostics.nearest_text import nearest_text_map
 from lseg_nb.diagnostics.sampling import sample_pixels
 from lseg_nb.inference import Mode, eval_mode, model_device, predict_logits, size_multiple
 from lseg_nb.models import LSeg
-from lseg_nb.notebook_utils import denormalize
+from lseg_nb.transforms import denormalize
 
 
 def _item(dataset: Dataset, i: int) -> tuple[Tensor, Tensor]:
