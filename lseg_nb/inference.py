@@ -71,7 +71,7 @@ def _pad_to(x: Tensor, h: int, w: int) -> Tensor:
     return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
 
-def _embed_padded(model: LSeg, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+def embed_padded(model: LSeg, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     """Pixel embeddings of ``x`` zero-padded to the backbone's size multiple, and the padded size."""
     m = size_multiple(model)
     xp = _pad_to(x, math.ceil(x.shape[-2] / m) * m, math.ceil(x.shape[-1] / m) * m)
@@ -81,7 +81,7 @@ def _embed_padded(model: LSeg, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
 def _single(model: LSeg, x: Tensor, text_embs: Sequence[Tensor]) -> list[Tensor]:
     """One forward pass (padded, logits cropped back): a list of ``(B, K_i, H, W)``, one per text set."""
     h, w = x.shape[-2:]
-    emb, size = _embed_padded(model, x)
+    emb, size = embed_padded(model, x)
     return [model.logits_from_embeddings(emb, t, size)[..., :h, :w] for t in text_embs]
 
 
@@ -234,7 +234,7 @@ class Predictor:
             raise ValueError(f"set_image takes one image (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
         _check_images(image)
         with eval_mode(self.model), torch.inference_mode():
-            self._emb, self._padded = _embed_padded(self.model, image.to(model_device(self.model)))
+            self._emb, self._padded = embed_padded(self.model, image.to(model_device(self.model)))
         self._size = (int(image.shape[-2]), int(image.shape[-1]))
 
     @property

@@ -8,7 +8,6 @@ padding is labelled ``ignore_index`` so it never enters a statistic.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -19,9 +18,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from lseg_nb import inference
 from lseg_nb.diagnostics.nearest_text import nearest_text_map
 from lseg_nb.diagnostics.sampling import sample_pixels
-from lseg_nb.inference import Mode, eval_mode, model_device, predict_logits, size_multiple
+from lseg_nb.inference import Mode, eval_mode, model_device, predict_logits
 from lseg_nb.models import LSeg
 from lseg_nb.transforms import denormalize
 
@@ -50,13 +50,9 @@ def _count(dataset: Dataset, max_images: int | None) -> int:
 
 def embed_padded(model: LSeg, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
     """Unit pixel embeddings ``(1, D, Hp/2, Wp/2)`` (CPU float32) of one image padded to ``(Hp, Wp)``."""
-    m = size_multiple(model)
-    h, w = image.shape[-2:]
-    hp, wp = math.ceil(h / m) * m, math.ceil(w / m) * m
-    x = F.pad(image[None].float(), (0, wp - w, 0, hp - h)).to(model_device(model))
     with eval_mode(model), torch.inference_mode():
-        emb = model.encode_image(x)
-    return emb.float().cpu(), (hp, wp)
+        emb, size = inference.embed_padded(model, image[None].float().to(model_device(model)))
+    return emb.float().cpu(), size
 
 
 def iter_pixel_embeddings(
