@@ -20,21 +20,13 @@ from lseg_nb.diagnostics.calibration import CalibrationReport, TemperatureScalin
 from lseg_nb.diagnostics.neighbours import NeighbourReport
 from lseg_nb.diagnostics.sampling import ArrayLike
 from lseg_nb.diagnostics.umap_projection import UmapResult
+from lseg_nb.viz.segmentation import class_palette
 
 GROUP_COLOURS = {"seen": "tab:blue", "unseen": "tab:orange", "other": "tab:gray"}
 
 
 def _np(x: ArrayLike) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
-
-
-def class_palette(n: int) -> np.ndarray:
-    """``(n, 3)`` distinct RGB colours in [0, 1] (tab10 / tab20, evenly spaced hues beyond 20)."""
-    if n <= 10:
-        return np.asarray(colormaps["tab10"].colors[:n])
-    if n <= 20:
-        return np.asarray(colormaps["tab20"].colors[:n])
-    return colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))[:, :3]
 
 
 def _grid(nrows: int, ncols: int, cell: tuple[float, float]) -> tuple[Figure, np.ndarray]:

@@ -9,17 +9,24 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 
-def palette(n: int) -> np.ndarray:
-    """``n`` distinguishable RGB colours as uint8 ``(n, 3)`` (seaborn husl for large ``n``)."""
-    import seaborn as sns
+def class_palette(n: int) -> np.ndarray:
+    """``(n, 3)`` distinct RGB colours in [0, 1] (tab10 / tab20, evenly spaced hues beyond 20)."""
+    if n <= 10:
+        return np.asarray(colormaps["tab10"].colors[:n])
+    if n <= 20:
+        return np.asarray(colormaps["tab20"].colors[:n])
+    return colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))[:, :3]
 
-    colours = sns.color_palette("tab20", n) if n <= 20 else sns.color_palette("husl", n)
-    return (np.asarray(colours) * 255).astype(np.uint8)
+
+def palette(n: int) -> np.ndarray:
+    """:func:`class_palette` as uint8 RGB ``(n, 3)`` (for drawing into images)."""
+    return (class_palette(n) * 255).round().astype(np.uint8)
 
 
 def colorize(mask: np.ndarray, colours: np.ndarray, ignore_index: int = 255) -> np.ndarray:
