@@ -22,8 +22,7 @@ from typing import Any
 
 import torch
 
-from lseg_nb.config import ModelConfig, from_dict, to_dict
-from lseg_nb.io import atomic_save_safetensors, atomic_torch_save, atomic_write_text, safe_torch_load
+from lseg_nb.io import atomic_torch_save, atomic_write_text, safe_torch_load
 
 PACKAGES = (
     "lseg_nb",
@@ -113,39 +112,22 @@ def load_training_state(path: Path) -> dict[str, Any]:
     return safe_torch_load(path)
 
 
-def save_model(
-    model: torch.nn.Module, path: Path, config: ModelConfig, extra: dict[str, str] | None = None
-) -> None:
-    """Save the trainable weights as safetensors with the model config in the metadata."""
-    state = model.trainable_state_dict() if hasattr(model, "trainable_state_dict") else model.state_dict()
-    meta = {"lseg_nb_model_config": json.dumps(to_dict(config)), **(extra or {})}
-    atomic_save_safetensors(state, path, metadata=meta)
+def save_model(model: torch.nn.Module, path: Path, extra: dict[str, str] | None = None) -> None:
+    """Save weights + model config as safetensors (the one lseg_nb weights format, see
+    :func:`lseg_nb.checkpoints.save_lseg_nb`)."""
+    from lseg_nb.checkpoints import save_lseg_nb
+
+    save_lseg_nb(model, path, extra)
 
 
 def load_model(path: str | Path, text_encoder: Any = None, map_location: str = "cpu") -> torch.nn.Module:
-    """Rebuild an LSeg model saved by :func:`save_model` (or a run folder holding ``model.safetensors``)."""
-    from safetensors import safe_open
-
-    from lseg_nb.models.lseg import build_lseg
+    """Rebuild an LSeg model from a run folder (its ``model.safetensors``) or any lseg_nb ``.safetensors`` file
+    (trained here or converted from an official checkpoint)."""
+    from lseg_nb.checkpoints import load_lseg_nb
 
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no model weights at {path}: train first or point at a .safetensors file")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    if "lseg_nb_model_config" not in meta:
-        raise ValueError(f"{path} has no lseg_nb model config in its metadata; was it written by lseg_nb?")
-    cfg = from_dict(ModelConfig, json.loads(meta["lseg_nb_model_config"]))
-    model = build_lseg(cfg, text_encoder)
-    from lseg_nb.io import load_tensors
-
-    state = load_tensors(path)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("text_encoder.")]
-    if missing or unexpected:
-        raise ValueError(
-            f"{path} does not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    return model.to(map_location).eval()
+    return load_lseg_nb(path, map_location, text_encoder)

@@ -265,7 +265,7 @@ class Trainer:
         bar.close()
         self.save_checkpoint()
         if self.step >= self.cfg.steps and self.dist.main:
-            save_model(self.model, self.run_dir / "model.safetensors", self.cfg.model)
+            save_model(self.model, self.run_dir / "model.safetensors")
         return self.run_dir
 
     def _after_step(self, loss: float, images_per_s: float) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lseg_nb.checkpoints import load_lseg_nb
 from lseg_nb.config import DataConfig, TrainConfig, load_config
 from lseg_nb.models import get_config
 from lseg_nb.runs import MetricsLog, load_model
@@ -77,6 +78,10 @@ def test_run_folder_records_provenance_and_reloads(synth_root, tmp_path):
     assert len(env["manifests"]["synthetic_textures"]) == 64
     model = load_model(run)
     assert model.config == get_config("lseg_small_cpu", features=8)
+    # one weights format: a run's file is what checkpoints.load_lseg_nb (and converted official files) use
+    again = load_lseg_nb(run / "model.safetensors")
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
     state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 2
 
