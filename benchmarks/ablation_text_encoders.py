@@ -23,16 +23,16 @@ from pathlib import Path
 
 import torch
 
-from lseg_nb.diagnostics.ablation import (
-    MINILM,
+from lseg_nb.apps.pipeline import demo_config
+from lseg_nb.config import MINILM
+from lseg_nb.data.synthetic import CLASS_NAMES
+from lseg_nb.diagnostics import (
     AblationReport,
     default_ablation_encoders,
     run_swap_ablation,
     run_text_encoder_ablation,
 )
-from lseg_nb.io import atomic_write_text
-from lseg_nb.pipeline import demo_config
-from lseg_nb.synthetic import CLASS_NAMES
+from lseg_nb.utils.io import atomic_write_text
 from lseg_nb.viz.ablation import plot_ablation
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _common import record
 
-from lseg_nb.pipeline import demo_config, run_demo
+from lseg_nb.apps.pipeline import demo_config, run_demo
 
 
 def main() -> None:

@@ -2,6 +2,6 @@
 
 import sys
 
-from lseg_nb.cli import main
+from lseg_nb.apps.cli import main
 
 sys.exit(main())

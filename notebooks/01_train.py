@@ -44,10 +44,10 @@ max_images = None  # cap per split, for smoke runs
 amp = "none"  # "bf16" / "fp16" on a GPU
 
 # %%
-from lseg_nb.experiment import make_experiment
-from lseg_nb.notebook_utils import notebook_config, run_files, show
-from lseg_nb.runs import MetricsLog
-from lseg_nb.train import train
+from lseg_nb.apps.notebook import notebook_config, run_files, show
+from lseg_nb.data.experiment import make_experiment
+from lseg_nb.engine.runs import MetricsLog
+from lseg_nb.engine.train import train
 from lseg_nb.viz.segmentation import plot_loss_curve
 
 cfg = notebook_config(run_dir, steps, max_images, batch_size, dataset, fold, amp=amp)

@@ -38,8 +38,8 @@ train_steps = None  # steps if the run has to be trained first (None: the demo's
 # %%
 import pandas as pd
 
-from lseg_nb.notebook_utils import ensure_run, metrics_table, show
-from lseg_nb.pipeline import evaluate_run
+from lseg_nb.apps.notebook import ensure_run, metrics_table, show
+from lseg_nb.apps.pipeline import evaluate_run
 from lseg_nb.viz.segmentation import plot_examples, plot_per_class_iou
 
 result = evaluate_run(

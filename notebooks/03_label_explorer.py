@@ -36,8 +36,8 @@ static_labels = "stripes, dots, checks, plain"  # the static figure below (also 
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-from lseg_nb.notebook_utils import ensure_run, load_run, show
-from lseg_nb.widgets import LabelExplorer, label_explorer
+from lseg_nb.apps.notebook import ensure_run, load_run, show
+from lseg_nb.apps.widgets import LabelExplorer, label_explorer
 
 run = load_run(ensure_run(run_dir, steps=train_steps))
 images = run.dataset(split, max_images)

@@ -38,9 +38,9 @@ distractors = "red, green, blue, yellow, stripes, dots, checks, plain, grass, sk
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
+from lseg_nb.apps.notebook import ensure_run, load_run, parse_labels, show
 from lseg_nb.diagnostics import neighbour_analysis
 from lseg_nb.diagnostics.collect import collect_pixel_embeddings
-from lseg_nb.notebook_utils import ensure_run, load_run, parse_labels, show
 from lseg_nb.viz import plot_confusion_vs_similarity, plot_neighbour_report
 
 run = load_run(ensure_run(run_dir, steps=train_steps))

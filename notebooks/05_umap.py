@@ -35,9 +35,9 @@ seed = 0
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
+from lseg_nb.apps.notebook import ensure_run, load_run, show
 from lseg_nb.diagnostics import joint_umap
 from lseg_nb.diagnostics.collect import iter_pixel_embeddings
-from lseg_nb.notebook_utils import ensure_run, load_run, show
 from lseg_nb.viz import plot_umap
 
 run = load_run(ensure_run(run_dir, steps=train_steps))

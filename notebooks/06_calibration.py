@@ -34,9 +34,9 @@ train_steps = None  # steps if the run has to be trained first (None: the demo's
 # %%
 import pandas as pd
 
+from lseg_nb.apps.notebook import ensure_run, load_run, show
 from lseg_nb.diagnostics import temperature_scaling
 from lseg_nb.diagnostics.collect import collect_logits
-from lseg_nb.notebook_utils import ensure_run, load_run, show
 
 run = load_run(ensure_run(run_dir, steps=train_steps))
 val = collect_logits(run.model, run.dataset("val"), run.class_names, max_images, pixels_per_image)

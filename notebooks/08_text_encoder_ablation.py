@@ -43,8 +43,8 @@ train_steps = None  # steps if the run has to be trained first (None: the demo's
 # %%
 import pandas as pd
 
-from lseg_nb.diagnostics.ablation import default_ablation_encoders, run_swap_ablation
-from lseg_nb.notebook_utils import ensure_run, run_labels, show
+from lseg_nb.apps.notebook import ensure_run, run_labels, show
+from lseg_nb.diagnostics import default_ablation_encoders, run_swap_ablation
 from lseg_nb.viz.ablation import plot_ablation
 
 run = ensure_run(run_dir, steps=train_steps)
@@ -67,7 +67,7 @@ show(plot_ablation(swap, "text encoder swapped on frozen image features"))
 import dataclasses
 
 from lseg_nb.config import TrainConfig, load_config
-from lseg_nb.diagnostics.ablation import run_text_encoder_ablation
+from lseg_nb.diagnostics import run_text_encoder_ablation
 
 if retrain_steps > 0:
     base = dataclasses.replace(load_config(TrainConfig, run / "config.json"), steps=retrain_steps)

@@ -17,7 +17,7 @@
 # %% [markdown]
 # # 09 · Official LSeg checkpoints and the PASCAL-5i reproduction
 #
-# The official checkpoints are PyTorch-Lightning `.ckpt` files (names under `net.*`). `lseg_nb.checkpoints`
+# The official checkpoints are PyTorch-Lightning `.ckpt` files (names under `net.*`). `lseg_nb.checkpoints.official`
 # reads them with `weights_only=True` (no code from the file runs), maps every tensor one-to-one onto
 # `lseg_nb` names (tensors the official forward never uses are dropped by name, with the reason) and writes
 # a self-describing `.safetensors` file that `load_lseg_nb` rebuilds strictly. Equivalent command:
@@ -63,8 +63,8 @@ else:
 # ## Segment an image with any labels
 
 # %%
-from lseg_nb.notebook_utils import parse_labels, show
-from lseg_nb.predict import load_image, segment
+from lseg_nb.apps.notebook import parse_labels, show
+from lseg_nb.apps.predict import load_image, segment
 from lseg_nb.viz.explorer import plot_label_query
 
 if model is None or image is None:
@@ -76,7 +76,7 @@ else:
 # %% [markdown]
 # ## PASCAL-5i zero-shot reproduction (ResNet-101)
 #
-# Official protocol (`lseg_nb.fewshot`): HSNet episode lists (`../shared/reference/splits/pascal/val`), each
+# Official protocol (`lseg_nb.engine.fewshot`): HSNet episode lists (`../shared/reference/splits/pascal/val`), each
 # episode one query image resized to 480 × 480 and the label set `["others", <class>]`; mIoU is the mean
 # foreground IoU over the fold's five unseen classes. Paper numbers (LSeg, ResNet-101, mIoU %):
 #
@@ -94,8 +94,8 @@ else:
 # ```
 
 # %%
-from lseg_nb.fewshot import evaluate_pascal5i
-from lseg_nb.manifests import shared_dir
+from lseg_nb.data.manifests import shared_dir
+from lseg_nb.engine.fewshot import evaluate_pascal5i
 
 PAPER_RN101 = {0: 52.8, 1: 53.8, 2: 44.4, 3: 38.5}
 ref = shared_dir() / "reference"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import json
 
-from lseg_nb.cli import main
+import numpy as np
+from PIL import Image
+
+from lseg_nb.apps.cli import main
 
 
 def test_help_lists_every_command(capsys):
@@ -39,6 +42,14 @@ def test_unknown_dataset_is_explained(tmp_path, capsys):
 
 
 def test_predict_with_missing_weights_is_explained(tmp_path, capsys):
-    code = main(["predict", "--weights", str(tmp_path / "none"), "--image", "x.png", "--labels", "cat"])
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    code = main(["predict", "--weights", str(tmp_path / "none"), "--image", str(image), "--labels", "cat"])
     assert code == 2
     assert "no model weights" in capsys.readouterr().err
+
+
+def test_predict_with_missing_image_is_explained(tmp_path, capsys):
+    code = main(["predict", "--weights", str(tmp_path / "none"), "--image", "x.png", "--labels", "cat"])
+    assert code == 2
+    assert "image x.png does not exist" in capsys.readouterr().err

@@ -10,9 +10,9 @@ import torch
 import yaml
 from PIL import Image
 
-from lseg_nb.datasets import SegmentationDataset
-from lseg_nb.manifests import load_manifest
-from lseg_nb.transforms import Normalize
+from lseg_nb.data.datasets import SegmentationDataset
+from lseg_nb.data.manifests import load_manifest
+from lseg_nb.data.transforms import Normalize
 
 MANIFEST = {
     "name": "tiny",

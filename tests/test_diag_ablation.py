@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig, load_config, to_dict
-from lseg_nb.diagnostics.ablation import (
+from lseg_nb.data.synthetic import CLASS_NAMES, generate_synthetic
+from lseg_nb.diagnostics import (
     AblationReport,
     SkippedEncoder,
     default_ablation_encoders,
@@ -19,10 +20,9 @@ from lseg_nb.diagnostics.ablation import (
     run_text_encoder_ablation,
     swap_text_encoder,
 )
-from lseg_nb.io import load_tensors
+from lseg_nb.engine.runs import load_model
 from lseg_nb.models import get_config
-from lseg_nb.runs import load_model
-from lseg_nb.synthetic import CLASS_NAMES, generate_synthetic
+from lseg_nb.utils.io import load_tensors
 from lseg_nb.viz.ablation import plot_ablation
 
 UNSEEN = ["red stripes", "green dots", "blue checks", "yellow plain"]  # fold 0 of synthetic_textures
@@ -77,7 +77,7 @@ def test_one_row_per_encoder_and_runs_differ_only_in_the_text_encoder(ablation):
 
 def test_rows_hold_the_evaluation_of_their_run_and_the_json_round_trips(ablation):
     _, out, report = ablation
-    from lseg_nb.pipeline import evaluate_run
+    from lseg_nb.apps.pipeline import evaluate_run
 
     result = evaluate_run(out / "random", split="test")
     row = report.row("random")

@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from lseg_nb.evaluate import EvalResult, evaluate
-from lseg_nb.inference import predict_logits
-from lseg_nb.metrics import compute_metrics, confusion_matrix
+from lseg_nb.engine.evaluate import EvalResult, evaluate
+from lseg_nb.engine.inference import predict_logits
+from lseg_nb.engine.metrics import compute_metrics, confusion_matrix
 
 LABELS = ["sky", "cow", "grass", "tree"]
 UNSEEN = [1, 3]

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lseg_nb.fewshot import (
+from lseg_nb.engine.fewshot import (
     Episode,
     binary_areas,
     class_target,

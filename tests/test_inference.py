@@ -5,13 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lseg_nb.inference import (
+from lseg_nb.engine.inference import (
     Predictor,
     _window_starts,
     eval_mode,
     predict_logits,
     predict_logits_multi,
-    size_multiple,
 )
 
 LABELS = ["sky", "cow", "grass"]
@@ -119,8 +118,8 @@ def test_bad_inputs(tiny_model, images):
 
 
 def test_size_multiple(tiny_model, tiny_vit):
-    assert size_multiple(tiny_model) == 32
-    assert size_multiple(tiny_vit) == 16
+    assert tiny_model.size_multiple == 32
+    assert tiny_vit.size_multiple == 16
 
 
 def test_vit_non_multiple_size(tiny_vit):

@@ -8,7 +8,7 @@ import stat
 import pytest
 import torch
 
-from lseg_nb.io import (
+from lseg_nb.utils.io import (
     atomic_save_safetensors,
     atomic_torch_save,
     atomic_write_bytes,

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lseg_nb.loss import binary_zero_shot_loss, pixel_cross_entropy
+from lseg_nb.engine.loss import binary_zero_shot_loss, pixel_cross_entropy
 
 
 def test_pixel_cross_entropy_matches_formula():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lseg_nb.manifests import (
+from lseg_nb.data.manifests import (
     ManifestError,
     list_manifests,
     load_manifest,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from lseg_nb.metrics import SegMetrics, compute_metrics, confusion_matrix, fb_iou
+from lseg_nb.engine.metrics import SegMetrics, compute_metrics, confusion_matrix, fb_iou
 
 # rows = target, cols = prediction
 CM = np.array([[3, 1, 0], [0, 2, 2], [1, 0, 1]])

@@ -6,10 +6,7 @@ import matplotlib.pyplot as plt
 import pytest
 from matplotlib.figure import Figure
 
-from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig
-from lseg_nb.evaluate import evaluate
-from lseg_nb.models.lseg import get_config
-from lseg_nb.notebook_utils import (
+from lseg_nb.apps.notebook import (
     ensure_run,
     load_run,
     metrics_table,
@@ -19,7 +16,10 @@ from lseg_nb.notebook_utils import (
     run_labels,
     show,
 )
-from lseg_nb.pipeline import demo_config
+from lseg_nb.apps.pipeline import demo_config
+from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig
+from lseg_nb.engine.evaluate import evaluate
+from lseg_nb.models.lseg import get_config
 
 
 def test_notebook_config_defaults_are_the_demo_run():

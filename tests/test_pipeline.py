@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from lseg_nb.cli import main
-from lseg_nb.pipeline import demo_config, run_demo
-from lseg_nb.synthetic import generate_synthetic
+from lseg_nb.apps.cli import main
+from lseg_nb.apps.pipeline import demo_config, run_demo
+from lseg_nb.data.synthetic import generate_synthetic
 
 
 def _check_report(report, n_unseen):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lseg_nb.datasets import SegmentationDataset
-from lseg_nb.manifests import load_manifest
-from lseg_nb.synthetic import (
+from lseg_nb.data.datasets import SegmentationDataset
+from lseg_nb.data.manifests import load_manifest
+from lseg_nb.data.synthetic import (
     CLASS_NAMES,
     PARAMS_FILE,
     default_synthetic_root,

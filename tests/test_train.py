@@ -14,10 +14,10 @@ import torch
 
 from lseg_nb.checkpoints import load_lseg_nb
 from lseg_nb.config import DataConfig, TrainConfig, load_config
+from lseg_nb.data.synthetic import generate_synthetic
+from lseg_nb.engine.runs import MetricsLog, load_model
+from lseg_nb.engine.train import Trainer, lr_factor, train
 from lseg_nb.models import get_config
-from lseg_nb.runs import MetricsLog, load_model
-from lseg_nb.synthetic import generate_synthetic
-from lseg_nb.train import Trainer, lr_factor, train
 
 REPO = Path(__file__).resolve().parents[1]
 

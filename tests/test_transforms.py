@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lseg_nb.transforms import (
+from lseg_nb.data.transforms import (
     Compose,
     Normalize,
     RandomCrop,

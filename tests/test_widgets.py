@@ -9,9 +9,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from lseg_nb.inference import predict_logits
+from lseg_nb.apps.widgets import LabelExplorer, LabelExplorerWidget, label_explorer
+from lseg_nb.engine.inference import predict_logits
 from lseg_nb.viz.explorer import plot_label_query
-from lseg_nb.widgets import LabelExplorer, LabelExplorerWidget, label_explorer
 
 
 @pytest.fixture

@@ -37,23 +37,23 @@ from lseg_nb.diagnostics.sampling import PixelSampler, flatten_pixels, sample_pi
 from lseg_nb.diagnostics.umap_projection import UmapResult, joint_umap
 
 if TYPE_CHECKING:
-    from lseg_nb.diagnostics.ablation import (
+    from lseg_nb.diagnostics.ablation import run_text_encoder_ablation
+    from lseg_nb.diagnostics.ablation_report import (
         AblationReport,
         AblationRow,
         SkippedEncoder,
         default_ablation_encoders,
         load_ablation_report,
-        run_text_encoder_ablation,
     )
     from lseg_nb.diagnostics.text_swap import run_swap_ablation, swap_text_encoder
 
 # Ablation names load on first use: their modules import the training pipeline (seconds), the rest does not.
 _LAZY = {
-    "AblationReport": "ablation",
-    "AblationRow": "ablation",
-    "SkippedEncoder": "ablation",
-    "default_ablation_encoders": "ablation",
-    "load_ablation_report": "ablation",
+    "AblationReport": "ablation_report",
+    "AblationRow": "ablation_report",
+    "SkippedEncoder": "ablation_report",
+    "default_ablation_encoders": "ablation_report",
+    "load_ablation_report": "ablation_report",
     "run_text_encoder_ablation": "ablation",
     "run_swap_ablation": "text_swap",
     "swap_text_encoder": "text_swap",

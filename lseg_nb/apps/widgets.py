@@ -2,7 +2,7 @@
 
 The logic lives in :class:`LabelExplorer` (index + label text -> :class:`LabelQuery` / figure), which needs no
 browser; :func:`label_explorer` only wires it to ipywidgets. Pixel embeddings of the current image are cached
-by a :class:`~lseg_nb.inference.Predictor`, so a new label set costs only the text encoder and the head.
+by a :class:`~lseg_nb.engine.inference.Predictor`, so a new label set costs only the text encoder and the head.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from lseg_nb.inference import Predictor
+from lseg_nb.data.transforms import denormalize
+from lseg_nb.engine.inference import Predictor
 from lseg_nb.models import LSeg
-from lseg_nb.notebook_utils import parse_labels
-from lseg_nb.transforms import denormalize
+from lseg_nb.utils.labels import clean_labels as parse_labels
 
 
 @dataclass(frozen=True, eq=False)

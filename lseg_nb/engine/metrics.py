@@ -1,4 +1,5 @@
-"""Segmentation metrics from one confusion matrix: mIoU, pixel/mean accuracy, FB-IoU, seen/unseen/harmonic IoU.
+"""Segmentation metrics from one confusion matrix: mIoU, pixel/mean accuracy, FB-IoU (binary only),
+seen/unseen/harmonic IoU and chance baselines.
 
 Everything is derived from a single ``(C, C)`` confusion matrix (rows = ground truth, columns = prediction), so
 metrics accumulated over a data set are exact dataset-level ratios, not means of per-image scores.
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from lseg_nb.utils.parsing import json_safe
 
 
 def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
@@ -53,7 +56,7 @@ class SegMetrics:
     miou: float
     pixel_acc: float
     mean_acc: float
-    fb_iou: float
+    fb_iou: float | None
     per_class_iou: tuple[float, ...]
     class_names: tuple[str, ...]
     num_pixels: int
@@ -63,7 +66,7 @@ class SegMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN -> ``None``, tuples -> lists), plus ``per_class`` as ``{name: iou}``."""
-        d = {k: _json_safe(v) for k, v in asdict(self).items()}
+        d = {k: json_safe(v) for k, v in asdict(self).items()}
         d["per_class"] = dict(zip(self.class_names, d["per_class_iou"], strict=True))
         return d
 
@@ -72,14 +75,6 @@ class SegMetrics:
         if name not in self.class_names:
             raise KeyError(f"no class {name!r}; classes: {list(self.class_names)}")
         return self.per_class_iou[self.class_names.index(name)]
-
-
-def _json_safe(v: Any) -> Any:
-    if isinstance(v, float) and math.isnan(v):
-        return None
-    if isinstance(v, (tuple, list)):
-        return [_json_safe(x) for x in v]
-    return v
 
 
 def _nanmean(x: np.ndarray) -> float:
@@ -121,35 +116,79 @@ def _split(
     return [int(i) for i in seen], [int(i) for i in unseen]
 
 
-def fb_iou(cm: Tensor | np.ndarray, background: int | None = None) -> float:
-    """Foreground-background IoU (few-shot segmentation literature) from a ``(C, C)`` confusion matrix.
+def fb_iou(cm: Tensor | np.ndarray, background: int | None = None) -> float | None:
+    """Foreground-background IoU (few-shot segmentation literature): the mean of background and foreground IoU.
 
-    With ``background`` given: all other classes are merged into one foreground class and the result is the
-    mean of the background IoU and the foreground IoU. Without it: the mean over classes ``c`` present
-    (union > 0) of ``(IoU(c) + IoU(not c)) / 2``, where ``not c`` merges every other class (so confusions among
-    them count as correct). For a binary ``2 x 2`` matrix both definitions equal the mean of the two IoUs.
+    Defined only for a binary setting: a ``2 x 2`` matrix (class 0 = background unless ``background`` says
+    otherwise), or a larger matrix with an explicit ``background`` class (every other class merged into one
+    foreground). Returns ``None`` otherwise: a multi-class "mean over classes of (IoU(c) + IoU(not c)) / 2"
+    is inflated by true negatives (a uniform random predictor over 20 classes scores ~0.47 on it while its
+    mIoU is ~0.03), so lseg_nb does not report one.
     """
     m = _as_numpy_cm(cm)
     c = m.shape[0]
-    if background is not None:
-        if not 0 <= background < c:
-            raise ValueError(f"background index {background} outside [0, {c})")
-        fg = [i for i in range(c) if i != background]
-        merged = np.array(
-            [
-                [m[background, background], m[background, fg].sum()],
-                [m[fg, background].sum(), m[np.ix_(fg, fg)].sum()],
-            ]
-        )
-        return _nanmean(_iou(merged))
-    total, tp = m.sum(), np.diag(m)
-    fp, fn = m.sum(0) - tp, m.sum(1) - tp
-    tn = total - tp - fp - fn
-    iou_c = _div(tp, tp + fp + fn)
-    iou_rest = _div(tn, tn + fp + fn)
-    # ``not c`` is empty only when every pixel is (and is predicted as) c: then the pair is IoU(c) alone.
-    pairs = np.where(np.isnan(iou_rest), iou_c, (iou_c + iou_rest) / 2)
-    return _nanmean(pairs)
+    if background is None:
+        if c != 2:
+            return None
+        background = 0
+    if not 0 <= background < c:
+        raise ValueError(f"background index {background} outside [0, {c})")
+    fg = [i for i in range(c) if i != background]
+    merged = np.array(
+        [
+            [m[background, background], m[background, fg].sum()],
+            [m[fg, background].sum(), m[np.ix_(fg, fg)].sum()],
+        ]
+    )
+    return _nanmean(_iou(merged))
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Scores of label-free predictors on the same pixels (fractions), to read a score against chance.
+
+    ``majority_*``: every pixel predicted as the most frequent ground-truth class (``majority_class``).
+    ``uniform_pixel_acc``: expected pixel accuracy of a uniform random guess over the ``num_labels`` labels;
+    ``uniform_miou``: its expected mIoU (per class: expected intersection / expected union).
+    """
+
+    majority_class: str | None
+    majority_miou: float
+    majority_pixel_acc: float
+    uniform_miou: float
+    uniform_pixel_acc: float
+    num_labels: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return json_safe(asdict(self))
+
+
+def chance_baseline(cm: Tensor | np.ndarray, class_names: Sequence[str]) -> Baseline:
+    """Majority-class and uniform-random scores for the target distribution of a ``(C, C)`` confusion matrix.
+
+    Uses only the row sums (ground-truth pixel counts ``n_c``, total ``N``). Majority: IoU of the majority class
+    ``m`` is ``n_m / N``, every other present class scores 0, so mIoU = ``n_m / N / |present|`` and pixel
+    accuracy = ``n_m / N``. Uniform over ``C`` labels: pixel accuracy ``1 / C``; class ``c`` expects
+    intersection ``n_c / C`` and union ``n_c + N / C - n_c / C``; mIoU averages over classes present in the target.
+    """
+    m = _as_numpy_cm(cm)
+    c = m.shape[0]
+    n = m.sum(1)
+    total = n.sum()
+    present = np.flatnonzero(n > 0)
+    if total == 0:
+        nan = float("nan")
+        return Baseline(None, nan, nan, nan, nan, c)
+    maj = int(np.argmax(n))
+    expected = (n[present] / c) / (n[present] + total / c - n[present] / c)
+    return Baseline(
+        majority_class=str(class_names[maj]),
+        majority_miou=float(n[maj] / total / len(present)),
+        majority_pixel_acc=float(n[maj] / total),
+        uniform_miou=float(expected.mean()),
+        uniform_pixel_acc=1.0 / c,
+        num_labels=c,
+    )
 
 
 def _iou(m: np.ndarray) -> np.ndarray:
@@ -167,7 +206,7 @@ def compute_metrics(
     """All scores of a ``(C, C)`` confusion matrix (rows = target, columns = prediction; void already dropped).
 
     ``mIoU``: mean IoU over classes with union > 0. ``pixel_acc``: trace / total. ``mean_acc``: mean recall over
-    classes present in the target. ``fb_iou``: see :func:`fb_iou` (``background`` picks its definition).
+    classes present in the target. ``fb_iou``: see :func:`fb_iou` (``None`` unless binary or ``background``).
     ``seen``/``unseen``: class-index split (one side may be omitted: it is the complement); ``seen_miou`` and
     ``unseen_miou`` are mIoUs over those classes of *this* matrix and ``harmonic_iou = 2su / (s + u)``.
     """

@@ -7,7 +7,7 @@ orientation, period and phase), plus pixel noise. Labels hold the class index of
 pixels (``ignore_index`` 255 is unused). Generation is seeded per image (``seed``, split, index), so output is
 bit-identical for the same parameters and independent of generation order.
 
-Written in the plain layout read by :class:`~lseg_nb.datasets.SegmentationDataset` (manifest
+Written in the plain layout read by :class:`~lseg_nb.data.datasets.SegmentationDataset` (manifest
 ``data_manifests/synthetic_textures.yaml``); default root :func:`default_synthetic_root`.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lseg_nb.io import atomic_write_text
-from lseg_nb.manifests import cache_dir
+from lseg_nb.data.manifests import cache_dir
+from lseg_nb.utils.io import atomic_write_text
 
 COLOURS: dict[str, tuple[float, float, float]] = {
     "red": (0.86, 0.14, 0.12),
@@ -152,7 +152,7 @@ def generate_synthetic(
         raise ValueError(
             f"generate_synthetic needs size >= 16 and at least 1 image per split, got {counts}, {size}"
         )
-    params = {"generator": "lseg_nb.synthetic", "version": GENERATOR_VERSION, "seed": seed, "size": size}
+    params = {"generator": "lseg_nb.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "size": size}
     params.update({f"n_{k}": v for k, v in counts.items()})
     marker = root / PARAMS_FILE
     if marker.is_file():

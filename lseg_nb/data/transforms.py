@@ -78,8 +78,8 @@ class Resize:
 class RandomScale:
     """Rescale by a factor drawn uniformly from ``[min_scale, max_scale]``.
 
-    With ``base_size`` the shorter side becomes ``base_size * factor`` (the official LSeg recipe), otherwise the
-    current size is multiplied by the factor.
+    With ``base_size`` the LONG side becomes ``base_size * factor`` (the official recipe: PyTorch-Encoding's
+    ``_sync_transform`` with base size 520 and factors 0.5-2.0), otherwise the current size is multiplied by it.
     """
 
     def __init__(
@@ -103,7 +103,7 @@ class RandomScale:
         h, w = label.shape
         s = _uniform(self.min_scale, self.max_scale, self.generator)
         if self.base_size is not None:
-            s = self.base_size * s / min(h, w)
+            s = self.base_size * s / max(h, w)
         return _resize_pair(image, label, max(1, round(h * s)), max(1, round(w * s)))
 
 
@@ -150,6 +150,13 @@ class ToTensor:
         return to_tensor_pair(image, label)
 
 
+def normalize_image(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """``(x - mean) / std`` per channel of a float image ``(..., 3, H, W)`` in [0, 1]."""
+    m = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    s = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return (image - m) / s
+
+
 class Normalize:
     """Convert to tensors (ToTensor included) and standardise the image: ``(x - mean) / std`` per channel."""
 
@@ -161,7 +168,7 @@ class Normalize:
 
     def __call__(self, image: Any, label: Any) -> Pair:
         image, label = to_tensor_pair(image, label)
-        return (image - self.mean) / self.std, label
+        return normalize_image(image, self.mean.flatten(), self.std.flatten()), label
 
 
 def denormalize(image: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Official LSeg tensor names <-> lseg_nb names: layout detection, renaming rules, the known-unused tensors.
 
-Pure functions on state dicts (no model building, no file IO); :mod:`lseg_nb.checkpoints` builds on them.
+Pure functions on state dicts (no model building, no file IO); :mod:`lseg_nb.checkpoints.official` builds on them.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from lseg_nb.checkpoint_reader import _preview
+from lseg_nb.checkpoints.official_reader import preview
 
 Layout = Literal["vitl16_384", "vitb16_384", "rn101"]
 LAYOUT_CONFIGS: dict[str, str] = {
@@ -89,12 +89,12 @@ def _rename(key: str, rules: list[tuple[str, str]], to_official: bool) -> str | 
     return None
 
 
-def _strip_net(state_dict: dict[str, Any]) -> dict[str, Tensor]:
+def strip_net(state_dict: dict[str, Any]) -> dict[str, Tensor]:
     if not isinstance(state_dict, dict) or not state_dict:
         raise ValueError("expected a non-empty state_dict (a dict of tensors)")
     bad = [k for k, v in state_dict.items() if not isinstance(v, Tensor)]
     if bad:
-        raise ValueError(f"state_dict entries that are not tensors: {_preview(bad)}")
+        raise ValueError(f"state_dict entries that are not tensors: {preview(bad)}")
     if any(k.startswith("net.") for k in state_dict):
         return {k[4:] if k.startswith("net.") else f"<outside net.>{k}": v for k, v in state_dict.items()}
     return dict(state_dict)
@@ -109,7 +109,7 @@ def detect_layout(state_dict: dict[str, Tensor]) -> Layout:
 
     The matching lseg_nb model config is ``LAYOUT_CONFIGS[layout]``.
     """
-    sd = _strip_net(state_dict)
+    sd = strip_net(state_dict)
     if "pretrained.model.pos_embed" in sd and "pretrained.model.cls_token" in sd:
         key = (
             sd["pretrained.model.cls_token"].shape[-1],
@@ -135,7 +135,7 @@ def detect_layout(state_dict: dict[str, Tensor]) -> Layout:
     raise ValueError(
         "not an official LSeg checkpoint: expected names like net.pretrained.model.pos_embed (ViT) or "
         f"net.pretrained.layer1.0.weight (ResNet-101) plus net.scratch.head1.weight.{hint} "
-        f"Found {len(sd)} tensors, e.g. {_preview(list(sd), 5)}"
+        f"Found {len(sd)} tensors, e.g. {preview(list(sd), 5)}"
     )
 
 
@@ -168,7 +168,7 @@ def official_to_lseg_nb(
     ``layout`` skips detection (e.g. for small test models with the official naming).
     """
     layout = layout or detect_layout(state_dict)
-    rules, sd = _rules(layout), _strip_net(state_dict)
+    rules, sd = _rules(layout), strip_net(state_dict)
     converted: dict[str, Tensor] = {}
     dropped: dict[str, str] = {}
     unused: dict[str, Tensor] = {}
@@ -187,7 +187,7 @@ def official_to_lseg_nb(
             converted[new] = value
     if unmapped:
         raise ValueError(
-            f"{len(unmapped)} checkpoint tensors have no lseg_nb counterpart: {_preview(unmapped)}"
+            f"{len(unmapped)} checkpoint tensors have no lseg_nb counterpart: {preview(unmapped)}"
         )
     report = ConversionReport(layout, LAYOUT_CONFIGS[layout], len(converted), dropped, unused)
     return converted, report
@@ -200,7 +200,7 @@ def _neutral(name: str, like: Tensor) -> Tensor:
     return torch.full(like.shape, 1.0 if one else 0.0, dtype=like.dtype)
 
 
-def _clip_vitb32_visual(embed_dim: int, dtype: torch.dtype) -> dict[str, Tensor]:
+def clip_vitb32_visual_placeholders(embed_dim: int, dtype: torch.dtype) -> dict[str, Tensor]:
     """Zero/one placeholders shaped like OpenAI CLIP ViT-B/32's image tower (stride-0 views: no memory)."""
     w = 768
     shapes = {"class_embedding": (w,), "positional_embedding": (50, w), "proj": (w, embed_dim)}
@@ -239,7 +239,7 @@ def unused_placeholders(official: dict[str, Tensor], layout: Layout) -> dict[str
             out[name] = _neutral(name, v)
     proj = official.get("net.clip_pretrained.text_projection")
     if proj is not None:
-        visual = _clip_vitb32_visual(proj.shape[1], proj.dtype)
+        visual = clip_vitb32_visual_placeholders(proj.shape[1], proj.dtype)
         out |= {f"net.clip_pretrained.{k}": v for k, v in visual.items()}
     return out
 
@@ -262,7 +262,5 @@ def lseg_nb_to_official(
         else:
             out[f"net.{new}"] = value
     if unmapped:
-        raise ValueError(
-            f"{len(unmapped)} lseg_nb tensors have no official counterpart: {_preview(unmapped)}"
-        )
+        raise ValueError(f"{len(unmapped)} lseg_nb tensors have no official counterpart: {preview(unmapped)}")
     return out | (unused if unused is not None else unused_placeholders(out, layout))

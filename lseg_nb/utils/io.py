@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,83 @@ def _umask() -> int:
     return mask
 
 
+def _fsync(path: str | Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on folders; the data itself was synced
+        pass
+    finally:
+        os.close(fd)
+
+
 def _atomic(path: Path, write: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Write via ``.<name>.<random>.tmp`` in the same folder, fsync, rename over ``path``, fsync the folder:
+    readers see the old or the new file, never a partial one, even after a power loss."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise OSError(
+            f"cannot write {path}: {e.strerror or e} (check the folder exists, is writable and the disk has space)"
+        ) from None
     os.close(fd)
     try:
         write(tmp)
         # mkstemp creates 0600; give the result the mode a plain open() would (0666 minus the umask).
         os.chmod(tmp, 0o666 & ~_umask())
+        _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+        _fsync(path.parent, directory=True)
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, FileNotFoundError):
+            raise OSError(
+                f"cannot write {path}: {e.strerror or e} (disk full or folder not writable?)"
+            ) from None
         raise
+
+
+def clean_stale_tmp(folder: str | Path, min_age_s: float = 0.0) -> list[Path]:
+    """Remove ``.<name>.*.tmp`` files left in ``folder`` by a crash mid-write (older than ``min_age_s``)."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    now = time.time()
+    for p in folder.glob(".*.tmp"):
+        try:
+            if p.is_file() and now - p.stat().st_mtime >= min_age_s:
+                p.unlink()
+                removed.append(p)
+        except OSError:
+            pass
+    return removed
+
+
+def check_output_path(path: str | Path, what: str = "output") -> Path:
+    """Make sure ``path`` can be written (before any long work): not a folder, no file among its parents, a
+    writable parent folder (created when missing). Errors name the path and the reason."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path} is a folder; give a file path, e.g. {path / 'result'}")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(f"{what} {path} lies below {parent}, which is a file, not a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create the folder of {what} {path}: {e.strerror or e}") from None
+    if not os.access(path.parent, os.W_OK):
+        raise PermissionError(f"cannot write {what} {path}: its folder {path.parent} is not writable")
+    return path
+
+
+def atomic_save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
+    """Save a matplotlib figure atomically (format from the suffix, tight bounding box)."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".") or "png"
+    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt))
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

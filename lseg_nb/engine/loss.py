@@ -39,17 +39,25 @@ def pixel_cross_entropy(logits: Tensor, target: Tensor, ignore_index: int = 255)
 
 
 def binary_zero_shot_loss(
-    logits: Tensor, target: Tensor, class_index: Tensor, ignore_index: int = 255
+    logits: Tensor,
+    target: Tensor,
+    class_index: Tensor,
+    ignore_index: int = 255,
+    ignored_are_others: bool = False,
 ) -> Tensor:
-    """The official zero-shot (episode) loss: each image is scored against ``["others", its class]``.
+    """The zero-shot episode loss: each image is scored against ``["others", its episode class]``.
 
     ``logits``: (B, 2, H, W) for the label pair (0 = "others", 1 = the episode class). ``target``: (B, H, W)
-    full class indices; ``class_index``: (B,) the episode class per image. Pixels of that class become 1, all
-    other labelled pixels 0, ``ignore_index`` stays ignored. Returns the mean pixel cross-entropy.
+    training class indices (unseen classes and void already ``ignore_index``); ``class_index``: (B,) the episode
+    class per image. Pixels of that class become 1, all other labelled pixels 0. ``ignore_index`` pixels stay
+    ignored (lseg_nb default), or with ``ignored_are_others`` become "others" (0) too — the official zero-shot
+    training, where every pixel that is not the episode's class (other classes, unseen ones, boundaries) is
+    "others" and nothing is ignored. Returns the mean pixel cross-entropy.
     """
     _check(logits, target)
     if logits.shape[1] != 2:
         raise ValueError(f"binary zero-shot loss needs 2 labels ('others', class), got {logits.shape[1]}")
     binary = (target == class_index.view(-1, 1, 1)).long()
-    binary = torch.where(target == ignore_index, torch.full_like(binary, ignore_index), binary)
+    if not ignored_are_others:
+        binary = torch.where(target == ignore_index, torch.full_like(binary, ignore_index), binary)
     return pixel_cross_entropy(logits, binary, ignore_index)

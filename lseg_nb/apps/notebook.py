@@ -9,22 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
+from lseg_nb.apps.pipeline import demo_config
+from lseg_nb.apps.reports import metrics_rows as metrics_table  # noqa: F401 - notebook API
 from lseg_nb.config import ConfigError, TrainConfig, load_config
+from lseg_nb.data.experiment import Experiment, LabelSplit, make_experiment
+from lseg_nb.engine.runs import load_model
+from lseg_nb.engine.train import train
+from lseg_nb.models.lseg import LSeg
+from lseg_nb.utils.device import resolve_device
+from lseg_nb.utils.labels import clean_labels as parse_labels  # noqa: F401 - notebook API
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
     from torch.utils.data import Dataset
-
-    from lseg_nb.evaluate import EvalResult
-    from lseg_nb.experiment import Experiment, LabelSplit
-    from lseg_nb.models.lseg import LSeg
 
 RUN_FILES = {
     "config.json": "the full TrainConfig (round-trips into the dataclass)",
@@ -48,14 +49,12 @@ def notebook_config(
     progress: bool = True,
     **overrides: Any,
 ) -> TrainConfig:
-    """The demo's small training config (:func:`~lseg_nb.pipeline.demo_config`) with notebook knobs.
+    """The demo's small training config (:func:`~lseg_nb.apps.pipeline.demo_config`) with notebook knobs.
 
     ``overrides`` are further :class:`~lseg_nb.config.TrainConfig` fields (e.g. ``amp="bf16"``). Short runs
     (``steps < 100``) log every step so that the loss curve has points; logging and progress fields take no part
     in the resume check, so with the defaults this is the same run as ``lseg-nb demo``.
     """
-    from lseg_nb.pipeline import demo_config
-
     cfg = demo_config(dataset, str(run_dir), steps, data_root, fold, max_images)
     log_every = 1 if cfg.steps < 100 else cfg.log_every
     try:
@@ -88,8 +87,6 @@ def ensure_run(
         print(
             f"no finished model in {run_dir}: training {cfg.steps} steps on {cfg.data.dataset} (fold {cfg.data.fold})"
         )
-    from lseg_nb.train import train
-
     return Path(train(cfg))
 
 
@@ -127,25 +124,18 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     """Open a finished run folder: model on ``device`` (``auto``: CUDA when available) plus its data and fold."""
-    from lseg_nb.experiment import make_experiment
-    from lseg_nb.runs import load_model
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ConfigError(
             f"{run_dir} is not a run folder (no config.json): train it first, e.g. ensure_run()"
         )
     cfg = load_config(TrainConfig, run_dir / "config.json")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_model(run_dir, map_location=device)
+    model = load_model(run_dir, map_location=str(resolve_device(device)))
     return LoadedRun(run_dir, cfg, model, make_experiment(cfg.data))
 
 
 def run_labels(run_dir: str | Path) -> LabelSplit:
     """Class names and seen/unseen split of a run folder's dataset and fold (no model is loaded)."""
-    from lseg_nb.experiment import make_experiment
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ConfigError(
@@ -172,52 +162,6 @@ def run_files(run_dir: str | Path) -> list[dict[str, str]]:
         what = RUN_FILES.get(rel) or RUN_FILES.get(rel.split("/", 1)[0], "")
         rows.append({"file": rel, "size": _human(path.stat().st_size), "contents": what})
     return rows
-
-
-def _pct(v: float | None) -> float | None:
-    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(100 * v, 1)
-
-
-def metrics_table(result: EvalResult) -> list[dict[str, Any]]:
-    """Rows (in %) of the generalised all-labels setting and, with unseen classes, the paper's unseen-only one."""
-    a = result.all_labels
-    rows = [
-        {
-            "setting": "all labels (generalised)",
-            "mIoU": _pct(a.miou),
-            "pixel acc": _pct(a.pixel_acc),
-            "seen mIoU": _pct(a.seen_miou),
-            "unseen mIoU": _pct(a.unseen_miou),
-            "harmonic": _pct(a.harmonic_iou),
-        },
-    ]
-    if result.unseen_only is not None:
-        u = result.unseen_only
-        rows.insert(
-            0,
-            {
-                "setting": "unseen labels only (paper)",
-                "mIoU": _pct(u.miou),
-                "pixel acc": _pct(u.pixel_acc),
-                "seen mIoU": None,
-                "unseen mIoU": _pct(u.miou),
-                "harmonic": None,
-            },
-        )
-    return rows
-
-
-def parse_labels(text: str | Sequence[str]) -> list[str]:
-    """Comma-separated label text (or a list) -> stripped, non-empty, de-duplicated labels in order.
-
-    >>> parse_labels(" red, stripes,, red ,grass")
-    ['red', 'stripes', 'grass']
-    """
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    labels = list(dict.fromkeys(p.strip() for p in parts if isinstance(p, str) and p.strip()))
-    if not labels:
-        raise ValueError(f"no labels in {text!r}: type comma-separated words, e.g. 'red, stripes, grass'")
-    return labels
 
 
 def show(*figures: Figure) -> None:

@@ -27,28 +27,27 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from lseg_nb.config import ConfigError, TrainConfig, load_config, save_json, to_dict
-from lseg_nb.experiment import Experiment, SeededDataset, make_experiment
-from lseg_nb.io import atomic_write_text
-from lseg_nb.loss import binary_zero_shot_loss, pixel_cross_entropy
+from lseg_nb.data.experiment import Experiment, SeededDataset, make_experiment
+from lseg_nb.engine.evaluate import evaluate_split
+from lseg_nb.engine.loss import binary_zero_shot_loss, pixel_cross_entropy
+from lseg_nb.engine.runs import (
+    MetricsLog,
+    environment_info,
+    load_training_state,
+    save_model,
+    save_training_state,
+)
 from lseg_nb.models.lseg import LSeg, build_lseg
 from lseg_nb.models.text_encoder import TextEncoder
-from lseg_nb.runs import MetricsLog, environment_info, load_training_state, save_model, save_training_state
+from lseg_nb.utils.device import resolve_device
+from lseg_nb.utils.io import atomic_write_text
 
 
 def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
+    """Seed python, numpy and torch (all devices): model initialisation is a function of the seed."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` -> the local CUDA device when available, else CPU."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    return torch.device(name)
 
 
 @dataclass(frozen=True)
@@ -73,14 +72,53 @@ def setup_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
+def _no_decay(name: str, p: torch.nn.Parameter) -> bool:
+    # biases, norm scales/shifts (1-D) and the learnable logit scale: decaying them only shrinks calibration
+    return p.ndim <= 1 or name.endswith("log_scale")
+
+
+def parameter_groups(model: LSeg, cfg: TrainConfig) -> list[dict]:
+    """Optimiser groups with their learning rate and weight decay (see :class:`TrainConfig`).
+
+    ``lseg_nb``: image encoder at ``lr``, decoder and head at ``lr * decoder_lr_mult``. ``official``: the
+    official ``pretrained`` part (image encoder incl. the ViT readout, plus the DPT reassemble layers) at ``lr``,
+    ``scratch`` (``layer_rn``, fusion blocks, head) at ``lr * decoder_lr_mult``. ``lr`` is
+    ``cfg.effective_lr``. With ``no_decay_norm_bias``, each group is split into decay / no-decay parts.
+    The frozen text encoder never enters the optimiser.
+    """
+    lr = cfg.effective_lr
+    named = [
+        (n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")
+    ]
+    if cfg.param_groups == "official":
+        low = ("image_encoder.", "decoder.reassemble.")
+    else:
+        low = ("image_encoder.",)
+    groups: list[dict] = []
+    for tag, mult, members in (
+        ("backbone", 1.0, [(n, p) for n, p in named if n.startswith(low)]),
+        ("head", cfg.decoder_lr_mult, [(n, p) for n, p in named if not n.startswith(low)]),
+    ):
+        split = (
+            [
+                (f"{tag}", [p for n, p in members if not _no_decay(n, p)], cfg.weight_decay),
+                (f"{tag}_no_decay", [p for n, p in members if _no_decay(n, p)], 0.0),
+            ]
+            if cfg.no_decay_norm_bias
+            else [(tag, [p for _, p in members], cfg.weight_decay)]
+        )
+        for name, params, wd in split:
+            if params:
+                groups.append({"name": name, "params": params, "lr": lr * mult, "weight_decay": wd})
+    return groups
+
+
 def build_optimizer(model: LSeg, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Backbone at ``lr``, decoder and head at ``lr * decoder_lr_mult`` (official: 10x with SGD)."""
-    backbone = [p for p in model.image_encoder.parameters() if p.requires_grad]
-    rest = [p for m in (model.decoder, model.head) for p in m.parameters() if p.requires_grad]
-    groups = [{"params": backbone, "lr": cfg.lr}, {"params": rest, "lr": cfg.lr * cfg.decoder_lr_mult}]
+    """SGD (momentum) or AdamW over :func:`parameter_groups`."""
+    groups = parameter_groups(model, cfg)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(groups, lr=cfg.effective_lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.effective_lr)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -102,6 +140,9 @@ def _batches(sampler: DistributedSampler, data: SeededDataset, cfg: TrainConfig,
             f"the training split has {len(data)} images, fewer than one batch ({cfg.batch_size}) per process: "
             "lower batch_size or raise max_images"
         )
+    workers = cfg.data.num_workers
+    if workers is None:  # automatic: load in the main process on CPU, keep a GPU fed with worker processes
+        workers = min(8, os.cpu_count() or 1) if pin else 0
     while True:
         sampler.set_epoch(epoch)
         data.set_epoch(epoch)
@@ -109,9 +150,7 @@ def _batches(sampler: DistributedSampler, data: SeededDataset, cfg: TrainConfig,
         chunks = [
             idx[i : i + cfg.batch_size] for i in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size)
         ]
-        loader = DataLoader(
-            data, batch_sampler=chunks[skip:], num_workers=cfg.data.num_workers, pin_memory=pin
-        )
+        loader = DataLoader(data, batch_sampler=chunks[skip:], num_workers=workers, pin_memory=pin)
         yield from loader
         epoch, skip = epoch + 1, 0
 
@@ -125,8 +164,18 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 
 def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
+    # run_dir is left out: the same folder may be spelled differently (./runs/x, an absolute path, a moved copy)
     saved = load_config(TrainConfig, run_dir / "config.json")
-    ignore = {"steps", "checkpoint_every", "log_every", "eval_every", "progress", "resume", "eval_max_images"}
+    ignore = {
+        "steps",
+        "checkpoint_every",
+        "log_every",
+        "eval_every",
+        "progress",
+        "resume",
+        "eval_max_images",
+        "run_dir",
+    }
     diff = [k for k in to_dict(cfg) if k not in ignore and to_dict(saved)[k] != to_dict(cfg)[k]]
     if diff:
         raise ConfigError(
@@ -147,6 +196,12 @@ class Trainer:
         if cfg.sync_bn and self.dist.world > 1:
             self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.labels = self.exp.labels
+        if cfg.ignore_index < len(self.labels.seen):
+            raise ConfigError(
+                f"ignore_index={cfg.ignore_index} collides with training label {cfg.ignore_index} "
+                f"({self.labels.seen_names[cfg.ignore_index]!r}): it must be >= the number of training labels "
+                f"({len(self.labels.seen)}); the default 255 works for up to 255 classes"
+            )
         self.text_emb = self.model.encode_text(self.labels.seen_names).to(self.device)
         self.others_emb = self.model.encode_text(["others"]).to(self.device) if cfg.loss == "binary" else None
         self.optimizer = build_optimizer(self.model, cfg)
@@ -162,8 +217,19 @@ class Trainer:
             self.net = torch.compile(self.net)
 
     def _batches(self):
-        base = self.exp.dataset(self.cfg.data.train_split, self.cfg.model, self.cfg.data, train=True)
-        data = SeededDataset(base, self.cfg.seed, self.labels.train_lut(self.cfg.ignore_index))
+        generator = torch.Generator()
+        base = self.exp.dataset(
+            self.cfg.data.train_split, self.cfg.model, self.cfg.data, train=True, generator=generator
+        )
+        episodes = len(self.labels.seen) if self.cfg.loss == "binary" else None
+        data = SeededDataset(
+            base,
+            self.cfg.seed,
+            self.labels.train_lut(self.cfg.ignore_index),
+            generator,
+            episodes,
+            self.cfg.ignore_index,
+        )
         sampler = DistributedSampler(
             data, self.dist.world, self.dist.rank, shuffle=True, seed=self.cfg.seed, drop_last=True
         )
@@ -215,13 +281,17 @@ class Trainer:
         self.step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
 
-    def _loss(self, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _loss(self, images: torch.Tensor, target: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
         if self.cfg.loss == "ce":
             return pixel_cross_entropy(self.net(images, self.text_emb), target, self.cfg.ignore_index)
-        cls = torch.stack([_episode_class(t, len(self.text_emb), self.cfg.ignore_index) for t in target])
-        pairs = torch.stack([torch.cat([self.others_emb, self.text_emb[c : c + 1]]) for c in cls.tolist()])
+        # (B, 2, D): "others" and the episode class of each image, chosen by the dataset (seed, epoch, index)
+        pairs = torch.cat([self.others_emb.expand(len(cls), 1, -1), self.text_emb[cls][:, None]], dim=1)
         return binary_zero_shot_loss(
-            self.net(images, pairs), target, cls.to(target.device), self.cfg.ignore_index
+            self.net(images, pairs),
+            target,
+            cls,
+            self.cfg.ignore_index,
+            ignored_are_others=self.cfg.unseen_pixels == "others",
         )
 
     def train_step(self, batches) -> float:
@@ -230,9 +300,9 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total = 0.0
         for _ in range(self.cfg.grad_accum):
-            images, target = (t.to(self.device, non_blocking=True) for t in next(batches))
+            images, target, *cls = (t.to(self.device, non_blocking=True) for t in next(batches))
             with _autocast(self.cfg, self.device):
-                loss = self._loss(images, target) / self.cfg.grad_accum
+                loss = self._loss(images, target, cls[0] if cls else None) / self.cfg.grad_accum
             self.scaler.scale(loss).backward()
             total += loss.item()
         if not math.isfinite(total):
@@ -277,26 +347,23 @@ class Trainer:
             )
         if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
             self.save_checkpoint()
-        if cfg.eval_every and self.step % cfg.eval_every == 0 and self.dist.main:
-            from lseg_nb.pipeline import evaluate_split
-
-            result = evaluate_split(
-                self.model, self.exp, cfg.data.val_split, cfg, max_images=cfg.eval_max_images
-            )
-            self.log.write({"step": self.step, "eval": result.to_dict()})
-
-
-def _episode_class(target: torch.Tensor, num_labels: int, ignore_index: int) -> torch.Tensor:
-    """A random labelled class present in ``target`` (any class when none is present)."""
-    present = target[target != ignore_index].unique()
-    pool = present if len(present) else torch.arange(num_labels, device=target.device)
-    return pool[torch.randint(len(pool), (1,)).item()]
+        if cfg.eval_every and self.step % cfg.eval_every == 0:
+            if self.dist.main:
+                result = evaluate_split(
+                    self.model,
+                    self.exp,
+                    cfg.data.val_split,
+                    cfg,
+                    max_images=cfg.eval_max_images,
+                    progress=False,
+                )
+                self.log.write({"step": self.step, "eval": result.to_dict()})
+            if self.dist.world > 1:
+                dist.barrier()  # the other ranks wait here, not inside the next all-reduce
 
 
 def train(cfg: TrainConfig, text_encoder: TextEncoder | None = None, stop_at: int | None = None) -> Path:
     """Run (or resume) training as configured; returns the run folder."""
-    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.steps < 1:
-        raise ConfigError("batch_size, grad_accum and steps must be >= 1")
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*upsample_bilinear2d_backward.*")
         return Trainer(cfg, text_encoder).fit(stop_at)

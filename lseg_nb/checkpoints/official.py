@@ -1,42 +1,31 @@
-"""Official LSeg checkpoints <-> lseg_nb: name mapping, layout detection, safe loading, safetensors conversion.
+"""Official LSeg checkpoints -> lseg_nb models: config detection, strict loading, safetensors conversion.
 
 The official PyTorch-Lightning files store ``state_dict`` under ``net.*`` (``net.pretrained`` = backbone and DPT
 readout/reassemble, ``net.scratch`` = decoder and head, ``net.clip_pretrained`` = OpenAI CLIP ViT-B/32). A few
 tensors never influence the official forward and have no counterpart in our model; they are dropped *by name*
-with a reason (``UNUSED``), never silently, and regenerated as neutral placeholders when writing the official
-layout (or restored exactly from ``ConversionReport.unused``). Everything else maps one-to-one, bit-exact.
-
-Name mapping lives in :mod:`lseg_nb.checkpoint_names`, reading the Lightning files safely in
-:mod:`lseg_nb.checkpoint_reader`; :func:`read_checkpoint` and
-:func:`split_checkpoint` are re-exported here.
+with a reason (``UNUSED``), never silently. Name mapping: :mod:`.official_names`; safe reading:
+:mod:`.official_reader`; the lseg_nb weights format: :mod:`.weights`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from lseg_nb.checkpoint_names import (  # noqa: F401 - re-exported public API
+from lseg_nb.checkpoints.official_names import (
     LAYOUT_CONFIGS,
-    UNUSED,
     ConversionReport,
-    Layout,
-    _clip_vitb32_visual,
-    _strip_net,
     detect_layout,
-    lseg_nb_to_official,
     official_to_lseg_nb,
-    unused_placeholders,
+    strip_net,
 )
-from lseg_nb.checkpoint_reader import _first_line, _preview, read_checkpoint, split_checkpoint  # noqa: F401
-from lseg_nb.config import ConfigError, ModelConfig, from_dict, to_dict
-from lseg_nb.io import atomic_save_safetensors, load_tensors
-from lseg_nb.models.lseg import LSeg, build_lseg, get_config
+from lseg_nb.checkpoints.official_reader import read_checkpoint, split_checkpoint
+from lseg_nb.checkpoints.weights import load_into, save_lseg_nb
+from lseg_nb.config import ConfigError, ModelConfig, get_config
+from lseg_nb.models.lseg import LSeg, build_lseg
 from lseg_nb.models.text_encoder import OpenCLIPTextEncoder, TextEncoder
 
 _ARCH_OPTIONS = {1: "bottleneck", 2: "depthwise"}
@@ -69,7 +58,7 @@ def official_config(
     ``overrides``: ModelConfig fields, e.g. ``mean``/``std`` or ``head_block``.
     """
     layout = detect_layout(state_dict)
-    sd = _strip_net(state_dict)
+    sd = strip_net(state_dict)
     fields: dict[str, Any] = {
         "backbone_pretrained": False,
         "features": sd["scratch.layer1_rn.weight"].shape[0],
@@ -90,31 +79,6 @@ def official_config(
         raise ConfigError(f"invalid ModelConfig override: {e}") from None
 
 
-def load_into(model: LSeg, tensors: dict[str, Tensor], source: str) -> None:
-    """Strict ``load_state_dict`` with a readable error (missing / unexpected / mis-shaped names)."""
-    expected = model.state_dict()
-    if not any(k.startswith("text_encoder.") for k in expected):  # a parameter-free text encoder was supplied
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("text_encoder.")}
-    if not any(k.startswith("text_encoder.") for k in tensors):  # frozen text encoder rebuilt from its config
-        expected = {k: v for k, v in expected.items() if not k.startswith("text_encoder.")}
-    missing = [k for k in expected if k not in tensors]
-    unexpected = [k for k in tensors if k not in expected]
-    shapes = [
-        f"{k} {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in tensors and tensors[k].shape != v.shape
-    ]
-    problems = [
-        f"{what}: {_preview(names)}"
-        for what, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
-        if names
-    ]
-    if problems:
-        raise ValueError(f"{source} does not fit the {model.config.backbone} model: " + "; ".join(problems))
-    # names were checked against `expected` above; only config-built text-encoder weights may be absent
-    model.load_state_dict(tensors, strict=len(expected) == len(model.state_dict()))
-
-
 def build_from_official(
     state_dict: dict[str, Tensor],
     hparams: dict[str, Any] | None = None,
@@ -127,7 +91,7 @@ def build_from_official(
     if text_encoder is None:
         clip = {
             k[len("clip_pretrained.") :]: v
-            for k, v in _strip_net(state_dict).items()
+            for k, v in strip_net(state_dict).items()
             if k.startswith("clip_pretrained.")
         }
         if not clip:
@@ -156,59 +120,6 @@ def load_official(
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
     return model.to(map_location)
-
-
-def _openai_text(tensors: dict[str, Tensor]) -> bool:
-    return {"text_encoder.model.token_embedding.weight", "text_encoder.model.text_projection"} <= set(tensors)
-
-
-def save_lseg_nb(model: LSeg, path: str | Path, metadata: dict[str, str] | None = None) -> None:
-    """Write all weights (CLIP text tower included) + the config JSON as safetensors, atomically."""
-    tensors = model.state_dict()
-    meta = {"format": "lseg_nb", "format_version": "1", "model_config": json.dumps(to_dict(model.config))}
-    te = model.text_encoder
-    if isinstance(te, OpenCLIPTextEncoder) and _openai_text(tensors):
-        meta |= {"text_encoder": "openai_clip_state_dict", "text_quick_gelu": str(te.quick_gelu).lower()}
-    else:
-        meta["text_encoder"] = "config"
-        tensors = {k: v for k, v in tensors.items() if not k.startswith("text_encoder.")}
-    atomic_save_safetensors(tensors, path, meta | (metadata or {}))
-
-
-def load_lseg_nb(
-    path: str | Path, map_location: str | torch.device = "cpu", text_encoder: TextEncoder | None = None
-) -> LSeg:
-    """Rebuild an eval-mode :class:`LSeg` from a file written by :func:`save_lseg_nb` / :func:`convert_official`."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path} is not a readable safetensors file ({_first_line(e)})") from None
-    if meta.get("format") != "lseg_nb" or "model_config" not in meta:
-        raise ValueError(
-            f"{path} has no lseg_nb metadata; for an official .ckpt use load_official()/convert_official()"
-        )
-    try:
-        cfg = dataclasses.replace(
-            from_dict(ModelConfig, json.loads(meta["model_config"])), backbone_pretrained=False
-        )
-    except (ConfigError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: invalid model_config metadata: {e}") from None
-    tensors = load_tensors(path)
-    if text_encoder is None and meta.get("text_encoder") == "openai_clip_state_dict":
-        prefix = "text_encoder.model."
-        clip = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-        clip |= _clip_vitb32_visual(clip["text_projection"].shape[1], clip["text_projection"].dtype)
-        quick = meta.get("text_quick_gelu", "true") == "true"
-        text_encoder = OpenCLIPTextEncoder.from_openai_state_dict(clip, cfg.text.templates, quick_gelu=quick)
-    model = build_lseg(cfg, text_encoder)
-    load_into(model, tensors, str(path))
-    return model.eval().to(map_location)
 
 
 def convert_official(src: str | Path, dst: str | Path, **overrides) -> ConversionReport:

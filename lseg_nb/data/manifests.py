@@ -1,9 +1,9 @@
 """Dataset manifests: small YAML files (data, never code) describing a dataset's layout, classes, splits and
 zero-shot folds, plus data-root resolution.
 
-Manifests live in ``data_manifests/<name>.yaml`` at the repository root and are read with a strict
-``yaml.SafeLoader`` (no Python tags, no duplicate keys); every field is type-checked and errors name the file
-and the field.
+Manifests live in ``data_manifests/<name>.yaml`` at the repository root (the source; ``lseg_nb/data_manifests``
+links to it and wheels ship a copy) and are read with a strict ``yaml.SafeLoader`` (no Python tags, no duplicate
+keys); every field is type-checked and errors name the file and the field.
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import yaml
+from lseg_nb.utils.parsing import DataFileError, parse_yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-MANIFEST_DIR = REPO_ROOT / "data_manifests"
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_ROOT.parent
+# The package's data_manifests/ is a link to the repository's top-level folder in a checkout and a real folder
+# inside an installed wheel, so the same path works for editable and normal installs.
+MANIFEST_DIR = PACKAGE_ROOT / "data_manifests"
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -159,21 +162,6 @@ class DatasetManifest:
         return actual
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that also rejects duplicate mapping keys (a silent overwrite hides typos)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def file_sha256(path: str | Path) -> str:
     """Hex sha256 of a file's bytes."""
     h = hashlib.sha256()
@@ -213,12 +201,9 @@ def load_manifest(name_or_path: str | Path) -> DatasetManifest:
     """Load and validate a manifest by bare name (``"msrc_v2"``) or path; errors name the file and field."""
     path = manifest_path(name_or_path)
     try:
-        data = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.YAMLError as e:
-        msg = " ".join(str(e).split())
-        raise ManifestError(
-            f"{path.name}: not a plain-data YAML file ({msg}); manifests are data only"
-        ) from None
+        data = parse_yaml(path.read_text(), path.name)
+    except DataFileError as e:
+        raise ManifestError(str(e)) from None
     return _parse(data, path)
 
 

@@ -10,66 +10,37 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
-import torch
 
-from lseg_nb.config import DataConfig, TrainConfig, load_config
-from lseg_nb.evaluate import EvalResult, evaluate
-from lseg_nb.experiment import Experiment, make_experiment
-from lseg_nb.io import atomic_write_text
-from lseg_nb.models.lseg import LSeg, get_config
-from lseg_nb.runs import MetricsLog, load_model
-
-InferenceMode = Literal["single", "sliding", "multiscale"]
-
-
-def evaluate_split(
-    model: LSeg,
-    exp: Experiment,
-    split: str,
-    cfg: TrainConfig,
-    max_images: int | None = None,
-    mode: InferenceMode = "single",
-    examples: int = 0,
-    progress: bool = True,
-) -> EvalResult:
-    """Evaluate ``model`` on ``split`` with the experiment's labels and seen/unseen partition."""
-    dataset = exp.dataset(
-        split, cfg.model, dataclasses.replace(cfg.data, max_images=max_images or cfg.data.max_images)
-    )
-    labels = exp.labels
-    kwargs = {"crop_size": cfg.model.crop_size} if mode != "single" else {}
-    return evaluate(
-        model,
-        dataset,
-        list(labels.class_names),
-        seen=list(labels.seen) if labels.unseen else None,
-        unseen=list(labels.unseen) or None,
-        mode=mode,
-        max_images=max_images,
-        progress=progress,
-        examples=examples,
-        **kwargs,
-    )
+from lseg_nb.config import DataConfig, EvalConfig, TrainConfig, get_recipe, load_config
+from lseg_nb.data.experiment import Experiment, make_experiment
+from lseg_nb.engine.evaluate import EvalResult, evaluate_split
+from lseg_nb.engine.runs import MetricsLog, load_model
+from lseg_nb.engine.train import Trainer
+from lseg_nb.utils.device import resolve_device
+from lseg_nb.utils.io import atomic_write_text
+from lseg_nb.viz.segmentation import plot_examples, plot_loss_curve, plot_per_class_iou
 
 
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
     data: DataConfig | None = None,
-    mode: InferenceMode = "single",
+    protocol: EvalConfig | None = None,
     max_images: int | None = None,
     examples: int = 0,
+    progress: bool = True,
 ) -> EvalResult:
-    """Evaluate the model of a finished run folder (its own dataset/fold unless ``data`` overrides)."""
+    """Evaluate the model of a finished run folder on its own dataset/fold (unless ``data`` overrides) with its
+    recipe's evaluation protocol (unless ``protocol`` overrides; the window is always ``model.crop_size``)."""
     run_dir = Path(run_dir)
     cfg = load_config(TrainConfig, run_dir / "config.json")
     if data is not None:
         cfg = dataclasses.replace(cfg, data=data)
-    model = load_model(run_dir, map_location="cuda" if torch.cuda.is_available() else "cpu")
-    return evaluate_split(model, make_experiment(cfg.data), split, cfg, max_images, mode, examples)
+    model = load_model(run_dir, map_location=str(resolve_device("auto")))
+    exp = make_experiment(cfg.data)
+    return evaluate_split(model, exp, split, cfg, max_images, protocol, examples, progress)
 
 
 def demo_config(
@@ -80,28 +51,14 @@ def demo_config(
     fold: int | None = 0,
     max_images: int | None = None,
 ) -> TrainConfig:
-    """The demo's training config: small CPU model; synthetic data at 96 px, real data (MSRC-v2) at 128 px crops."""
-    synthetic = dataset == "synthetic_textures"
-    model = get_config("lseg_small_cpu")
-    data = DataConfig(
-        dataset=dataset,
-        data_root=data_root,
-        fold=fold,
-        crop_size=96 if synthetic else 128,
-        max_images=max_images,
-        scale_range=(0.75, 1.5) if synthetic else (0.5, 1.5),
+    """The demo's training config: recipe ``demo_synthetic`` or ``demo_msrc_v2`` (any other manifest: the MSRC
+    recipe's model and schedule on that dataset), with the given folder, steps, data root, fold and image cap."""
+    recipe = get_recipe("demo_synthetic" if dataset == "synthetic_textures" else "demo_msrc_v2")
+    data = dataclasses.replace(
+        recipe.data, dataset=dataset, data_root=data_root, fold=fold, max_images=max_images
     )
-    return TrainConfig(
-        model=model,
-        data=data,
-        run_dir=run_dir,
-        steps=steps or (250 if synthetic else 400),
-        batch_size=8,
-        lr=2e-3,
-        schedule="cosine",
-        warmup_steps=10,
-        log_every=5,
-        checkpoint_every=50,
+    return dataclasses.replace(
+        recipe, data=data, run_dir=run_dir, steps=recipe.steps if steps is None else steps
     )
 
 
@@ -109,8 +66,6 @@ def write_report(
     run_dir: Path, result: EvalResult, exp: Experiment, cfg: TrainConfig, seconds: float
 ) -> Path:
     """Write ``metrics.json``, figures and a short ``report.md`` into ``run_dir/report``."""
-    from lseg_nb.viz.segmentation import plot_examples, plot_loss_curve, plot_per_class_iou
-
     out = run_dir / "report"
     out.mkdir(parents=True, exist_ok=True)
     metrics = {
@@ -150,6 +105,7 @@ def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> s
         f"# lseg_nb demo report ({metrics['dataset']}, fold {metrics['fold']})",
         "",
         f"Unseen classes (never training targets): {', '.join(metrics['unseen_classes']) or 'none'}",
+        f"Evaluation protocol: {result.protocol or result.mode}; {result.num_images} test images.",
         "",
         "| setting | mIoU | pixel acc | seen mIoU | unseen mIoU | harmonic |",
         "|---|---|---|---|---|---|",
@@ -157,7 +113,16 @@ def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> s
         f"{_fmt(a.unseen_miou)} | {_fmt(a.harmonic_iou)} |",
     ]
     if u is not None:
-        lines.append(f"| unseen labels only (paper) | {_fmt(u.miou)} | {_fmt(u.pixel_acc)} | | | |")
+        b = result.unseen_baseline
+        lines.append(f"| unseen labels only (ZS3Net-style) | {_fmt(u.miou)} | {_fmt(u.pixel_acc)} | | | |")
+        lines.append(
+            f"| chance for unseen-only: majority class ({b.majority_class}) | {_fmt(b.majority_miou)} | "
+            f"{_fmt(b.majority_pixel_acc)} | | | |"
+        )
+        lines.append(
+            f"| chance for unseen-only: uniform guess over {b.num_labels} labels | {_fmt(b.uniform_miou)} | "
+            f"{_fmt(b.uniform_pixel_acc)} | | | |"
+        )
     lines += ["", f"Training time: {metrics['train_seconds']} s.", ""]
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
@@ -166,8 +131,6 @@ def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> s
 def run_demo(cfg: TrainConfig | None = None) -> Path:
     """Train (or resume) ``cfg`` (default :func:`demo_config`), evaluate seen vs unseen on the test split and write
     the report folder ``<run_dir>/report``."""
-    from lseg_nb.train import Trainer
-
     cfg = cfg or demo_config()
     t0 = time.perf_counter()
     trainer = Trainer(cfg)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lseg_nb.io import load_tensors
+from lseg_nb.utils.io import load_tensors
 
 _LIGHTNING = ("pytorch_lightning.", "lightning.", "lightning_fabric.")
 _RESAVE = (
@@ -25,12 +25,12 @@ _RESAVE = (
 )
 
 
-def _preview(names: list[str], n: int = 8) -> str:
+def preview(names: list[str], n: int = 8) -> str:
     shown = ", ".join(names[:n])
     return f"{shown}{f', ... ({len(names)} in all)' if len(names) > n else ''}"
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}"
 
@@ -75,13 +75,13 @@ def _load_with_stand_ins(path: Path, first: str) -> Any:
     foreign = [g for g in unsafe if not (g.startswith(_LIGHTNING) or g == "argparse.Namespace")]
     if foreign or not unsafe:
         raise ValueError(
-            f"{path} could not be loaded with weights_only=True ({_preview(foreign, 5) or first}). {_RESAVE}"
+            f"{path} could not be loaded with weights_only=True ({preview(foreign, 5) or first}). {_RESAVE}"
         )
     try:
         with torch.serialization.safe_globals([(_stub(g), g) for g in unsafe]):
             return _torch_load(path)
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path} could not be loaded safely ({_first_line(e)}). {_RESAVE}") from None
+        raise ValueError(f"{path} could not be loaded safely ({first_line(e)}). {_RESAVE}") from None
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -99,7 +99,7 @@ def read_checkpoint(path: str | Path) -> Any:
     try:
         return _torch_load(path)
     except Exception as e:  # noqa: BLE001 - torch raises many types for foreign/corrupt files
-        first = _first_line(e)
+        first = first_line(e)
     return _load_with_stand_ins(path, first)
 
 

@@ -22,7 +22,8 @@ from typing import Any
 
 import torch
 
-from lseg_nb.io import atomic_torch_save, atomic_write_text, safe_torch_load
+from lseg_nb.checkpoints.weights import load_lseg_nb, save_lseg_nb
+from lseg_nb.utils.io import atomic_torch_save, atomic_write_text, safe_torch_load
 
 PACKAGES = (
     "lseg_nb",
@@ -114,17 +115,13 @@ def load_training_state(path: Path) -> dict[str, Any]:
 
 def save_model(model: torch.nn.Module, path: Path, extra: dict[str, str] | None = None) -> None:
     """Save weights + model config as safetensors (the one lseg_nb weights format, see
-    :func:`lseg_nb.checkpoints.save_lseg_nb`)."""
-    from lseg_nb.checkpoints import save_lseg_nb
-
+    :func:`lseg_nb.checkpoints.official.save_lseg_nb`)."""
     save_lseg_nb(model, path, extra)
 
 
 def load_model(path: str | Path, text_encoder: Any = None, map_location: str = "cpu") -> torch.nn.Module:
     """Rebuild an LSeg model from a run folder (its ``model.safetensors``) or any lseg_nb ``.safetensors`` file
     (trained here or converted from an official checkpoint)."""
-    from lseg_nb.checkpoints import load_lseg_nb
-
     path = Path(path)
     if path.is_dir():
         path = path / "model.safetensors"

@@ -1,0 +1,280 @@
+"""Command line: ``lseg-nb train|evaluate|predict|demo|convert|models|recipes`` (also ``python -m lseg_nb``).
+
+``train`` takes the same :class:`~lseg_nb.config.TrainConfig` the notebooks use: ``--config run.json|yaml`` or
+``--preset RECIPE`` set the starting point, tyro flags (``--steps 100 --model.features 128``) override it, and
+``--dry-run`` prints the fully resolved config as JSON without training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import tyro
+import yaml
+
+from lseg_nb.apps.pipeline import demo_config, evaluate_run, run_demo
+from lseg_nb.apps.predict import predict_image
+from lseg_nb.apps.reports import evaluation_table
+from lseg_nb.checkpoints import convert_main
+from lseg_nb.config import (
+    MODEL_CONFIGS,
+    OFFICIAL_EVAL,
+    RECIPE_NOTES,
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    TrainConfig,
+    get_recipe,
+    list_recipes,
+    load_config,
+    to_dict,
+)
+from lseg_nb.engine.train import train
+
+USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
+
+commands:
+  demo       train + evaluate the small model offline (synthetic data by default) and write a report
+  train      train an LSeg model (--config FILE or --preset RECIPE, then field flags; --dry-run to inspect)
+  evaluate   evaluate a run folder on a dataset split with its recipe's protocol (or --mode/--official ...)
+  predict    segment one image with any labels and save an overlay figure
+  convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
+  models     list named model configs
+  recipes    list named recipes (whole training + evaluation settings)
+"""
+
+
+@dataclass(frozen=True)
+class DemoArgs:
+    """Train the small CPU model on a zero-shot fold, evaluate seen vs unseen classes, write a report."""
+
+    dataset: str = "synthetic_textures"
+    """manifest name (synthetic_textures, msrc_v2) or YAML path"""
+    data_root: str | None = None
+    run_dir: str = "runs/demo"
+    steps: int | None = None
+    """training steps (default: the recipe's, 250 synthetic / 400 MSRC-v2)"""
+    fold: int | None = 0
+    max_images: int | None = None
+    """cap images per split (smoke runs)"""
+
+
+@dataclass(frozen=True)
+class EvaluateArgs:
+    """Evaluate a trained run. Protocol: the run's recipe (``eval`` in its config.json) unless overridden.
+
+    Zero-shot folds report the generalised all-labels setting and the unseen-labels-only setting (ZS3Net/SPNet
+    style; the LSeg paper's zero-shot numbers are the episodic protocol, see the README), with chance baselines.
+    """
+
+    run: str
+    """run folder (with config.json and model.safetensors)"""
+    split: str = "test"
+    dataset: str | None = None
+    data_root: str | None = None
+    fold: int | None = None
+    official: bool = False
+    """use the official multi-scale protocol (base 520, scales 0.5-1.75, flip, stride 2/3)"""
+    mode: Literal["single", "sliding", "multiscale"] | None = None
+    base_size: int | None = None
+    """multiscale: long side = ceil(base_size * scale) (official 520); default relative to the image"""
+    scales: tuple[float, ...] | None = None
+    flip: bool | None = None
+    stride_ratio: float | None = None
+    max_images: int | None = None
+    out: str | None = None
+    """JSON file for the metrics (default RUN/eval_SPLIT_MODE.json)"""
+    json: bool = False
+    """print the metrics as JSON on stdout instead of a table"""
+
+
+@dataclass(frozen=True)
+class PredictArgs:
+    """Segment one image with free-form labels."""
+
+    weights: str
+    """run folder or .safetensors file"""
+    image: str
+    labels: tuple[str, ...]
+    out: str = "prediction.png"
+    mode: Literal["single", "sliding", "multiscale"] = "single"
+
+
+def _pop_option(args: list[str], name: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == name and i + 1 < len(args):
+            value = args[i + 1]
+            del args[i : i + 2]
+            return value
+        if a.startswith(name + "="):
+            del args[i]
+            return a.split("=", 1)[1]
+    return None
+
+
+def _pop_flag(args: list[str], name: str) -> bool:
+    if name in args:
+        args.remove(name)
+        return True
+    return False
+
+
+def resolve_train_config(args: list[str]) -> TrainConfig:
+    """The config ``lseg-nb train ARGS`` would run: ``--config`` or ``--preset`` (not both), then flags."""
+    args = list(args)
+    config, preset = _pop_option(args, "--config"), _pop_option(args, "--preset")
+    if config and preset:
+        raise ConfigError(
+            "give --config FILE or --preset RECIPE, not both (a config file is already a recipe)"
+        )
+    default = load_config(TrainConfig, config) if config else get_recipe(preset) if preset else TrainConfig()
+    return tyro.cli(TrainConfig, default=default, args=args, prog="lseg-nb train")
+
+
+def cmd_train(args: list[str]) -> None:
+    dry = _pop_flag(args, "--dry-run")
+    cfg = resolve_train_config(args)
+    if dry:
+        print(json.dumps(to_dict(cfg), indent=2))
+        return
+    print(f"run folder: {train(cfg)}")
+
+
+def cmd_demo(args: list[str]) -> None:
+    a = tyro.cli(DemoArgs, args=args, prog="lseg-nb demo")
+    report = run_demo(demo_config(a.dataset, a.run_dir, a.steps, a.data_root, a.fold, a.max_images))
+    print((report / "report.md").read_text())
+    print(f"report written to {report}")
+
+
+def _protocol(a: EvaluateArgs, run_eval: EvalConfig) -> EvalConfig:
+    base = OFFICIAL_EVAL if a.official else run_eval
+    changes = {
+        k: v
+        for k, v in (
+            ("mode", a.mode),
+            ("base_size", a.base_size),
+            ("scales", a.scales),
+            ("flip", a.flip),
+            ("stride_ratio", a.stride_ratio),
+        )
+        if v is not None
+    }
+    return dataclasses.replace(base, **changes)
+
+
+def cmd_evaluate(args: list[str]) -> None:
+    a = tyro.cli(EvaluateArgs, args=args, prog="lseg-nb evaluate")
+    run = Path(a.run)
+    if not (run / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{run} is not a run folder (no config.json): pass --run RUN_DIR of a finished run"
+        )
+    saved = load_config(TrainConfig, run / "config.json")
+    changes = {
+        k: v
+        for k, v in (("dataset", a.dataset), ("data_root", a.data_root), ("fold", a.fold))
+        if v is not None
+    }
+    data: DataConfig = dataclasses.replace(saved.data, **changes)
+    protocol = _protocol(a, saved.eval)
+    if a.max_images is not None and a.max_images < 1:
+        raise ConfigError(f"--max-images must be >= 1 (or omitted for all images), got {a.max_images}")
+    out = Path(a.out) if a.out else run / f"eval_{a.split}_{protocol.mode}.json"
+    result = evaluate_run(run, a.split, data, protocol, a.max_images)
+    result.save_json(out)
+    if a.json:
+        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+    else:
+        print(evaluation_table(result))
+        print(f"metrics written to {out}")
+
+
+def cmd_predict(args: list[str]) -> None:
+    a = tyro.cli(PredictArgs, args=args, prog="lseg-nb predict")
+    areas = predict_image(a.weights, a.image, list(a.labels), a.out, a.mode)
+    for label, share in areas.items():
+        print(f"{label:>24s}: {100 * share:5.1f}% of pixels")
+    print(f"figure written to {a.out}")
+
+
+def cmd_convert(args: list[str]) -> None:
+    if len(args) != 2 or any(a.startswith("-") for a in args):
+        raise ConfigError("usage: lseg-nb convert OFFICIAL.ckpt OUT.safetensors")
+    convert_main(args[0], args[1])
+
+
+def cmd_models(args: list[str]) -> None:
+    for name, cfg in MODEL_CONFIGS.items():
+        print(
+            f"{name:18s} backbone={cfg.backbone:24s} text={cfg.text.kind}:{cfg.text.name} crop={cfg.crop_size}"
+        )
+
+
+def cmd_recipes(args: list[str]) -> None:
+    for name in list_recipes():
+        cfg = get_recipe(name)
+        print(
+            f"{name:22s} model={cfg.model.backbone} crop={cfg.model.crop_size} data={cfg.data.dataset} "
+            f"fold={cfg.data.fold} steps={cfg.steps} eval={cfg.eval.name}"
+        )
+        print(f"{'':22s} {RECIPE_NOTES.get(name, '')}")
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "demo": cmd_demo,
+    "convert": cmd_convert,
+    "models": cmd_models,
+    "recipes": cmd_recipes,
+}
+
+# Errors a user can cause (bad input, missing files, full disks, non-finite numbers): one line, exit 2.
+USER_ERRORS = (
+    ConfigError,
+    FileNotFoundError,
+    ValueError,
+    KeyError,
+    RuntimeError,
+    OSError,
+    ArithmeticError,
+    yaml.YAMLError,
+    pickle.UnpicklingError,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lseg-nb`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"lseg-nb: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+        return 2
+    try:
+        COMMANDS[cmd](rest)
+    except USER_ERRORS as e:
+        if os.environ.get("LSEG_NB_DEBUG") == "1":
+            raise
+        text = str(e).strip() or type(e).__name__
+        if isinstance(e, KeyError) and text.startswith(("'", '"')):
+            text = text[1:-1]
+        print(f"lseg-nb {cmd}: error: {text}", file=sys.stderr)
+        print("(set LSEG_NB_DEBUG=1 for the full traceback)", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The one lseg_nb weights format: safetensors with the model config (and text-encoder kind) in the metadata.
+
+Run folders (``model.safetensors``) and converted official checkpoints are both written by :func:`save_lseg_nb`
+and read by :func:`load_lseg_nb`; loading is strict and names every missing, unexpected or mis-shaped tensor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from lseg_nb.checkpoints.official_names import clip_vitb32_visual_placeholders
+from lseg_nb.checkpoints.official_reader import first_line, preview
+from lseg_nb.config import ConfigError, ModelConfig, from_dict, to_dict
+from lseg_nb.models.lseg import LSeg, build_lseg
+from lseg_nb.models.text_encoder import OpenCLIPTextEncoder, TextEncoder
+from lseg_nb.utils.io import atomic_save_safetensors, load_tensors
+
+
+def load_into(model: LSeg, tensors: dict[str, Tensor], source: str) -> None:
+    """Strict ``load_state_dict`` with a readable error (missing / unexpected / mis-shaped names)."""
+    expected = model.state_dict()
+    if not any(k.startswith("text_encoder.") for k in expected):  # a parameter-free text encoder was supplied
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("text_encoder.")}
+    if not any(k.startswith("text_encoder.") for k in tensors):  # frozen text encoder rebuilt from its config
+        expected = {k: v for k, v in expected.items() if not k.startswith("text_encoder.")}
+    missing = [k for k in expected if k not in tensors]
+    unexpected = [k for k in tensors if k not in expected]
+    shapes = [
+        f"{k} {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in tensors and tensors[k].shape != v.shape
+    ]
+    problems = [
+        f"{what}: {preview(names)}"
+        for what, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
+        if names
+    ]
+    if problems:
+        raise ValueError(f"{source} does not fit the {model.config.backbone} model: " + "; ".join(problems))
+    # names were checked against `expected` above; only config-built text-encoder weights may be absent
+    model.load_state_dict(tensors, strict=len(expected) == len(model.state_dict()))
+
+
+def _openai_text(tensors: dict[str, Tensor]) -> bool:
+    return {"text_encoder.model.token_embedding.weight", "text_encoder.model.text_projection"} <= set(tensors)
+
+
+def save_lseg_nb(model: LSeg, path: str | Path, metadata: dict[str, str] | None = None) -> None:
+    """Write all weights (CLIP text tower included) + the config JSON as safetensors, atomically."""
+    tensors = model.state_dict()
+    meta = {"format": "lseg_nb", "format_version": "1", "model_config": json.dumps(to_dict(model.config))}
+    te = model.text_encoder
+    if isinstance(te, OpenCLIPTextEncoder) and _openai_text(tensors):
+        meta |= {"text_encoder": "openai_clip_state_dict", "text_quick_gelu": str(te.quick_gelu).lower()}
+    else:
+        meta["text_encoder"] = "config"
+        tensors = {k: v for k, v in tensors.items() if not k.startswith("text_encoder.")}
+    atomic_save_safetensors(tensors, path, meta | (metadata or {}))
+
+
+def load_lseg_nb(
+    path: str | Path, map_location: str | torch.device = "cpu", text_encoder: TextEncoder | None = None
+) -> LSeg:
+    """Rebuild an eval-mode :class:`LSeg` from a file written by :func:`save_lseg_nb` / :func:`convert_official`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
+    if meta.get("format") != "lseg_nb" or "model_config" not in meta:
+        raise ValueError(
+            f"{path} has no lseg_nb metadata; for an official .ckpt use load_official()/convert_official()"
+        )
+    try:
+        cfg = dataclasses.replace(
+            from_dict(ModelConfig, json.loads(meta["model_config"])), backbone_pretrained=False
+        )
+    except (ConfigError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: invalid model_config metadata: {e}") from None
+    tensors = load_tensors(path)
+    if text_encoder is None and meta.get("text_encoder") == "openai_clip_state_dict":
+        prefix = "text_encoder.model."
+        clip = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        clip |= clip_vitb32_visual_placeholders(
+            clip["text_projection"].shape[1], clip["text_projection"].dtype
+        )
+        quick = meta.get("text_quick_gelu", "true") == "true"
+        text_encoder = OpenCLIPTextEncoder.from_openai_state_dict(clip, cfg.text.templates, quick_gelu=quick)
+    model = build_lseg(cfg, text_encoder)
+    load_into(model, tensors, str(path))
+    return model.eval().to(map_location)

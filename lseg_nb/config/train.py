@@ -1,0 +1,186 @@
+"""Run configs: data, evaluation protocol and training. Defaults are the offline demo (small CPU model,
+synthetic data, zero-shot fold 0); named recipes in :mod:`lseg_nb.config.recipes` set everything a paper
+setting needs.
+
+Every config validates itself on creation (:func:`~lseg_nb.config.serialize.check_fields` plus range checks),
+so tyro flags, JSON/YAML files and Python code are checked by the same rules.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lseg_nb.config.model import ModelConfig
+from lseg_nb.config.named import MODEL_CONFIGS
+from lseg_nb.config.serialize import check_fields, require
+
+InferenceMode = Literal["single", "sliding", "multiscale"]
+OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, split and training augmentation.
+
+    ``dataset``: manifest name in ``data_manifests/`` (``msrc_v2``, ``synthetic_textures``) or a path to a YAML
+    manifest. ``data_root``: dataset folder (else ``$LSEG_NB_DATA`` or ``../shared/datasets/<name>``).
+    ``fold``: zero-shot fold whose unseen classes are never training targets.
+    Augmentation: random scale by a factor from ``scale_range`` — of the image itself (``base_size=None``) or,
+    with ``base_size`` set, so that the LONG side becomes ``base_size * factor`` (official: 520, 0.5-2.0) — then a
+    random crop of ``model.crop_size`` (padded with void), then a horizontal flip when ``flip``.
+    ``num_workers``: DataLoader worker processes; ``None`` = 0 on CPU, ``min(8, CPUs)`` on CUDA.
+    ``max_images``: cap per split, for smoke runs.
+    """
+
+    dataset: str = "synthetic_textures"
+    data_root: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    fold: int | None = 0
+    scale_range: tuple[float, float] = (0.75, 1.5)
+    base_size: int | None = None
+    flip: bool = True
+    max_images: int | None = None
+    num_workers: int | None = None
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        lo, hi = self.scale_range
+        require(0 < lo <= hi, "data.scale_range", f"needs 0 < min <= max, got {self.scale_range}")
+        require(self.base_size is None or self.base_size >= 1, "data.base_size", "must be >= 1 or None")
+        require(self.fold is None or self.fold >= 0, "data.fold", f"must be >= 0 or None, got {self.fold}")
+        require(
+            self.max_images is None or self.max_images >= 1,
+            "data.max_images",
+            f"must be >= 1 or None (no cap), got {self.max_images}",
+        )
+        require(
+            self.num_workers is None or self.num_workers >= 0,
+            "data.num_workers",
+            f"must be >= 0 (0 = load in the main process) or None (automatic), got {self.num_workers}",
+        )
+        require(bool(self.dataset.strip()), "data.dataset", "must name a manifest or a manifest file")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """The evaluation protocol (the window is ``model.crop_size``, the single source of the crop size).
+
+    ``single``: one pass over the whole image. ``sliding``: windows at stride ``crop_size * stride_ratio``,
+    overlapping logits averaged. ``multiscale``: for each of ``scales`` the image is resized — relative to its own
+    size, or with ``base_size`` so that its long side is ``ceil(base_size * scale)`` (the official protocol:
+    ``base_size=520``, scales 0.5-1.75, flip, 480 windows, stride 2/3) — run with sliding windows and, with
+    ``flip``, mirrored; the logits are averaged at the input size.
+    """
+
+    mode: InferenceMode = "single"
+    stride_ratio: float = 2 / 3
+    base_size: int | None = None
+    scales: tuple[float, ...] = OFFICIAL_SCALES
+    flip: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        require(
+            0 < self.stride_ratio <= 1, "eval.stride_ratio", f"needs 0 < ratio <= 1, got {self.stride_ratio}"
+        )
+        require(self.base_size is None or self.base_size >= 1, "eval.base_size", "must be >= 1 or None")
+        require(
+            bool(self.scales) and min(self.scales) > 0,
+            "eval.scales",
+            f"must be a non-empty list of positive numbers, got {self.scales}",
+        )
+
+    @property
+    def name(self) -> str:
+        """Short protocol name for reports, e.g. ``multiscale(base 520, 6 scales, flip)``."""
+        if self.mode != "multiscale":
+            return self.mode if self.mode == "single" else f"sliding(stride {self.stride_ratio:.2f})"
+        base = f"base {self.base_size}" if self.base_size else "relative"
+        return f"multiscale({base}, {len(self.scales)} scales{', flip' if self.flip else ''})"
+
+
+def _demo_model() -> ModelConfig:
+    # The synthetic images are 96 px: crop (and evaluation window) 96.
+    return dataclasses.replace(MODEL_CONFIGS["lseg_small_cpu"], crop_size=96)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run (defaults: the offline synthetic demo). Named whole recipes: :mod:`lseg_nb.config.recipes`.
+
+    Optimiser: ``lr`` is the base learning rate; ``lr_rule='official'`` rescales it as the official LSeg code
+    does (``lr / 16 * batch_size``, batch size per process). ``param_groups='lseg_nb'``: image encoder at ``lr``,
+    decoder (reassemble + fusion) and head at ``lr * decoder_lr_mult``; ``'official'``: the official ``pretrained``
+    part (backbone + ViT readout + DPT reassemble) at ``lr`` and only ``scratch`` (``layer_rn``, fusion blocks,
+    head) at ``lr * decoder_lr_mult``. ``no_decay_norm_bias``: biases, norm weights and a learnable logit scale
+    get no weight decay (the official code decays everything).
+    Zero-shot targets: with a fold, unseen classes are never targets. ``unseen_pixels='ignore'`` (lseg_nb default)
+    gives their pixels no gradient; ``'others'`` (official zero-shot training, needs ``loss='binary'``) makes
+    every pixel that is not the episode's class — other seen classes, unseen classes, void — an "others" target.
+    """
+
+    model: ModelConfig = field(default_factory=_demo_model)
+    data: DataConfig = field(default_factory=DataConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run_dir: str = "runs/train"
+    steps: int = 300
+    batch_size: int = 8
+    grad_accum: int = 1
+    optimizer: Literal["sgd", "adamw"] = "adamw"
+    schedule: Literal["poly", "cosine"] = "cosine"
+    lr: float = 2e-3
+    lr_rule: Literal["as_given", "official"] = "as_given"
+    param_groups: Literal["lseg_nb", "official"] = "lseg_nb"
+    decoder_lr_mult: float = 1.0
+    weight_decay: float = 1e-4
+    no_decay_norm_bias: bool = True
+    momentum: float = 0.9
+    poly_power: float = 0.9
+    warmup_steps: int = 0
+    loss: Literal["ce", "binary"] = "ce"
+    unseen_pixels: Literal["ignore", "others"] = "ignore"
+    ignore_index: int = 255
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    compile: bool = False
+    sync_bn: bool = False
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    eval_every: int = 0
+    eval_max_images: int | None = None
+    resume: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        for name in ("steps", "batch_size", "grad_accum", "log_every"):
+            require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
+        for name in ("checkpoint_every", "eval_every", "warmup_steps", "seed"):
+            require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        require(self.lr > 0, "lr", f"must be a finite number > 0, got {self.lr}")
+        require(self.decoder_lr_mult > 0, "decoder_lr_mult", f"must be > 0, got {self.decoder_lr_mult}")
+        require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        require(0 <= self.momentum < 1, "momentum", f"needs 0 <= momentum < 1, got {self.momentum}")
+        require(self.poly_power > 0, "poly_power", f"must be > 0, got {self.poly_power}")
+        require(self.ignore_index >= 0, "ignore_index", f"must be >= 0, got {self.ignore_index}")
+        require(
+            self.eval_max_images is None or self.eval_max_images >= 1,
+            "eval_max_images",
+            f"must be >= 1 or None, got {self.eval_max_images}",
+        )
+        require(
+            self.unseen_pixels == "ignore" or self.loss == "binary",
+            "unseen_pixels",
+            "'others' is the official zero-shot episode treatment and needs loss='binary'",
+        )
+        require(bool(self.run_dir.strip()), "run_dir", "must be a folder path")
+
+    @property
+    def effective_lr(self) -> float:
+        """The base learning rate actually used (after ``lr_rule``)."""
+        return self.lr / 16 * self.batch_size if self.lr_rule == "official" else self.lr
