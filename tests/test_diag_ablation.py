@@ -29,9 +29,9 @@ UNSEEN = ["red stripes", "green dots", "blue checks", "yellow plain"]  # fold 0 
 
 
 def tiny_base(root: Path) -> TrainConfig:
-    data = DataConfig(dataset="synthetic_textures", data_root=str(root), fold=0, crop_size=64)
+    data = DataConfig(dataset="synthetic_textures", data_root=str(root), fold=0)
     return TrainConfig(
-        model=get_config("lseg_small_cpu", features=8),
+        model=get_config("lseg_small_cpu", features=8, crop_size=64),
         data=data,
         steps=2,
         batch_size=2,

@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from lseg_nb.engine.metrics import SegMetrics, compute_metrics, confusion_matrix, fb_iou
+from lseg_nb.engine.metrics import SegMetrics, chance_baseline, compute_metrics, confusion_matrix, fb_iou
 
 # rows = target, cols = prediction
 CM = np.array([[3, 1, 0], [0, 2, 2], [1, 0, 1]])
@@ -110,17 +110,41 @@ def test_fb_iou_binary():
     assert compute_metrics(cm, ["bg", "fg"], background=0).fb_iou == pytest.approx(expected)
 
 
-def test_fb_iou_multiclass():
+def test_fb_iou_multiclass_needs_an_explicit_background():
     # background 0: fg = {1, 2} merged -> [[3, 1], [1, 5]] -> IoUs 3/5 and 5/7
     assert fb_iou(CM, background=0) == pytest.approx((3 / 5 + 5 / 7) / 2)
-    # no background: mean over c of (IoU(c) + IoU(not c)) / 2 with IoU(not c) = TN / (TN + FP + FN)
-    expected = ((3 / 5 + 5 / 7) / 2 + (2 / 5 + 5 / 8) / 2 + (1 / 4 + 6 / 9) / 2) / 3
-    assert compute_metrics(CM, NAMES).fb_iou == pytest.approx(expected)
+    # no background: undefined (a mean over classes of (IoU(c) + IoU(not c)) / 2 is inflated by true negatives)
+    assert fb_iou(CM) is None and compute_metrics(CM, NAMES).fb_iou is None
+    assert compute_metrics(CM, NAMES).to_dict()["fb_iou"] is None
+
+
+def test_uniform_chance_predictor_has_no_inflated_fb_iou():
+    # 20 classes, a uniform random predictor: mIoU ~ 1/39; the old multi-class "FB-IoU" gave ~0.47
+    rng = np.random.default_rng(0)
+    target, pred = rng.integers(0, 20, 200_000), rng.integers(0, 20, 200_000)
+    cm = np.zeros((20, 20), dtype=np.int64)
+    np.add.at(cm, (target, pred), 1)
+    m = compute_metrics(cm, [str(i) for i in range(20)])
+    assert m.miou == pytest.approx(1 / 39, rel=0.05) and m.fb_iou is None
+
+
+def test_chance_baseline_by_hand():
+    cm = np.array([[6, 2, 0], [1, 2, 0], [0, 0, 0]])  # target counts 8, 3, 0 (N = 11); predictions ignored
+    b = chance_baseline(cm, ["a", "b", "c"])
+    assert b.majority_class == "a"
+    assert b.majority_pixel_acc == pytest.approx(8 / 11)
+    assert b.majority_miou == pytest.approx(8 / 11 / 2)  # two classes present; only "a" scores
+    assert b.uniform_pixel_acc == pytest.approx(1 / 3)
+    expect = np.mean([(8 / 3) / (8 + 11 / 3 - 8 / 3), (3 / 3) / (3 + 11 / 3 - 3 / 3)])
+    assert b.uniform_miou == pytest.approx(expect)
+    # two balanced unseen classes: the majority baseline alone reaches 25 mIoU / 50 % pixel accuracy
+    two = chance_baseline(np.array([[5, 5], [5, 5]]), ["x", "y"])
+    assert (two.majority_miou, two.majority_pixel_acc, two.uniform_pixel_acc) == (0.25, 0.5, 0.5)
 
 
 def test_perfect_and_empty():
     perfect = compute_metrics(np.diag([4, 0, 5]), NAMES)
-    assert perfect.miou == 1.0 and perfect.pixel_acc == 1.0 and perfect.fb_iou == 1.0
+    assert perfect.miou == 1.0 and perfect.pixel_acc == 1.0 and perfect.fb_iou is None
     assert math.isnan(perfect.per_class_iou[1])
     empty = compute_metrics(np.zeros((3, 3), dtype=int), NAMES)
     assert math.isnan(empty.miou) and math.isnan(empty.pixel_acc) and empty.num_pixels == 0

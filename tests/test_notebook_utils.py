@@ -35,8 +35,10 @@ def test_notebook_config_knobs_and_short_runs_log_every_step():
 
 
 def _tiny_cfg(run_dir) -> TrainConfig:
-    model = get_config("lseg_small_cpu", features=8, text=TextEncoderConfig(kind="random", dim=16))
-    data = DataConfig(max_images=2, crop_size=64)
+    model = get_config(
+        "lseg_small_cpu", features=8, crop_size=64, text=TextEncoderConfig(kind="random", dim=16)
+    )
+    data = DataConfig(max_images=2)
     return TrainConfig(model=model, data=data, run_dir="ignored", steps=1, batch_size=2, progress=False)
 
 
@@ -101,19 +103,29 @@ def test_run_files_sizes(tmp_path):
 def test_metrics_table_percentages(tiny_model, images, labels):
     data = list(zip(images, labels))
     result = evaluate(tiny_model, data, ["a", "b", "c"], unseen=[2], progress=False)
-    paper, general = metrics_table(result)
-    assert paper["setting"].startswith("unseen labels only") and general["setting"].startswith("all labels")
-    assert paper["mIoU"] == round(100 * result.unseen_only.miou, 1)
+    general, unseen_only, majority, uniform = metrics_table(result)
+    assert unseen_only["setting"].startswith("unseen labels only") and general["setting"].startswith(
+        "all labels"
+    )
+    assert "paper" not in " ".join(r["setting"] for r in (general, unseen_only, majority, uniform))
+    assert unseen_only["mIoU"] == round(100 * result.unseen_only.miou, 1)
+    assert majority["setting"].strip().startswith("chance: majority")
+    assert majority["pixel acc"] == 100.0  # one unseen class: the majority guess is always right
+    assert uniform["pixel acc"] == 100.0
     assert general["mIoU"] == round(100 * result.all_labels.miou, 1)
     assert general["seen mIoU"] == round(100 * result.all_labels.seen_miou, 1)
     only = metrics_table(evaluate(tiny_model, data, ["a", "b", "c"], progress=False))
     assert len(only) == 1 and only[0]["seen mIoU"] is None
 
 
-def test_parse_labels():
-    assert parse_labels(" red, stripes,, red ,grass") == ["red", "stripes", "grass"]
-    assert parse_labels(["cow ", "", "sky"]) == ["cow", "sky"]
-    with pytest.raises(ValueError, match="no labels"):
+def test_parse_labels_strips_and_refuses_blank_or_duplicate_labels():
+    assert parse_labels(" red, stripes ,grass") == ["red", "stripes", "grass"]
+    assert parse_labels("red, stripes,") == ["red", "stripes"]  # a trailing comma while typing
+    with pytest.raises(ValueError, match="blank"):
+        parse_labels(["cow ", "", "sky"])
+    with pytest.raises(ValueError, match="'red' is given twice"):
+        parse_labels(" red, stripes, red ")
+    with pytest.raises(ValueError, match="blank"):
         parse_labels(" , ,")
 
 

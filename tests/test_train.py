@@ -1,4 +1,4 @@
-"""Training: loss decreases on a fixed batch, exact resume, run-folder provenance, DDP on 2 CPU processes."""
+"""Training: loss decreases, exact resume for both losses, gradient accumulation, LR groups, provenance, DDP."""
 
 from __future__ import annotations
 
@@ -7,16 +7,18 @@ import json
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 import torch
 
 from lseg_nb.checkpoints import load_lseg_nb
-from lseg_nb.config import DataConfig, TrainConfig, load_config
+from lseg_nb.config import DataConfig, TextEncoderConfig, TrainConfig, load_config, save_json
+from lseg_nb.data.experiment import SeededDataset
 from lseg_nb.data.synthetic import generate_synthetic
 from lseg_nb.engine.runs import MetricsLog, load_model
-from lseg_nb.engine.train import Trainer, lr_factor, train
+from lseg_nb.engine.train import Trainer, lr_factor, parameter_groups, train
 from lseg_nb.models import get_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +32,8 @@ def synth_root(tmp_path_factory) -> Path:
 
 
 def tiny_cfg(root: Path, run_dir: Path, **kw) -> TrainConfig:
-    model = get_config("lseg_small_cpu", features=8)
-    data = DataConfig(dataset="synthetic_textures", data_root=str(root), fold=0, crop_size=64)
+    model = get_config("lseg_small_cpu", features=8, crop_size=64)
+    data = DataConfig(dataset="synthetic_textures", data_root=str(root), fold=0)
     base = dict(
         model=model,
         data=data,
@@ -46,6 +48,25 @@ def tiny_cfg(root: Path, run_dir: Path, **kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+def bn_free_cfg(root: Path, run_dir: Path, **kw) -> TrainConfig:
+    """A ViT without BatchNorm and crops without padding: per-sample gradients add up exactly, so batch
+    composition (micro-batches, DDP shards) must not change the update."""
+    model = get_config(
+        "lseg_vitb16_384",
+        backbone="vit_tiny_patch16_224",
+        backbone_pretrained=False,
+        hooks=(0, 1, 2, 3),
+        reassemble_channels=(8, 8, 16, 16),
+        features=8,
+        use_bn=False,
+        crop_size=64,
+        text=TextEncoderConfig(kind="random", dim=16),
+    )
+    # fold None: every class is a target, so no pixel is ignored and all images weigh the same
+    data = DataConfig(dataset="synthetic_textures", data_root=str(root), fold=None, scale_range=(1.0, 1.0))
+    return tiny_cfg(root, run_dir, model=model, data=data, **kw)
+
+
 def test_two_steps_lower_the_loss_on_a_fixed_batch(synth_root, tmp_path):
     trainer = Trainer(tiny_cfg(synth_root, tmp_path / "run", lr=1e-2))
     data = trainer.exp.dataset("train", trainer.cfg.model, trainer.cfg.data, train=True)
@@ -58,26 +79,114 @@ def test_two_steps_lower_the_loss_on_a_fixed_batch(synth_root, tmp_path):
     assert after < before
 
 
-def test_resume_reproduces_the_next_steps_of_an_uninterrupted_run(synth_root, tmp_path):
-    train(tiny_cfg(synth_root, tmp_path / "full"))
+@pytest.mark.parametrize("loss", ["ce", "binary"])
+def test_resume_reproduces_the_next_steps_of_an_uninterrupted_run(synth_root, tmp_path, loss):
+    train(tiny_cfg(synth_root, tmp_path / "full", loss=loss))
     full = [r["loss"] for r in MetricsLog(tmp_path / "full" / "metrics.jsonl").read()]
-    cfg = tiny_cfg(synth_root, tmp_path / "resumed")
+    cfg = tiny_cfg(synth_root, tmp_path / "resumed", loss=loss)
+    torch.manual_seed(1234)  # a resumed process starts with another global RNG state
     Trainer(cfg).fit(stop_at=2)
     assert not (tmp_path / "resumed" / "model.safetensors").exists()
+    torch.rand(7)  # ... and draws from it before training
     Trainer(cfg).fit()
     resumed = [r["loss"] for r in MetricsLog(tmp_path / "resumed" / "metrics.jsonl").read()]
     assert len(full) == len(resumed) == 4
     assert resumed == pytest.approx(full, rel=1e-5, abs=1e-6)
+    a, b = load_model(tmp_path / "full").state_dict(), load_model(tmp_path / "resumed").state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_episode_classes_are_keyed_on_seed_epoch_and_index_not_global_rng(synth_root, tmp_path, monkeypatch):
+    trainer = Trainer(tiny_cfg(synth_root, tmp_path / "run", loss="binary"))
+    g = torch.Generator()
+    base = trainer.exp.dataset("train", trainer.cfg.model, trainer.cfg.data, train=True, generator=g)
+    data = SeededDataset(base, 0, trainer.labels.train_lut(), g, episode_classes=len(trainer.labels.seen))
+    seeded: list[int] = []
+    monkeypatch.setattr(torch.cuda, "manual_seed_all", lambda s: seeded.append(s))
+    first = [data[i] for i in range(4)]
+    torch.manual_seed(99)
+    seeded.clear()
+    again = [data[i] for i in range(4)]
+    assert seeded == [], "SeededDataset must not reseed the global (CUDA) generators"
+    for (x1, y1, c1), (x2, y2, c2) in zip(first, again):
+        assert torch.equal(x1, x2) and torch.equal(y1, y2) and int(c1) == int(c2)
+        assert int(c1) in set(y1[y1 != 255].tolist()), "the episode class must be present in the target"
+    data.set_epoch(1)
+    assert any(not torch.equal(a[0], data[i][0]) for i, a in enumerate(first)), "epochs must differ"
+
+
+def test_gradient_accumulation_equals_the_larger_batch(synth_root, tmp_path):
+    big = Trainer(
+        bn_free_cfg(synth_root, tmp_path / "a", batch_size=2, grad_accum=1, optimizer="sgd", lr=0.1)
+    )
+    small = Trainer(
+        bn_free_cfg(synth_root, tmp_path / "b", batch_size=1, grad_accum=2, optimizer="sgd", lr=0.1)
+    )
+    small.model.load_state_dict(big.model.state_dict())
+    data = big.exp.dataset("train", big.cfg.model, big.cfg.data, train=False)
+    lut = big.labels.train_lut()
+    items = [(data[i][0], lut[data[i][1]]) for i in range(2)]
+    images, target = torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+    assert (target != 255).sum(dim=(1, 2)).unique().numel() == 1, "equal valid-pixel counts per image"
+    loss_big = big.train_step(iter([(images, target)]))
+    loss_small = small.train_step(iter([(images[:1], target[:1]), (images[1:], target[1:])]))
+    assert loss_small == pytest.approx(loss_big, rel=1e-5)
+    sa, sb = big.model.state_dict(), small.model.state_dict()
+    for k in sa:
+        assert torch.allclose(sa[k], sb[k], atol=1e-6), k
+
+
+def _group_of(groups: list[dict], model, name: str) -> dict:
+    param = dict(model.named_parameters())[name]
+    return next(g for g in groups if any(p is param for p in g["params"]))
+
+
+def test_lr_groups_official_and_lseg_nb(synth_root, tmp_path):
+    vit = bn_free_cfg(synth_root, tmp_path / "r").model
+    model = Trainer(bn_free_cfg(synth_root, tmp_path / "r")).model
+    ours = TrainConfig(model=vit, lr=0.01, decoder_lr_mult=10, weight_decay=1e-4)
+    groups = parameter_groups(model, ours)
+    assert _group_of(groups, model, "image_encoder.model.blocks.0.attn.qkv.weight")["lr"] == pytest.approx(
+        0.01
+    )
+    assert _group_of(groups, model, "decoder.reassemble.0.proj.weight")["lr"] == pytest.approx(0.1)
+    assert _group_of(groups, model, "decoder.layer_rn.0.weight")["lr"] == pytest.approx(0.1)
+    assert _group_of(groups, model, "head.proj.weight")["lr"] == pytest.approx(0.1)
+    # no weight decay on biases and norms; decay on conv/linear weights
+    assert _group_of(groups, model, "head.proj.bias")["weight_decay"] == 0.0
+    assert _group_of(groups, model, "image_encoder.model.blocks.0.norm1.weight")["weight_decay"] == 0.0
+    assert _group_of(groups, model, "head.proj.weight")["weight_decay"] == pytest.approx(1e-4)
+    official = dataclasses.replace(
+        ours, param_groups="official", lr_rule="official", batch_size=6, no_decay_norm_bias=False
+    )
+    groups = parameter_groups(model, official)
+    base = 0.01 / 16 * 6
+    assert official.effective_lr == pytest.approx(base)
+    assert _group_of(groups, model, "image_encoder.readout.0.project.0.weight")["lr"] == pytest.approx(base)
+    assert _group_of(groups, model, "decoder.reassemble.0.proj.weight")["lr"] == pytest.approx(base)
+    assert _group_of(groups, model, "decoder.layer_rn.0.weight")["lr"] == pytest.approx(10 * base)
+    assert _group_of(groups, model, "decoder.fusion.0.out_conv.weight")["lr"] == pytest.approx(10 * base)
+    assert _group_of(groups, model, "head.proj.bias")["weight_decay"] == pytest.approx(1e-4)
+    names = {n for n, p in model.named_parameters() if any(p is q for g in groups for q in g["params"])}
+    assert not any(n.startswith("text_encoder.") for n in names)
+    assert len(names) == len([n for n, p in model.named_parameters() if p.requires_grad])
+
+
+def test_learnable_logit_scale_gets_no_weight_decay(synth_root, tmp_path):
+    cfg = tiny_cfg(synth_root, tmp_path / "r")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, learnable_scale=True))
+    model = Trainer(cfg).model
+    assert _group_of(parameter_groups(model, cfg), model, "head.log_scale")["weight_decay"] == 0.0
 
 
 def test_run_folder_records_provenance_and_reloads(synth_root, tmp_path):
     run = train(tiny_cfg(synth_root, tmp_path / "run", steps=2))
     assert load_config(TrainConfig, run / "config.json") == tiny_cfg(synth_root, tmp_path / "run", steps=2)
     env = json.loads((run / "environment.json").read_text())
-    assert env["packages"]["torch"] == torch.__version__.split("+")[0] or env["packages"]["torch"]
+    assert env["packages"]["torch"] == metadata.version("torch")
     assert len(env["manifests"]["synthetic_textures"]) == 64
     model = load_model(run)
-    assert model.config == get_config("lseg_small_cpu", features=8)
+    assert model.config == get_config("lseg_small_cpu", features=8, crop_size=64)
     # one weights format: a run's file is what checkpoints.load_lseg_nb (and converted official files) use
     again = load_lseg_nb(run / "model.safetensors")
     for k, v in model.state_dict().items():
@@ -101,10 +210,19 @@ def test_unseen_classes_never_act_as_targets(synth_root, tmp_path):
     assert trainer.text_emb.shape[0] == len(trainer.labels.seen) == 12
 
 
-def test_binary_zero_shot_loss_trains(synth_root, tmp_path):
-    run = train(tiny_cfg(synth_root, tmp_path / "run", steps=2, loss="binary"))
+@pytest.mark.parametrize("unseen_pixels", ["ignore", "others"])
+def test_binary_zero_shot_loss_trains(synth_root, tmp_path, unseen_pixels):
+    run = train(tiny_cfg(synth_root, tmp_path / "run", steps=2, loss="binary", unseen_pixels=unseen_pixels))
     losses = [r["loss"] for r in MetricsLog(run / "metrics.jsonl").read()]
     assert len(losses) == 2 and all(0 < v < 10 for v in losses)
+
+
+def test_resume_accepts_the_same_folder_spelled_differently(synth_root, tmp_path, monkeypatch):
+    cfg = tiny_cfg(synth_root, tmp_path / "run", steps=2)
+    Trainer(cfg).fit(stop_at=1)
+    monkeypatch.chdir(tmp_path)
+    Trainer(dataclasses.replace(cfg, run_dir="./run")).fit()
+    assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
 @pytest.mark.parametrize("schedule", ["poly", "cosine"])
@@ -115,46 +233,38 @@ def test_lr_schedules_start_high_and_end_low(schedule):
     assert lr_factor(100, cfg) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_ddp_on_two_cpu_processes(synth_root, tmp_path):
-    run = tmp_path / "ddp"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        "2",
-        "-m",
-        "lseg_nb",
-        "train",
-        "--run-dir",
-        str(run),
-        "--steps",
-        "2",
-        "--batch-size",
-        "2",
-        "--log-every",
-        "1",
-        "--no-progress",
-        "--data.dataset",
-        "synthetic_textures",
-        "--data.data-root",
-        str(synth_root),
-        "--data.crop-size",
-        "64",
-        "--model.features",
-        "8",
-    ]
+def _torchrun(cfg_file: Path, nproc: int, extra: list[str]) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    cmd += ["-m", "lseg_nb", "train", "--config", str(cfg_file), "--device", "cpu", *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((run / "environment.json").read_text())["world_size"] == 2
-    records = MetricsLog(run / "metrics.jsonl").read()
-    assert [r["step"] for r in records] == [1, 2]  # rank 0 logs once per step
-    assert load_model(run).config.features == 8
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
 
-def test_gradient_accumulation_and_bf16_autocast_train_on_cpu(synth_root, tmp_path):
+def test_ddp_ranks_see_disjoint_shards(synth_root, tmp_path):
+    from torch.utils.data.distributed import DistributedSampler
+
+    data = SeededDataset(list(range(12)), seed=0)
+    shards = [list(DistributedSampler(data, 2, r, shuffle=True, seed=0, drop_last=True)) for r in range(2)]
+    assert not set(shards[0]) & set(shards[1]) and sorted(shards[0] + shards[1]) == list(range(12))
+
+
+def test_ddp_on_two_cpu_processes_matches_one_process_with_the_total_batch(synth_root, tmp_path):
+    base = bn_free_cfg(synth_root, tmp_path / "x", steps=2, optimizer="sgd", lr=0.05, checkpoint_every=0)
+    runs = {}
+    for nproc, batch in ((2, 2), (1, 4)):
+        run = tmp_path / f"ddp{nproc}"
+        cfg_file = tmp_path / f"cfg{nproc}.json"
+        save_json(dataclasses.replace(base, run_dir=str(run), batch_size=batch), cfg_file)
+        proc = _torchrun(cfg_file, nproc, [])
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert json.loads((run / "environment.json").read_text())["world_size"] == nproc
+        assert [r["step"] for r in MetricsLog(run / "metrics.jsonl").read()] == [1, 2]  # rank 0 logs once
+        runs[nproc] = load_model(run).state_dict()
+    for k, v in runs[1].items():
+        assert torch.allclose(v, runs[2][k], atol=1e-5), k
+
+
+def test_bf16_autocast_with_gradient_accumulation_trains_on_cpu(synth_root, tmp_path):
     run = train(tiny_cfg(synth_root, tmp_path / "run", steps=2, grad_accum=2, amp="bf16", batch_size=1))
     losses = [r["loss"] for r in MetricsLog(run / "metrics.jsonl").read()]
     assert len(losses) == 2 and all(0 < v < 10 for v in losses)

@@ -102,8 +102,11 @@ def test_random_scale_range_and_base_size():
     for seed in range(5):
         _, y = RandomScale(0.5, 1.5, generator=torch.Generator().manual_seed(seed))(image, label)
         assert 24 <= y.shape[0] <= 72 and abs(y.shape[1] / y.shape[0] - 64 / 48) < 0.05
+    # official (PyTorch-Encoding): the LONG side becomes base_size * factor
     _, y = RandomScale(1.0, 1.0, base_size=96)(image, label)
-    assert y.shape == (96, 128)
+    assert y.shape == (72, 96)
+    _, y = RandomScale(0.5, 0.5, base_size=520)(image, label)
+    assert max(y.shape) == 260
 
 
 def test_normalize_values_and_pil_label():

@@ -21,7 +21,7 @@ def data(images, labels):
 
 def test_query_matches_a_full_forward_pass(tiny_model, data, images):
     explorer = LabelExplorer(tiny_model, data)
-    q = explorer.query(1, " red, stripes , red,grass")
+    q = explorer.query(1, " red, stripes ,grass")
     assert q.index == 1 and q.labels == ["red", "stripes", "grass"]
     ref = predict_logits(tiny_model, images[1:2], tiny_model.encode_text(q.labels))[0].argmax(0)
     np.testing.assert_array_equal(q.mask, ref.numpy())
@@ -44,8 +44,10 @@ def test_plain_tensor_images_and_errors(tiny_model, images):
     assert len(explorer) == 2 and explorer.display_image(0).shape == (64, 64, 3)
     with pytest.raises(IndexError, match="out of range 0..1"):
         explorer.query(2, "a")
-    with pytest.raises(ValueError, match="no labels"):
+    with pytest.raises(ValueError, match="blank"):
         explorer.query(0, " , ")
+    with pytest.raises(ValueError, match="given twice"):
+        explorer.query(0, "a, b, a")
     with pytest.raises(ValueError, match="at least one image"):
         LabelExplorer(tiny_model, [])
 
@@ -71,8 +73,8 @@ def test_widget_updates_on_index_and_labels(tiny_model, data):
     assert w.last_query.index == 0 and w.last_query.labels == ["x", "y", "z"]
     before = w.last_query
     w.labels.value = " , "
-    assert "no labels" in w.error and w.last_query is before
-    assert [o["output_type"] for o in w.output.outputs] == ["stream"] and "no labels" in w.output.outputs[0][
+    assert "blank" in w.error and w.last_query is before
+    assert [o["output_type"] for o in w.output.outputs] == ["stream"] and "blank" in w.output.outputs[0][
         "text"
     ]
     w.labels.value = "sky"
