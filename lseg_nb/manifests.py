@@ -209,17 +209,22 @@ def manifest_sha256(name_or_path: str | Path) -> str:
     return file_sha256(manifest_path(name_or_path))
 
 
-def load_manifest(name_or_path: str | Path) -> DatasetManifest:
-    """Load and validate a manifest by bare name (``"msrc_v2"``) or path; errors name the file and field."""
-    path = manifest_path(name_or_path)
+def read_plain_yaml(path: str | Path) -> Any:
+    """Parse a YAML file as plain data (safe loader, no tags, no duplicate keys); errors name the file."""
+    path = Path(path)
     try:
-        data = yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
+        return yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as e:
         msg = " ".join(str(e).split())
         raise ManifestError(
             f"{path.name}: not a plain-data YAML file ({msg}); manifests are data only"
         ) from None
-    return _parse(data, path)
+
+
+def load_manifest(name_or_path: str | Path) -> DatasetManifest:
+    """Load and validate a manifest by bare name (``"msrc_v2"``) or path; errors name the file and field."""
+    path = manifest_path(name_or_path)
+    return _parse(read_plain_yaml(path), path)
 
 
 # ---------------------------------------------------------------- validation helpers
