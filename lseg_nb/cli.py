@@ -1,4 +1,4 @@
-"""Command line: ``lseg-nb train|evaluate|predict|demo|convert|models`` (also ``python -m lseg_nb``).
+"""Command line: ``lseg-nb train|evaluate|predict|demo|convert|models|prepare`` (also ``python -m lseg_nb``).
 
 ``train`` takes the same :class:`~lseg_nb.config.TrainConfig` the notebooks use: ``--config run.json|yaml`` and/or
 ``--preset MODEL_NAME`` set the starting point, and tyro flags (``--steps 100 --model.features 128``) override it.
@@ -26,6 +26,7 @@ commands:
   predict    segment one image with any labels and save an overlay figure
   convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
   models     list named model configs
+  prepare    check (or convert) a local copy of a paper benchmark: pascal5i, coco20i, fss1000, ade20k150
 """
 
 
@@ -70,6 +71,20 @@ class PredictArgs:
     labels: tuple[str, ...]
     out: str = "prediction.png"
     mode: Literal["single", "sliding", "multiscale"] = "single"
+
+
+@dataclass(frozen=True)
+class PrepareArgs:
+    """Check (or convert) a local copy of a paper benchmark; nothing is downloaded."""
+
+    benchmark: tyro.conf.Positional[str]
+    """pascal5i, coco20i, fss1000 or ade20k150 (or the official names pascal, coco, fss, ade20k)"""
+    root: str
+    """the local copy (e.g. Datasets_HSN, or the folder holding VOC2012/, COCO2014/, FSS-1000/, ADEChallengeData2016/)"""
+    out: str | None = None
+    """where converted files go (COCO-20i from instances json); the others are checked in place"""
+    splits: str | None = None
+    """HSNet's data/splits folder (PASCAL-5i lists; COCO-20i fold pickles; FSS-1000 lists)"""
 
 
 def _pop_option(args: list[str], name: str) -> str | None:
@@ -152,6 +167,14 @@ def cmd_models(args: list[str]) -> None:
         )
 
 
+def cmd_prepare(args: list[str]) -> None:
+    from lseg_nb.data.benchmarks.registry import prepare
+
+    a = tyro.cli(PrepareArgs, args=args, prog="lseg-nb prepare")
+    for line in prepare(a.benchmark, a.root, a.out, a.splits):
+        print(line)
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -159,6 +182,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "convert": cmd_convert,
     "models": cmd_models,
+    "prepare": cmd_prepare,
 }
 
 
