@@ -67,3 +67,14 @@ def msrc_root() -> Path:
             pytest.fail(f"CI=true but the shared MSRC-v2 dataset is missing at {MSRC}")
         pytest.skip(f"shared MSRC-v2 dataset not found at {MSRC} (set LSEG_NB_SHARED)")
     return MSRC
+
+
+@pytest.fixture
+def reference_root() -> Path:
+    """The shared reference files (split lists, label files); required when CI=true, skipped otherwise."""
+    ref = SHARED / "reference"
+    if not ref.is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but the shared reference files are missing at {ref}")
+        pytest.skip(f"shared reference files not found at {ref} (set LSEG_NB_SHARED)")
+    return ref

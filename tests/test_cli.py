@@ -13,7 +13,7 @@ from lseg_nb.apps.cli import main
 def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for cmd in ("demo", "train", "evaluate", "predict", "convert", "models"):
+    for cmd in ("demo", "train", "evaluate", "predict", "convert", "models", "prepare"):
         assert cmd in out
 
 
@@ -53,3 +53,15 @@ def test_predict_with_missing_image_is_explained(tmp_path, capsys):
     code = main(["predict", "--weights", str(tmp_path / "none"), "--image", "x.png", "--labels", "cat"])
     assert code == 2
     assert "image x.png does not exist" in capsys.readouterr().err
+
+
+def test_prepare_names_the_missing_folder_and_its_source(tmp_path, capsys):
+    assert main(["prepare", "ade20k", "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "ADEChallengeData2016/images does not exist" in err and "ADEChallengeData2016.zip" in err
+    for split in ("images", "annotations"):
+        (tmp_path / "ADEChallengeData2016" / split / "validation").mkdir(parents=True)
+    (tmp_path / "ADEChallengeData2016" / "images" / "validation" / "ADE_val_00000001.jpg").touch()
+    (tmp_path / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000001.png").touch()
+    assert main(["prepare", "ade20k150", "--root", str(tmp_path)]) == 0
+    assert "validation: 1 images with annotations" in capsys.readouterr().out

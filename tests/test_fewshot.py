@@ -1,25 +1,35 @@
-"""PASCAL-5i zero-shot protocol: episode lists, VOC reading, binary IoU bookkeeping (hand-computed answers)."""
+"""Benchmark protocols: episodic zero-shot bookkeeping (hand-computed answers), PASCAL-5i / COCO-20i / FSS-1000
+through one loop, the generalised setting and ADE20K-150 fixed-label evaluation, on fixtures written by the tests."""
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch import nn
 
-from lseg_nb.engine.fewshot import (
+from lseg_nb.data.benchmarks import coco20i, fss1000, pascal5i
+from lseg_nb.data.benchmarks.base import (
     Episode,
-    binary_areas,
+    EpisodeSource,
     class_target,
-    episode_counts,
+    cycle_episodes,
+    read_label_file,
+)
+from lseg_nb.engine.fewshot import (
+    binary_areas,
+    evaluate_ade20k,
+    evaluate_coco20i,
+    evaluate_episodes,
+    evaluate_fss1000,
+    evaluate_generalised,
     evaluate_pascal5i,
-    find_voc,
-    fold_class_ids,
     hsnet_scores,
-    read_episodes,
-    read_label_names,
 )
 
 NAMES = [f"class{i}" for i in range(1, 21)]
@@ -28,24 +38,30 @@ NAMES = [f"class{i}" for i in range(1, 21)]
 def test_read_episodes_and_bad_lines(tmp_path):
     path = tmp_path / "fold0.txt"
     path.write_text("2007_000033__01\n2008_001234__05\n\n")
-    assert read_episodes(path) == [Episode("2007_000033", 1), Episode("2008_001234", 5)]
+    assert pascal5i.read_episodes(path) == [Episode("2007_000033", 1), Episode("2008_001234", 5)]
     path.write_text("2007_000033__01\n2007_000033-01\n")
     with pytest.raises(ValueError, match=r"fold0\.txt:2: expected"):
-        read_episodes(path)
+        pascal5i.read_episodes(path)
     path.write_text("2007_000033__21\n")
     with pytest.raises(ValueError, match=r"fold0\.txt:1"):
-        read_episodes(path)
+        pascal5i.read_episodes(path)
     with pytest.raises(FileNotFoundError, match="missing.txt"):
-        read_episodes(tmp_path / "missing.txt")
+        pascal5i.read_episodes(tmp_path / "missing.txt")
 
 
 def test_fold_classes_and_labels(tmp_path):
-    assert fold_class_ids(0) == [1, 2, 3, 4, 5] and fold_class_ids(3) == [16, 17, 18, 19, 20]
+    assert pascal5i.fold_class_ids(0) == [1, 2, 3, 4, 5] and pascal5i.fold_class_ids(3) == [
+        16,
+        17,
+        18,
+        19,
+        20,
+    ]
     with pytest.raises(ValueError, match="fold must be 0..3"):
-        fold_class_ids(4)
+        pascal5i.fold_class_ids(4)
     (tmp_path / "labels.txt").write_text("\n".join(NAMES[:19]))
     with pytest.raises(ValueError, match="has 19 label names"):
-        read_label_names(tmp_path / "labels.txt")
+        read_label_file(tmp_path / "labels.txt", pascal5i.manifest())
 
 
 def test_binary_areas_hand_computed():
@@ -71,11 +87,90 @@ def test_hsnet_scores_hand_computed():
     assert fb == pytest.approx((7 / 20 + 11 / 24) / 2 * 100)
 
 
-def test_episode_counts():
-    assert episode_counts(3) == {0: 1, 1: 1, 2: 1}  # official LSeg loader: min(1000, n) episodes
-    assert episode_counts(3, num_episodes=1000) == {0: 334, 1: 333, 2: 333}  # original HSNet cycling
-    assert episode_counts(1500) == {i: 1 for i in range(1000)}
-    assert episode_counts(5, max_episodes=2) == {0: 1, 1: 1}
+def test_cycle_episodes():
+    eps = [Episode(f"im{i}", 1) for i in range(3)]
+    assert cycle_episodes(eps, None, 1000) == eps  # official LSeg loader: min(1000, n) episodes
+    assert Counter(cycle_episodes(eps, 1000, 1000)) == {
+        eps[0]: 334,
+        eps[1]: 333,
+        eps[2]: 333,
+    }  # HSNet cycling
+    many = [Episode(f"im{i}", 1) for i in range(1500)]
+    assert cycle_episodes(many, None, 1000) == many[:1000]
+
+
+# ---------------------------------------------------------------- a planted 2-episode example
+
+
+class PlantedModel(nn.Module):
+    """Predicts a fixed mask per class text: a stand-in network, so only the bookkeeping is under test."""
+
+    def __init__(self, preds: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.config = SimpleNamespace(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.keys = sorted(preds)
+        self.preds = [torch.as_tensor(preds[k]) for k in self.keys]
+
+    def encode_text(self, labels):
+        assert labels[0] == "others" and len(labels) == 2
+        return torch.tensor([[-1.0], [float(self.keys.index(labels[1]))]])
+
+    def forward(self, x, text):
+        fg = self.preds[int(text[1, 0])].float()
+        return torch.stack([1 - fg, fg])[None]
+
+
+def _planted_source(tmp_path: Path, episodes: list[Episode]) -> EpisodeSource:
+    gt = {
+        "a": np.array([[0, 0, 1, 1], [0, 0, 1, 1], [0, 0, 0, 0], [255, 255, 0, 0]]),
+        "b": np.array([[2, 2, 0, 0], [2, 2, 0, 1], [0, 0, 1, 1], [0, 0, 0, 0]]),  # class 1 is background here
+    }
+    for k in gt:
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / f"{k}.png")
+    return EpisodeSource(
+        benchmark="planted",
+        fold=0,
+        class_names=("class1", "class2", "class3"),
+        class_ids=(1, 2),
+        episodes=tuple(episodes),
+        images=("a", "b"),
+        image_path=lambda i: tmp_path / f"{i}.png",
+        class_map=lambda i: gt[i],
+    )
+
+
+PLANTED = {
+    "class1": np.array([[0, 1, 1, 1], [0, 0, 1, 0], [0, 0, 0, 0], [1, 1, 0, 0]]),  # on image a
+    "class2": np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 1]]),  # on image b
+}
+
+
+def test_planted_two_episodes_fb_iou_and_miou_by_hand(tmp_path):
+    source = _planted_source(tmp_path, [Episode("a", 1), Episode("b", 2)])
+    r = evaluate_episodes(PlantedModel(PLANTED), source, image_size=4, progress=False)
+    # a/class1: 14 scored pixels (two boundary pixels ignored); fg gt 4, pred 4, both 3 -> I 3, U 5;
+    #           bg I = 14 - 5 = 9, U = 10 + 10 - 9 = 11.
+    # b/class2: 16 pixels; fg gt 4, pred 3, both 2 -> I 2, U 5; bg I = 16 - 5 = 11, U = 12 + 13 - 11 = 14.
+    assert r["intersection"][0][:2] == [9, 11] and r["union"][0][:2] == [11, 14]
+    assert r["intersection"][1][:2] == [3, 2] and r["union"][1][:2] == [5, 5]
+    assert r["miou"] == pytest.approx((3 / 5 + 2 / 5) / 2 * 100)  # 50.0
+    assert r["fb_iou"] == pytest.approx(((9 + 11) / (11 + 14) + (3 + 2) / (5 + 5)) / 2 * 100)  # 65.0
+    assert r["per_class_iou"] == pytest.approx({"class1": 60.0, "class2": 40.0})
+    # a served repeat counts twice (COCO draws with replacement): class 1 areas double, FB-IoU shifts
+    r2 = evaluate_episodes(
+        PlantedModel(PLANTED),
+        _planted_source(tmp_path, [Episode("a", 1), Episode("b", 2), Episode("a", 1)]),
+        image_size=4,
+        progress=False,
+    )
+    assert r2["num_episodes"] == 3 and r2["distinct_episodes"] == 2
+    assert r2["miou"] == pytest.approx(50.0)
+    assert r2["fb_iou"] == pytest.approx(((18 + 11) / (22 + 14) + (6 + 2) / (10 + 5)) / 2 * 100)
+    assert r2["episodes_per_class"] == {"class1": 2, "class2": 1}
+
+
+# ---------------------------------------------------------------- PASCAL-5i end to end on a written VOC copy
 
 
 def _fake_voc(root: Path, masks_dir: str = "SegmentationClassAug") -> Path:
@@ -92,6 +187,7 @@ def _fake_voc(root: Path, masks_dir: str = "SegmentationClassAug") -> Path:
         mask[5:20, 4:25] = classes[0]
         mask[18:28, 20:38] = classes[1]
         mask[4, 3:26] = 255
+        mask[25:, :5] = 7  # a seen class of fold 0
         Image.fromarray(mask).save(base / masks_dir / f"{name}.png")
     split = root / "splits"
     split.mkdir()
@@ -102,32 +198,37 @@ def _fake_voc(root: Path, masks_dir: str = "SegmentationClassAug") -> Path:
 
 def test_find_voc_layouts(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        find_voc(tmp_path / "nope")
+        pascal5i.find_voc(tmp_path / "nope")
     with pytest.raises(FileNotFoundError, match="JPEGImages/ and SegmentationClassAug/"):
-        find_voc(tmp_path)
+        pascal5i.find_voc(tmp_path)
     base = _fake_voc(tmp_path / "a", masks_dir="SegmentationClass")
-    assert find_voc(tmp_path / "a") == (base / "JPEGImages", base / "SegmentationClass")
-    assert find_voc(base)[0] == base / "JPEGImages"
+    assert pascal5i.find_voc(tmp_path / "a") == (base / "JPEGImages", base / "SegmentationClass")
+    assert pascal5i.find_voc(base)[0] == base / "JPEGImages"
 
 
-def _expected(model, base: Path, episodes, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _nearest(mask: np.ndarray, size: int) -> np.ndarray:
+    rows = np.floor(np.arange(size) * mask.shape[0] / size).astype(int)
+    cols = np.floor(np.arange(size) * mask.shape[1] / size).astype(int)
+    return mask[rows][:, cols]
+
+
+def _query(model, path: Path, size: int) -> torch.Tensor:
+    rgb = Image.open(path).convert("RGB").resize((size, size), Image.BILINEAR)
+    x = (np.asarray(rgb, np.float32) / 255 - np.array(model.config.mean)) / np.array(model.config.std)
+    return torch.from_numpy(x.transpose(2, 0, 1)).float()[None]
+
+
+def _expected(
+    model, episodes, image_path, mask_of, names, size: int, n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Independent bookkeeping in numpy: per-class background/foreground intersection and union."""
-    inter, union = np.zeros((2, 20)), np.zeros((2, 20))
-    mean, std = np.array(model.config.mean), np.array(model.config.std)
+    inter, union = np.zeros((2, n)), np.zeros((2, n))
+    model.eval()
     for image_id, cls in episodes:
-        rgb = (
-            Image.open(base / "JPEGImages" / f"{image_id}.jpg")
-            .convert("RGB")
-            .resize((size, size), Image.BILINEAR)
-        )
-        x = (np.asarray(rgb, np.float32) / 255 - mean) / std
-        x = torch.from_numpy(x.transpose(2, 0, 1)).float()[None]
         with torch.no_grad():
-            pred = model(x, model.encode_text(["others", NAMES[cls - 1]])).argmax(1)[0].numpy()
-        mask = np.array(Image.open(base / "SegmentationClassAug" / f"{image_id}.png"))
-        rows = np.floor(np.arange(size) * mask.shape[0] / size).astype(int)
-        cols = np.floor(np.arange(size) * mask.shape[1] / size).astype(int)
-        mask = mask[rows][:, cols]
+            text = model.encode_text(["others", names[cls - 1]])
+            pred = model(_query(model, image_path(image_id), size), text).argmax(1)[0].numpy()
+        mask = _nearest(mask_of(image_id), size)
         valid = mask != 255
         gt = (mask == cls).astype(int)
         for k in (0, 1):
@@ -140,9 +241,17 @@ def _expected(model, base: Path, episodes, size: int) -> tuple[np.ndarray, np.nd
 def test_evaluate_pascal5i_matches_independent_bookkeeping(tmp_path, tiny_model):
     base = _fake_voc(tmp_path)
     result = evaluate_pascal5i(
-        tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", image_size=64
+        tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", image_size=64, progress=False
     )
-    inter, union = _expected(tiny_model, base, [("img_a", 1), ("img_b", 3), ("img_a", 2)], 64)
+    inter, union = _expected(
+        tiny_model,
+        [("img_a", 1), ("img_b", 3), ("img_a", 2)],
+        lambda i: base / "JPEGImages" / f"{i}.jpg",
+        lambda i: np.array(Image.open(base / "SegmentationClassAug" / f"{i}.png")),
+        NAMES,
+        64,
+        20,
+    )
     assert np.array_equal(np.array(result["intersection"]), inter)
     assert np.array_equal(np.array(result["union"]), union)
     fg = inter[1, :5] / np.maximum(union[1, :5], 1)
@@ -151,8 +260,16 @@ def test_evaluate_pascal5i_matches_independent_bookkeeping(tmp_path, tiny_model)
     assert result["per_class_iou"]["class3"] == pytest.approx(fg[2] * 100)
     assert result["episodes_per_class"] == {"class1": 1, "class2": 1, "class3": 1, "class4": 0, "class5": 0}
     assert result["num_episodes"] == 3 and union[1, :3].min() > 0
-    limited = evaluate_pascal5i(tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", 1, 64)
+    # provenance: a home-made list and label texts are flagged as not the paper's
+    assert result["split_list_is_official"] is False and result["labels_match_paper"] is False
+    limited = evaluate_pascal5i(
+        tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", 1, 64, progress=False
+    )
     assert limited["num_episodes"] == 1 and limited["intersection"][1][2] == 0
+    default_labels = evaluate_pascal5i(
+        tiny_model, tmp_path, 0, tmp_path / "splits", None, 1, 64, progress=False
+    )
+    assert default_labels["labels_match_paper"] is True and "aeroplane" in default_labels["per_class_iou"]
 
 
 def test_evaluate_pascal5i_clear_errors(tmp_path, tiny_model):
@@ -160,9 +277,137 @@ def test_evaluate_pascal5i_clear_errors(tmp_path, tiny_model):
     args = (tmp_path / "splits", tmp_path / "labels.txt")
     (tmp_path / "splits" / "fold1.txt").write_text("img_a__01\n")
     with pytest.raises(ValueError, match="outside fold 1"):
-        evaluate_pascal5i(tiny_model, tmp_path, 1, *args, image_size=64)
+        evaluate_pascal5i(tiny_model, tmp_path, 1, *args, image_size=64, progress=False)
     (tmp_path / "splits" / "fold0.txt").write_text("img_zz__02\n")
     with pytest.raises(FileNotFoundError, match=r"episode img_zz__02: .*img_zz\.jpg does not exist"):
-        evaluate_pascal5i(tiny_model, tmp_path, 0, *args, image_size=64)
-    with pytest.raises(FileNotFoundError, match="no PASCAL VOC layout"):
-        evaluate_pascal5i(tiny_model, tmp_path / "splits", 0, *args, image_size=64)
+        evaluate_pascal5i(tiny_model, tmp_path, 0, *args, image_size=64, progress=False)
+    with pytest.raises(FileNotFoundError, match="PASCAL VOC layout not found"):
+        evaluate_pascal5i(tiny_model, tmp_path / "splits", 0, *args, image_size=64, progress=False)
+
+
+def test_generalised_setting_counts_every_pixel_once_with_the_right_targets(tmp_path, tiny_model):
+    base = _fake_voc(tmp_path)
+    source = pascal5i.episode_source(tmp_path, 0, tmp_path / "splits")
+    fold = evaluate_generalised(tiny_model, source, "fold", image_size=32, progress=False)
+    assert fold["labels"] == ["others", "aeroplane", "bicycle", "bird", "boat", "bottle"]
+    assert fold["num_images"] == 2 and "not reported in the paper" in fold["protocol"]
+    # ground-truth rows of the confusion matrix, recomputed from the masks: seen class 7 counts as "others"
+    masks = [
+        _nearest(np.array(Image.open(base / "SegmentationClassAug" / f"{i}.png")), 32)
+        for i in ("img_a", "img_b")
+    ]
+    rows = np.array(fold["confusion"]).sum(1)
+    expected = [sum(((m == 0) | (m == 7)).sum() for m in masks)] + [
+        sum((m == c).sum() for m in masks) for c in range(1, 6)
+    ]
+    assert rows.tolist() == expected
+    every = evaluate_generalised(tiny_model, source, "all", image_size=32, progress=False, label_chunk=5)
+    assert len(every["labels"]) == 21 and every["hiou"] is not None and every["miou_seen"] is not None
+    assert np.array(every["confusion"]).sum(1)[7] == sum((m == 7).sum() for m in masks)
+    # label chunks only bound memory: the argmax is the same as over all labels at once
+    one_chunk = evaluate_generalised(tiny_model, source, "all", image_size=32, progress=False, label_chunk=64)
+    assert one_chunk["confusion"] == every["confusion"]
+
+
+# ---------------------------------------------------------------- COCO-20i and FSS-1000 on written copies
+
+
+def _fake_coco(root: Path) -> Path:
+    """HSNet layout: 4 val images with masks holding classes of fold 0 (1, 5, 9) and a seen class (2)."""
+    base = root / "COCO2014"
+    (base / "val2014").mkdir(parents=True)
+    (base / "annotations" / "val2014").mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i, classes in enumerate([(1, 2), (5,), (1, 9), (2,)]):
+        name = f"COCO_val2014_{i:012d}"
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(
+            base / "val2014" / f"{name}.jpg"
+        )
+        mask = np.zeros((24, 32), np.uint8)
+        for j, c in enumerate(classes):
+            mask[4 + 8 * j : 12 + 8 * j, 4:28] = c
+        Image.fromarray(mask).save(base / "annotations" / "val2014" / f"{name}.png")
+    return base
+
+
+def test_evaluate_coco20i_draws_seeded_episodes_of_the_fold(tmp_path, tiny_model):
+    base = _fake_coco(tmp_path)
+    coco20i.prepare(tmp_path, progress=False)
+    lists = coco20i.read_classwise(base / coco20i.CLASSWISE.format(split="val2014"))
+    assert lists[1] == ["val2014/COCO_val2014_000000000000.jpg", "val2014/COCO_val2014_000000000002.jpg"]
+    # a fold whose other classes have no image is refused rather than silently scored on 3 of 20 classes
+    with pytest.raises(ValueError, match="no query image lists class"):
+        evaluate_coco20i(tiny_model, tmp_path, 0, image_size=32, progress=False)
+    fold_lists = {c: lists[c] for c in (1, 5, 9)} | {c: lists[1] for c in coco20i.fold_class_ids(0)[3:]}
+    index = tmp_path / "index.tsv"
+    coco20i.write_classwise(index, fold_lists)
+    r = evaluate_coco20i(
+        tiny_model, tmp_path, 0, classwise=index, num_episodes=12, image_size=32, progress=False
+    )
+    assert r["num_episodes"] == 12 and sum(r["episodes_per_class"].values()) == 12
+    assert set(r["episodes_per_class"]) == {
+        coco20i.manifest().classes[c - 1] for c in coco20i.fold_class_ids(0)
+    }
+    inter = np.array(r["intersection"])
+    seen_cols = [c - 1 for c in range(1, 81) if c not in coco20i.fold_class_ids(0)]
+    assert inter[:, seen_cols].sum() == 0 and inter.sum() > 0
+    again = evaluate_coco20i(
+        tiny_model, tmp_path, 0, classwise=index, num_episodes=12, image_size=32, progress=False
+    )
+    assert again["intersection"] == r["intersection"] and again["union"] == r["union"]
+
+
+def test_evaluate_fss1000_scores_every_test_image_once(tmp_path, tiny_model):
+    names = fss1000.manifest().classes
+    base = tmp_path / "FSS-1000"
+    rng = np.random.default_rng(2)
+    for c in fss1000.test_class_ids()[:2]:
+        (base / names[c - 1]).mkdir(parents=True)
+        for n in (1, 2):
+            Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(
+                base / names[c - 1] / f"{n}.jpg"
+            )
+            grey = np.zeros((20, 20), np.uint8)
+            grey[3:15, 2 + n : 12 + n] = 200
+            grey[0, :] = 127  # just below the official threshold: background
+            Image.fromarray(grey).save(base / names[c - 1] / f"{n}.png")
+    source = fss1000.episode_source(tmp_path, max_classes=2)
+    assert [e.class_id for e in source.episodes] == [761, 761, 762, 762]
+    r = evaluate_episodes(tiny_model, source, image_size=32, progress=False)
+    inter, union = _expected(
+        tiny_model,
+        [(e.image_id, e.class_id) for e in source.episodes],
+        lambda i: base / f"{i}.jpg",
+        lambda i: np.where(
+            np.array(Image.open(base / f"{i}.png").convert("L")) >= 128,
+            int(names.index(i.split("/")[0])) + 1,
+            0,
+        ),
+        names,
+        32,
+        1000,
+    )
+    assert np.array_equal(np.array(r["intersection"]), inter) and np.array_equal(np.array(r["union"]), union)
+    with pytest.raises(FileNotFoundError, match="FSS-1000 class folder"):
+        evaluate_fss1000(tiny_model, tmp_path, image_size=32, progress=False)  # the other 238 test classes
+
+
+# ---------------------------------------------------------------- ADE20K-150
+
+
+def test_evaluate_ade20k_scores_150_labels_with_other_as_void(tmp_path, tiny_model):
+    base = tmp_path / "ADEChallengeData2016"
+    (base / "images" / "validation").mkdir(parents=True)
+    (base / "annotations" / "validation").mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    valid = 0
+    for i in (1, 2):
+        Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)).save(
+            base / "images" / "validation" / f"ADE_val_{i:08d}.jpg"
+        )
+        ann = rng.integers(0, 151, (30, 40)).astype(np.uint8)
+        valid += int((ann > 0).sum())
+        Image.fromarray(ann).save(base / "annotations" / "validation" / f"ADE_val_{i:08d}.png")
+    r = evaluate_ade20k(tiny_model, tmp_path, progress=False, crop_size=32, base_size=32, scales=(0.5, 1.0))
+    assert r.num_images == 2 and r.mode == "multiscale" and r.confusion.shape == (150, 150)
+    assert r.confusion.sum() == valid  # annotation 0 ("other") never scored

@@ -1,4 +1,4 @@
-"""Command line: ``lseg-nb train|evaluate|predict|demo|convert|models|recipes`` (also ``python -m lseg_nb``).
+"""Command line: ``lseg-nb train|evaluate|predict|demo|convert|models|recipes|prepare`` (also ``python -m lseg_nb``).
 
 ``train`` takes the same :class:`~lseg_nb.config.TrainConfig` the notebooks use: ``--config run.json|yaml`` or
 ``--preset RECIPE`` set the starting point, tyro flags (``--steps 100 --model.features 128``) override it, and
@@ -36,6 +36,7 @@ from lseg_nb.config import (
     load_config,
     to_dict,
 )
+from lseg_nb.data.benchmarks.registry import prepare
 from lseg_nb.engine.train import train
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
@@ -48,6 +49,7 @@ commands:
   convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
   models     list named model configs
   recipes    list named recipes (whole training + evaluation settings)
+  prepare    check (or convert) a local copy of a paper benchmark: pascal5i, coco20i, fss1000, ade20k150
 """
 
 
@@ -105,6 +107,20 @@ class PredictArgs:
     labels: tuple[str, ...]
     out: str = "prediction.png"
     mode: Literal["single", "sliding", "multiscale"] = "single"
+
+
+@dataclass(frozen=True)
+class PrepareArgs:
+    """Check (or convert) a local copy of a paper benchmark; nothing is downloaded."""
+
+    benchmark: tyro.conf.Positional[str]
+    """pascal5i, coco20i, fss1000 or ade20k150 (or the official names pascal, coco, fss, ade20k)"""
+    root: str
+    """the local copy (e.g. Datasets_HSN, or the folder holding VOC2012/, COCO2014/, FSS-1000/, ADEChallengeData2016/)"""
+    out: str | None = None
+    """where converted files go (COCO-20i from instances json); the others are checked in place"""
+    splits: str | None = None
+    """HSNet's data/splits folder (PASCAL-5i lists; COCO-20i fold pickles; FSS-1000 lists)"""
 
 
 def _pop_option(args: list[str], name: str) -> str | None:
@@ -228,6 +244,12 @@ def cmd_recipes(args: list[str]) -> None:
         print(f"{'':22s} {RECIPE_NOTES.get(name, '')}")
 
 
+def cmd_prepare(args: list[str]) -> None:
+    a = tyro.cli(PrepareArgs, args=args, prog="lseg-nb prepare")
+    for line in prepare(a.benchmark, a.root, a.out, a.splits):
+        print(line)
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -236,6 +258,7 @@ COMMANDS = {
     "convert": cmd_convert,
     "models": cmd_models,
     "recipes": cmd_recipes,
+    "prepare": cmd_prepare,
 }
 
 # Errors a user can cause (bad input, missing files, full disks, non-finite numbers): one line, exit 2.

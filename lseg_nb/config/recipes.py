@@ -44,7 +44,7 @@ RECIPES: dict[str, TrainConfig] = {
     # The paper's fixed-label ADE20K-150 training (official train.sh / lsegmentation_module.py).
     "lseg_vitl16_ade20k": TrainConfig(
         model=MODEL_CONFIGS["lseg_vitl16_384"],
-        data=DataConfig(dataset="ade20k", fold=None, scale_range=(0.5, 2.0), base_size=520, flip=True),
+        data=DataConfig(dataset="ade20k150", fold=None, scale_range=(0.5, 2.0), base_size=520, flip=True),
         eval=OFFICIAL_EVAL,
         run_dir="runs/lseg_vitl16_ade20k",
         steps=303_150,

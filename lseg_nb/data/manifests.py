@@ -197,14 +197,19 @@ def manifest_sha256(name_or_path: str | Path) -> str:
     return file_sha256(manifest_path(name_or_path))
 
 
+def read_plain_yaml(path: str | Path) -> Any:
+    """Parse a YAML file as plain data (safe loader, no tags, no duplicate keys); errors name the file."""
+    path = Path(path)
+    try:
+        return parse_yaml(path.read_text(), path.name)
+    except DataFileError as e:
+        raise ManifestError(str(e)) from None
+
+
 def load_manifest(name_or_path: str | Path) -> DatasetManifest:
     """Load and validate a manifest by bare name (``"msrc_v2"``) or path; errors name the file and field."""
     path = manifest_path(name_or_path)
-    try:
-        data = parse_yaml(path.read_text(), path.name)
-    except DataFileError as e:
-        raise ManifestError(str(e)) from None
-    return _parse(data, path)
+    return _parse(read_plain_yaml(path), path)
 
 
 # ---------------------------------------------------------------- validation helpers

@@ -1,110 +1,44 @@
-"""PASCAL-5i zero-shot evaluation with the official LSeg protocol (HSNet episode lists and bookkeeping).
+"""The LSeg paper's benchmark protocols: episodic zero-shot (PASCAL-5i, COCO-20i, FSS-1000), the generalised
+setting (not in the paper) and ADE20K-150 fixed-label evaluation.
 
-Each episode ``<voc_image_id>__<class_id>`` is one query image and one class of its fold. As in the official
-``test_lseg_zs.py``: the image is resized to ``480 x 480`` (bilinear, PIL) and normalised with the model's
-mean/std (0.5 for ViT, ImageNet statistics for ResNet-101); the VOC mask is resized with nearest neighbour; the
-label set is ``["others", <class text>]``; the prediction is the argmax. Per episode, background (0) and
-foreground (1) intersections and unions are counted over non-boundary pixels (255 = VOC boundary, ignored) and
-accumulated per class; mIoU is the mean foreground IoU over the fold's 5 classes and FB-IoU the mean of
-dataset-level background and foreground IoU (HSNet ``AverageMeter``). The official LSeg copy of the PASCAL loader
-serves ``min(1000, len(list))`` episodes, i.e. every listed episode once.
+Episodic zero-shot (the paper's numbers; official ``test_lseg_zs.py`` with the HSNet loaders, ``--nshot 0``): each
+episode is one query image and one unseen class of the fold. The image is resized to ``480 x 480`` (PIL
+bilinear) and normalised with the model's mean/std (0.5 for ViT, ImageNet statistics for ResNet-101); the mask is
+resized with nearest neighbour; the label set is ``["others", <class text>]``; the prediction is the argmax. Per
+episode, background (0) and foreground (1) intersections and unions are counted over non-void pixels (255 = VOC
+boundary) and summed per class over the fold. mIoU is the mean foreground IoU over the fold's classes and FB-IoU
+the mean of the fold-level background and foreground IoU (HSNet ``AverageMeter``). Which episodes are served is the
+adapter's business (:mod:`lseg_nb.data.benchmarks`): PASCAL every listed episode once (``min(1000, n)``), COCO 1000
+seeded draws, FSS every test image once. Results are in percent.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
-from lseg_nb.engine.metrics import confusion_matrix
+from lseg_nb.config import OFFICIAL_EVAL
+from lseg_nb.data.benchmarks import ade20k, coco20i, fss1000, pascal5i
+from lseg_nb.data.benchmarks.base import (
+    IGNORE,
+    OTHERS,
+    Episode,
+    EpisodeSource,
+    class_target,
+    load_query,
+    resize_labels,
+)
+from lseg_nb.engine.evaluate import EvalResult, evaluate
+from lseg_nb.engine.inference import embed_padded, eval_mode, protocol_kwargs
+from lseg_nb.engine.metrics import compute_metrics, confusion_matrix
+from lseg_nb.utils.device import model_device
 
-NUM_CLASSES = 20
-NUM_FOLDS = 4
-IGNORE = 255
-MAX_EPISODES = 1000  # the official test loader's cap
-
-
-@dataclass(frozen=True)
-class Episode:
-    """One zero-shot query: a VOC image id and a class id in ``1..20`` (VOC order)."""
-
-    image_id: str
-    class_id: int
-
-
-def read_episodes(path: str | Path) -> list[Episode]:
-    """Parse an HSNet split list (one ``<voc_image_id>__<class_id>`` per line, e.g. ``2007_000033__01``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"episode list {path} does not exist (expected e.g. splits/pascal/val/fold0.txt)"
-        )
-    episodes = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        image_id, sep, cls = line.strip().rpartition("__")
-        if not sep or not image_id or not cls.isdigit() or not 1 <= int(cls) <= NUM_CLASSES:
-            raise ValueError(f"{path}:{lineno}: expected '<voc_image_id>__<class_id 01..20>', got {line!r}")
-        episodes.append(Episode(image_id, int(cls)))
-    if not episodes:
-        raise ValueError(f"episode list {path} is empty")
-    return episodes
-
-
-def fold_class_ids(fold: int) -> list[int]:
-    """Unseen classes of PASCAL-5i fold ``fold`` (1-based VOC ids ``5f+1 .. 5f+5``)."""
-    if fold not in range(NUM_FOLDS):
-        raise ValueError(f"fold must be 0..{NUM_FOLDS - 1}, got {fold}")
-    per_fold = NUM_CLASSES // NUM_FOLDS
-    return [fold * per_fold + i + 1 for i in range(per_fold)]
-
-
-def read_label_names(path: str | Path) -> list[str]:
-    """The 20 label texts in class-id order (``labels/fewshot_pascal.txt``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"label file {path} does not exist (expected labels/fewshot_pascal.txt)")
-    names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    if len(names) != NUM_CLASSES:
-        raise ValueError(f"{path} has {len(names)} label names; PASCAL-5i needs {NUM_CLASSES}, one per line")
-    return names
-
-
-def find_voc(root: str | Path) -> tuple[Path, Path]:
-    """``(JPEGImages, masks)`` folders under ``root``, ``root/VOC2012`` or ``root/VOCdevkit/VOC2012``.
-
-    Masks: ``SegmentationClassAug`` (SBD-augmented, as the official code) or else ``SegmentationClass``; class
-    index PNGs with 255 on object boundaries.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"PASCAL VOC root {root} does not exist")
-    for base in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
-        images = base / "JPEGImages"
-        masks = next(
-            (base / m for m in ("SegmentationClassAug", "SegmentationClass") if (base / m).is_dir()), None
-        )
-        if images.is_dir() and masks is not None:
-            return images, masks
-    raise FileNotFoundError(
-        f"no PASCAL VOC layout under {root}: expected JPEGImages/ and SegmentationClassAug/ (or "
-        "SegmentationClass/) in it, in VOC2012/ or in VOCdevkit/VOC2012/"
-    )
-
-
-def class_target(mask: Tensor, class_id: int) -> Tensor:
-    """VOC label map ``(H, W)`` -> binary target: 1 = ``class_id``, 255 = boundary (ignored), 0 = all else."""
-    target = (mask == class_id).long()
-    target[mask == IGNORE] = IGNORE
-    return target
+EPISODIC = "episodic binary zero-shot (paper protocol: HSNet episodes, ['others', class], 480x480)"
 
 
 def binary_areas(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -118,10 +52,10 @@ def binary_areas(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def hsnet_scores(inter: Tensor, union: Tensor, class_ids: list[int]) -> tuple[float, float]:
-    """``(mIoU, FB-IoU)`` in percent from accumulated ``(2, 20)`` areas (column ``c - 1`` = class ``c``).
+    """``(mIoU, FB-IoU)`` in percent from accumulated ``(2, C)`` areas (column ``c - 1`` = class ``c``).
 
     mIoU: mean over ``class_ids`` of foreground intersection / max(union, 1). FB-IoU: mean over background and
-    foreground of (summed intersection / summed union) over ``class_ids``.
+    foreground of (summed intersection / summed union) over ``class_ids``. Both exist only in this binary setting.
     """
     cols = torch.tensor([c - 1 for c in class_ids])
     i, u = inter[:, cols].double(), union[:, cols].double()
@@ -130,39 +64,73 @@ def hsnet_scores(inter: Tensor, union: Tensor, class_ids: list[int]) -> tuple[fl
     return miou, fb_iou
 
 
-def episode_counts(
-    num_listed: int, num_episodes: int | None = None, max_episodes: int | None = None
-) -> Counter:
-    """How often each listed episode is scored: the loader serves ``num_episodes`` (default ``min(1000, n)``)
-    episodes cycling through the list; ``max_episodes`` keeps only the first ones (quick runs)."""
-    total = min(MAX_EPISODES, num_listed) if num_episodes is None else num_episodes
-    if max_episodes is not None:
-        total = min(total, max_episodes)
-    return Counter(j % num_listed for j in range(total))
+def _query(source: EpisodeSource, image_id: str, what: str, image_size: int, model: nn.Module) -> Tensor:
+    path = source.image_path(image_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: {path} does not exist ({source.benchmark}; run `lseg-nb prepare`)")
+    return load_query(path, image_size, model.config.mean, model.config.std)
 
 
 def load_episode(
-    images: Path, masks: Path, episode: Episode, image_size: int, mean: tuple, std: tuple
+    source: EpisodeSource, episode: Episode, image_size: int, model: nn.Module
 ) -> tuple[Tensor, Tensor]:
-    """Normalised image ``(1, 3, S, S)`` and binary target ``(S, S)`` of one episode, as the official loader."""
-    image_path = images / f"{episode.image_id}.jpg"
-    mask_path = masks / f"{episode.image_id}.png"
-    for p in (image_path, mask_path):
-        if not p.is_file():
-            raise FileNotFoundError(f"episode {episode.image_id}__{episode.class_id:02d}: {p} does not exist")
-    with Image.open(image_path) as im:
-        rgb = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
-    x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    x = (x - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
-    with Image.open(mask_path) as m:
-        label = np.array(m)
-    if label.ndim != 2:
-        raise ValueError(
-            f"{mask_path} is not a class-index PNG (shape {label.shape}); use SegmentationClassAug"
-        )
-    label_t = torch.from_numpy(label.astype(np.int64)).float()[None, None]
-    label_t = F.interpolate(label_t, size=(image_size, image_size), mode="nearest")[0, 0].long()
-    return x[None], class_target(label_t, episode.class_id)
+    """Normalised query ``(1, 3, S, S)`` and binary target ``(S, S)`` (0/1, 255 void) of one episode."""
+    what = f"episode {episode.image_id}__{episode.class_id:02d}"
+    x = _query(source, episode.image_id, what, image_size, model)
+    return x, class_target(resize_labels(source.class_map(episode.image_id), image_size), episode.class_id)
+
+
+def evaluate_episodes(
+    model: nn.Module,
+    source: EpisodeSource,
+    image_size: int = 480,
+    max_episodes: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score ``model`` on the served episodes of ``source`` (paper protocol; one loop for every benchmark).
+
+    A repeated episode is computed once and counted as often as it is served. ``max_episodes`` keeps the first N
+    served episodes (quick runs; the number is then not the paper's). Returns mIoU and FB-IoU (percent), per-class
+    foreground IoU, episodes per class, the accumulated ``(2, C)`` intersection/union and ``source.info``.
+    """
+    served = list(source.episodes[:max_episodes] if max_episodes is not None else source.episodes)
+    counts = Counter(served)
+    names, k = source.class_names, len(source.class_names)
+    inter = torch.zeros(2, k, dtype=torch.long)
+    union = torch.zeros(2, k, dtype=torch.long)
+    texts: dict[int, Tensor] = {}
+    device = model_device(model)
+    with eval_mode(model), torch.inference_mode():
+        for ep, weight in tqdm(
+            counts.items(), desc=f"{source.benchmark} fold {source.fold}", disable=not progress
+        ):
+            x, target = load_episode(source, ep, image_size, model)
+            if ep.class_id not in texts:
+                texts[ep.class_id] = model.encode_text([OTHERS, names[ep.class_id - 1]]).to(device)
+            pred = model(x.to(device), texts[ep.class_id]).argmax(1)[0].cpu()
+            i, u = binary_areas(pred, target)
+            inter[:, ep.class_id - 1] += weight * i
+            union[:, ep.class_id - 1] += weight * u
+    classes = list(source.class_ids)
+    miou, fb_iou = hsnet_scores(inter, union, classes)
+    per_ep = Counter(ep.class_id for ep in served)
+    return {
+        "benchmark": source.benchmark,
+        "fold": source.fold,
+        "protocol": EPISODIC,
+        "miou": miou,
+        "fb_iou": fb_iou,
+        "per_class_iou": {
+            names[c - 1]: inter[1, c - 1].item() / max(union[1, c - 1].item(), 1) * 100 for c in classes
+        },
+        "episodes_per_class": {names[c - 1]: per_ep[c] for c in classes},
+        "num_episodes": len(served),
+        "distinct_episodes": len(counts),
+        "image_size": image_size,
+        "intersection": inter.tolist(),
+        "union": union.tolist(),
+        **source.info,
+    }
 
 
 def evaluate_pascal5i(
@@ -170,50 +138,145 @@ def evaluate_pascal5i(
     voc_root: str | Path,
     fold: int,
     split_dir: str | Path,
-    labels_file: str | Path,
+    labels_file: str | Path | None = None,
     max_episodes: int | None = None,
     image_size: int = 480,
     num_episodes: int | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
-    """Zero-shot PASCAL-5i fold score of an :class:`~lseg_nb.models.LSeg` (official LSeg/HSNet protocol).
+    """Zero-shot PASCAL-5i fold score (paper protocol). ``split_dir`` holds HSNet's ``val/fold<f>.txt`` lists;
+    ``labels_file`` defaults to the paper's label texts. See :func:`evaluate_episodes` for the result."""
+    source = pascal5i.episode_source(voc_root, fold, split_dir, labels_file, num_episodes)
+    return evaluate_episodes(model, source, image_size, max_episodes, progress)
 
-    ``split_dir`` holds ``fold{fold}.txt``; ``labels_file`` the 20 label texts. Returns mIoU and FB-IoU (percent),
-    per-class foreground IoU, the accumulated ``(2, 20)`` intersection/union areas and episode counts.
+
+def evaluate_coco20i(
+    model: nn.Module,
+    coco_root: str | Path,
+    fold: int,
+    classwise: str | Path | None = None,
+    seed: int = 0,
+    num_episodes: int | None = None,
+    max_episodes: int | None = None,
+    image_size: int = 480,
+    labels_file: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Zero-shot COCO-20i fold score (paper protocol: 1000 seeded episodes; seed 0 is the official test's)."""
+    source = coco20i.episode_source(coco_root, fold, classwise, seed, num_episodes, labels_file)
+    return evaluate_episodes(model, source, image_size, max_episodes, progress)
+
+
+def evaluate_fss1000(
+    model: nn.Module,
+    fss_root: str | Path,
+    labels_file: str | Path | None = None,
+    max_episodes: int | None = None,
+    image_size: int = 480,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Zero-shot FSS-1000 score (paper protocol: every image of the 240 test classes once)."""
+    return evaluate_episodes(
+        model, fss1000.episode_source(fss_root, labels_file), image_size, max_episodes, progress
+    )
+
+
+def _argmax_chunked(model: nn.Module, x: Tensor, text: Tensor, chunk: int) -> Tensor:
+    """Argmax over many labels without a ``(K, H, W)`` logit tensor: labels in chunks, running maximum.
+
+    Ties keep the lowest label index, as ``argmax`` does.
     """
-    episodes = read_episodes(Path(split_dir) / f"fold{fold}.txt")
-    classes = fold_class_ids(fold)
-    foreign = [e for e in episodes if e.class_id not in classes]
-    if foreign:
-        raise ValueError(f"fold{fold}.txt lists classes outside fold {fold} ({classes}), e.g. {foreign[0]}")
-    names = read_label_names(labels_file)
-    images, masks = find_voc(voc_root)
-    counts = episode_counts(len(episodes), num_episodes, max_episodes)
-    device = next(model.parameters()).device
-    inter = torch.zeros(2, NUM_CLASSES, dtype=torch.long)
-    union = torch.zeros(2, NUM_CLASSES, dtype=torch.long)
-    model.eval()
-    with torch.no_grad():
-        for index, weight in counts.items():
-            ep = episodes[index]
-            x, target = load_episode(images, masks, ep, image_size, model.config.mean, model.config.std)
-            text = model.encode_text(["others", names[ep.class_id - 1]])
-            pred = model(x.to(device), text.to(device)).argmax(1)[0].cpu()
-            i, u = binary_areas(pred, target)
-            inter[:, ep.class_id - 1] += weight * i
-            union[:, ep.class_id - 1] += weight * u
-    miou, fb_iou = hsnet_scores(inter, union, classes)
-    per_class = {names[c - 1]: inter[1, c - 1].item() / max(union[1, c - 1].item(), 1) * 100 for c in classes}
-    per_ep = Counter()
-    for index, weight in counts.items():
-        per_ep[names[episodes[index].class_id - 1]] += weight
+    h, w = x.shape[-2:]
+    emb, size = embed_padded(model, x)
+    best_val, best_idx = None, None
+    for start in range(0, text.shape[0], chunk):
+        logits = model.logits_from_embeddings(emb, text[start : start + chunk], size)[0, :, :h, :w]
+        val, idx = logits.max(0)
+        idx = idx + start
+        if best_val is None:
+            best_val, best_idx = val, idx
+        else:
+            better = val > best_val
+            best_val, best_idx = torch.where(better, val, best_val), torch.where(better, idx, best_idx)
+    return best_idx
+
+
+def evaluate_generalised(
+    model: nn.Module,
+    source: EpisodeSource,
+    scope: Literal["fold", "all"] = "fold",
+    image_size: int = 480,
+    max_images: int | None = None,
+    progress: bool = True,
+    label_chunk: int = 64,
+) -> dict[str, Any]:
+    """Generalised setting (NOT reported in the paper): several labels compete at once on each query image.
+
+    Every distinct query image of the fold is scored once at ``image_size``. ``scope="fold"``: the label set is
+    ``["others", *the fold's unseen classes]`` and pixels of any other class count as "others". ``scope="all"``:
+    ``["others", *every class of the benchmark]``; seen classes (outside the fold) compete too, so unseen IoU drops
+    where the model prefers seen labels. Scores come from one confusion matrix over all images (percent):
+    ``miou_unseen`` over the fold's classes, ``miou_seen`` and the harmonic mean ``hiou`` (``scope="all"`` only),
+    ``others_iou``, pixel accuracy and per-class IoU (NaN where a class is neither present nor predicted).
+    """
+    if scope not in ("fold", "all"):
+        raise ValueError(f"scope must be 'fold' or 'all', got {scope!r}")
+    names = source.class_names
+    scope_ids = list(source.class_ids) if scope == "fold" else list(range(1, len(names) + 1))
+    labels = [OTHERS] + [names[c - 1] for c in scope_ids]
+    # class map -> label position; classes outside the scope count as "others" (0), void stays void
+    lut = torch.zeros(max(len(names), IGNORE) + 1, dtype=torch.long)
+    lut[IGNORE] = IGNORE
+    position = {c: pos for pos, c in enumerate(scope_ids, 1)}
+    for c, pos in position.items():
+        lut[c] = pos
+    images = source.images[:max_images] if max_images is not None else source.images
+    device = model_device(model)
+    cm = torch.zeros(len(labels), len(labels), dtype=torch.long)
+    with eval_mode(model), torch.inference_mode():
+        text = model.encode_text(labels).to(device)
+        for image_id in tqdm(images, desc=f"{source.benchmark} generalised ({scope})", disable=not progress):
+            x = _query(source, image_id, f"image {image_id}", image_size, model)
+            target = lut[resize_labels(source.class_map(image_id), image_size)]
+            pred = _argmax_chunked(model, x.to(device), text, label_chunk).cpu()
+            cm += confusion_matrix(pred, target, len(labels), IGNORE)
+    unseen = [position[c] for c in source.class_ids]
+    seen = [p for p in range(1, len(labels)) if p not in set(unseen)] if scope == "all" else None
+    m = compute_metrics(cm, labels, seen=seen, unseen=unseen if seen is not None else None, background=0)
+    pct = [v * 100 for v in m.per_class_iou]
+    unseen_iou = torch.tensor([pct[p] for p in unseen], dtype=torch.float64)
     return {
-        "fold": fold,
-        "miou": miou,
-        "fb_iou": fb_iou,
-        "per_class_iou": per_class,
-        "episodes_per_class": {names[c - 1]: per_ep[names[c - 1]] for c in classes},
-        "num_episodes": sum(counts.values()),
+        "benchmark": source.benchmark,
+        "fold": source.fold,
+        "protocol": f"generalised ({scope} labels at once) - not reported in the paper",
+        "labels": labels,
+        "num_images": len(images),
         "image_size": image_size,
-        "intersection": inter.tolist(),
-        "union": union.tolist(),
+        "miou_unseen": unseen_iou.nanmean().item(),
+        "miou_seen": m.seen_miou * 100 if m.seen_miou is not None else None,
+        "hiou": m.harmonic_iou * 100 if m.harmonic_iou is not None else None,
+        "others_iou": pct[0],
+        "pixel_acc": m.pixel_acc * 100,
+        "per_class_iou": dict(zip(labels, pct, strict=True)),
+        "confusion": cm.tolist(),
+        **source.info,
     }
+
+
+def evaluate_ade20k(
+    model: nn.Module,
+    ade_root: str | Path,
+    split: str = "validation",
+    max_images: int | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> EvalResult:
+    """ADE20K-150 fixed-label mIoU and pixel accuracy with the official multi-scale protocol.
+
+    All 150 labels compete; "other" pixels are void. Inference: :data:`lseg_nb.config.OFFICIAL_EVAL` (long side
+    ``ceil(520 * s)`` for s in 0.5..1.75, flip, sliding windows of ``model.config.crop_size`` = 480 for the paper
+    models, stride 2/3); ``overrides`` replace any of it (keyword arguments of ``predict_logits``).
+    """
+    dataset = ade20k.ADE20KDataset(ade_root, model.config.mean, model.config.std, split, max_images)
+    protocol = protocol_kwargs(OFFICIAL_EVAL, model.config.crop_size)
+    return evaluate(model, dataset, ade20k.ade20k_labels(), progress=progress, **{**protocol, **overrides})

@@ -1,0 +1,1 @@
+"""Engine layer: losses, metrics, inference, evaluation, the episodic protocol, training and run folders."""
