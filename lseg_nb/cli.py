@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,7 @@ USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for detail
 commands:
   demo       train + evaluate the small model offline (synthetic data by default) and write a report
   train      train an LSeg model (--config FILE, --preset MODEL_NAME, then field flags)
-  evaluate   evaluate a run folder or weights file on a dataset split (single/sliding/multiscale)
+  evaluate   evaluate a run folder, weights file or training-free model spec (maskclip:ViT-B-16/openai)
   predict    segment one image with any labels and save an overlay figure
   convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
   models     list named model configs
@@ -46,10 +47,13 @@ class DemoArgs:
 
 @dataclass(frozen=True)
 class EvaluateArgs:
-    """Evaluate a trained model; zero-shot folds report unseen-only (paper) and all-label (generalised) metrics."""
+    """Evaluate a run or any model; zero-shot folds report unseen-only (paper) and all-label (generalised) metrics."""
 
-    run: str
-    """run folder (with config.json and model.safetensors)"""
+    run: str | None = None
+    """run folder (with config.json and model.safetensors); evaluated on its own dataset/fold unless overridden"""
+    model: str | None = None
+    """instead of --run: a .safetensors file or a training-free model spec such as maskclip:ViT-B-16/openai
+    (sclip:, naclip:; PRETRAINED may be a local file or none); needs --dataset, --fold adds the unseen split"""
     split: str = "test"
     dataset: str | None = None
     data_root: str | None = None
@@ -57,7 +61,7 @@ class EvaluateArgs:
     mode: Literal["single", "sliding", "multiscale"] = "single"
     max_images: int | None = None
     out: str | None = None
-    """JSON file for the metrics (default RUN/eval_SPLIT_MODE.json)"""
+    """JSON file for the metrics (default RUN/eval_SPLIT_MODE.json, runs/eval/MODEL/eval_DATASET_SPLIT_MODE.json)"""
 
 
 @dataclass(frozen=True)
@@ -65,7 +69,7 @@ class PredictArgs:
     """Segment one image with free-form labels."""
 
     weights: str
-    """run folder or .safetensors file"""
+    """run folder, .safetensors file or training-free model spec such as maskclip:ViT-B-16/openai"""
     image: str
     labels: tuple[str, ...]
     out: str = "prediction.png"
@@ -106,20 +110,39 @@ def cmd_demo(args: list[str]) -> None:
 
 
 def cmd_evaluate(args: list[str]) -> None:
-    from lseg_nb.pipeline import evaluate_run
+    from lseg_nb.pipeline import evaluate_model, evaluate_run
 
     a = tyro.cli(EvaluateArgs, args=args, prog="lseg-nb evaluate")
-    run = Path(a.run)
-    data = (
-        load_config(TrainConfig, run / "config.json").data if (run / "config.json").exists() else DataConfig()
-    )
-    changes = {
-        k: v
-        for k, v in (("dataset", a.dataset), ("data_root", a.data_root), ("fold", a.fold))
-        if v is not None
-    }
-    result = evaluate_run(run, a.split, dataclasses.replace(data, **changes), a.mode, a.max_images)
-    out = Path(a.out) if a.out else run / f"eval_{a.split}_{a.mode}.json"
+    if (a.run is None) == (a.model is None):
+        raise ConfigError(
+            "give exactly one of --run RUN_FOLDER or --model WEIGHTS_OR_SPEC (e.g. --model maskclip:ViT-B-16/openai)"
+        )
+    if a.model is not None:
+        if a.dataset is None:
+            raise ConfigError(
+                f"--model {a.model} has no run folder to take the data from: add --dataset (e.g. --dataset "
+                "msrc_v2 --fold 0)"
+            )
+        data = DataConfig(dataset=a.dataset, data_root=a.data_root, fold=a.fold)
+        result = evaluate_model(a.model, data, a.split, a.mode, a.max_images)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", a.model).strip("_")
+        out = Path(
+            a.out or Path("runs", "eval", name, f"eval_{Path(a.dataset).stem}_{a.split}_{a.mode}.json")
+        )
+    else:
+        run = Path(a.run)
+        data = (
+            load_config(TrainConfig, run / "config.json").data
+            if (run / "config.json").exists()
+            else DataConfig()
+        )
+        changes = {
+            k: v
+            for k, v in (("dataset", a.dataset), ("data_root", a.data_root), ("fold", a.fold))
+            if v is not None
+        }
+        result = evaluate_run(run, a.split, dataclasses.replace(data, **changes), a.mode, a.max_images)
+        out = Path(a.out) if a.out else run / f"eval_{a.split}_{a.mode}.json"
     result.save_json(out)
     print(result.summary() if hasattr(result, "summary") else result.to_dict())
     print(f"metrics written to {out}")

@@ -10,17 +10,18 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
+from torch import nn
 
 from lseg_nb.config import DataConfig, TrainConfig, load_config
 from lseg_nb.evaluate import EvalResult, evaluate
 from lseg_nb.experiment import Experiment, make_experiment
 from lseg_nb.io import atomic_write_text
 from lseg_nb.models.lseg import LSeg, get_config
-from lseg_nb.runs import MetricsLog, load_model
+from lseg_nb.runs import MetricsLog, load_model, load_model_or_spec
 
 InferenceMode = Literal["single", "sliding", "multiscale"]
 
@@ -36,11 +37,26 @@ def evaluate_split(
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` on ``split`` with the experiment's labels and seen/unseen partition."""
+    return _evaluate(model, exp, split, cfg.model, cfg.data, max_images, mode, examples, progress)
+
+
+def _evaluate(
+    model: nn.Module,
+    exp: Experiment,
+    split: str,
+    model_cfg: Any,
+    data: DataConfig,
+    max_images: int | None,
+    mode: InferenceMode,
+    examples: int,
+    progress: bool,
+) -> EvalResult:
+    """``model_cfg`` gives the normalisation (``mean``/``std``) and the window size (``crop_size``)."""
     dataset = exp.dataset(
-        split, cfg.model, dataclasses.replace(cfg.data, max_images=max_images or cfg.data.max_images)
+        split, model_cfg, dataclasses.replace(data, max_images=max_images or data.max_images)
     )
     labels = exp.labels
-    kwargs = {"crop_size": cfg.model.crop_size} if mode != "single" else {}
+    kwargs = {"crop_size": model_cfg.crop_size} if mode != "single" else {}
     return evaluate(
         model,
         dataset,
@@ -53,6 +69,24 @@ def evaluate_split(
         examples=examples,
         **kwargs,
     )
+
+
+def evaluate_model(
+    model: str | Path | nn.Module,
+    data: DataConfig,
+    split: str = "test",
+    mode: InferenceMode = "single",
+    max_images: int | None = None,
+    examples: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate any model (or a run folder, ``.safetensors`` file or dense-CLIP spec such as
+    ``maskclip:ViT-B-16/openai``) on ``data``'s dataset and fold; normalisation and window size come from
+    ``model.config``."""
+    if not isinstance(model, nn.Module):
+        model = load_model_or_spec(model, map_location="cuda" if torch.cuda.is_available() else "cpu")
+    exp = make_experiment(data)
+    return _evaluate(model, exp, split, model.config, data, max_images, mode, examples, progress)
 
 
 def evaluate_run(

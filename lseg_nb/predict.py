@@ -11,7 +11,7 @@ from PIL import Image, UnidentifiedImageError
 
 from lseg_nb.inference import predict_logits
 from lseg_nb.models.lseg import LSeg
-from lseg_nb.runs import load_model
+from lseg_nb.runs import load_model_or_spec
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -47,10 +47,13 @@ def segment(model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "
 def predict_image(
     weights: str | Path, image_path: str | Path, labels: Sequence[str], out: str | Path, mode: str = "single"
 ) -> dict[str, float]:
-    """Segment ``image_path`` with ``labels``, save an overlay figure to ``out``, return each label's pixel share."""
+    """Segment ``image_path`` with ``labels``, save an overlay figure to ``out``, return each label's pixel share.
+
+    ``weights``: run folder, ``.safetensors`` file or dense-CLIP spec (``maskclip:ViT-B-16/openai``).
+    """
     from lseg_nb.viz.segmentation import plot_examples
 
-    model = load_model(weights)
+    model = load_model_or_spec(weights)
     image = load_image(image_path)
     pred = segment(model, image, labels, mode)
     fig = plot_examples([(image, pred, pred)], list(labels))
