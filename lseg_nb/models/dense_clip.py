@@ -72,7 +72,9 @@ class DenseCLIPConfig:
     ``openai``). ``templates``: prompt templates with ``{}``; ``None`` = OpenAI's 80 ImageNet templates.
     ``gaussian_std``: NACLIP's neighbourhood std in patches. ``logit_scale``: ``None`` = the CLIP model's learned
     scale. ``crop_size``/``mean``/``std``: ``None`` = the tower's native image size and open_clip's
-    normalisation for the weights. :func:`create_dense_clip` fills every ``None`` in ``model.config``.
+    normalisation for the pretrained tag (for a local file or random weights open_clip's default, OpenAI's
+    statistics: set ``mean``/``std`` for weights trained otherwise). :func:`create_dense_clip` fills every
+    ``None`` in ``model.config``.
     """
 
     method: Method = "maskclip"
@@ -111,11 +113,6 @@ def parse_model_spec(spec: str, **overrides) -> DenseCLIPConfig:
         raise ValueError(f"model spec {spec!r} is not valid: expected {SPEC_FORMS}")
     weights = None if pretrained.strip().lower() in RANDOM_WEIGHTS else pretrained
     return DenseCLIPConfig(method=method, name=name.strip(), pretrained=weights, **overrides)  # type: ignore[arg-type]
-
-
-def is_model_spec(text: str) -> bool:
-    """Whether ``text`` starts like a dense-CLIP model spec (``maskclip:``, ``sclip:``, ``naclip:``)."""
-    return str(text).partition(":")[0] in METHODS and ":" in str(text)
 
 
 def openai_imagenet_templates() -> tuple[str, ...]:
