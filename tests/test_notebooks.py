@@ -43,6 +43,11 @@ SMALL: dict[str, dict] = {
         "writes": ["ablation/swap.json"],
     },
     "09_official_checkpoints": {"params": {}, "figures": 0, "prints": ["no checkpoint given", "skipped"]},
+    "10_training_free_baselines": {
+        "params": {"max_images": 2, "n_examples": 1, "clip_model": "ViT-S-32"},
+        "figures": 2,
+        "prints": ["maskclip:ViT-S-32/none"],
+    },
 }
 PAIRS = sorted(p.stem for p in NB_DIR.glob("*.py"))
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import pickle
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Literal
 import tyro
 import yaml
 
-from lseg_nb.apps.pipeline import demo_config, evaluate_run, run_demo
+from lseg_nb.apps.pipeline import demo_config, evaluate_model, evaluate_run, run_demo
 from lseg_nb.apps.predict import predict_image
 from lseg_nb.apps.reports import evaluation_table
 from lseg_nb.checkpoints import convert_main
@@ -38,13 +39,15 @@ from lseg_nb.config import (
 )
 from lseg_nb.data.benchmarks.registry import prepare
 from lseg_nb.engine.train import train
+from lseg_nb.utils.io import check_output_path
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
 
 commands:
   demo       train + evaluate the small model offline (synthetic data by default) and write a report
   train      train an LSeg model (--config FILE or --preset RECIPE, then field flags; --dry-run to inspect)
-  evaluate   evaluate a run folder on a dataset split with its recipe's protocol (or --mode/--official ...)
+  evaluate   evaluate a run folder (its recipe's protocol, or --mode/--official ...) or a model spec
+             such as maskclip:ViT-B-16/openai on a dataset split
   predict    segment one image with any labels and save an overlay figure
   convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
   models     list named model configs
@@ -76,8 +79,11 @@ class EvaluateArgs:
     style; the LSeg paper's zero-shot numbers are the episodic protocol, see the README), with chance baselines.
     """
 
-    run: str
-    """run folder (with config.json and model.safetensors)"""
+    run: str | None = None
+    """run folder (with config.json and model.safetensors); evaluated on its own dataset/fold unless overridden"""
+    model: str | None = None
+    """instead of --run: a .safetensors file or a training-free model spec such as maskclip:ViT-B-16/openai
+    (sclip:, naclip:; PRETRAINED may be a local file or none); needs --dataset, --fold adds the unseen split"""
     split: str = "test"
     dataset: str | None = None
     data_root: str | None = None
@@ -92,7 +98,7 @@ class EvaluateArgs:
     stride_ratio: float | None = None
     max_images: int | None = None
     out: str | None = None
-    """JSON file for the metrics (default RUN/eval_SPLIT_MODE.json)"""
+    """JSON file for the metrics (default RUN/eval_SPLIT_MODE.json, runs/eval/MODEL/eval_DATASET_SPLIT_MODE.json)"""
     json: bool = False
     """print the metrics as JSON on stdout instead of a table"""
 
@@ -102,7 +108,7 @@ class PredictArgs:
     """Segment one image with free-form labels."""
 
     weights: str
-    """run folder or .safetensors file"""
+    """run folder, .safetensors file or training-free model spec such as maskclip:ViT-B-16/openai"""
     image: str
     labels: tuple[str, ...]
     out: str = "prediction.png"
@@ -188,23 +194,40 @@ def _protocol(a: EvaluateArgs, run_eval: EvalConfig) -> EvalConfig:
 
 def cmd_evaluate(args: list[str]) -> None:
     a = tyro.cli(EvaluateArgs, args=args, prog="lseg-nb evaluate")
-    run = Path(a.run)
-    if not (run / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{run} is not a run folder (no config.json): pass --run RUN_DIR of a finished run"
+    if (a.run is None) == (a.model is None):
+        raise ConfigError(
+            "give exactly one of --run RUN_FOLDER or --model WEIGHTS_OR_SPEC (e.g. --model maskclip:ViT-B-16/openai)"
         )
-    saved = load_config(TrainConfig, run / "config.json")
-    changes = {
-        k: v
-        for k, v in (("dataset", a.dataset), ("data_root", a.data_root), ("fold", a.fold))
-        if v is not None
-    }
-    data: DataConfig = dataclasses.replace(saved.data, **changes)
-    protocol = _protocol(a, saved.eval)
     if a.max_images is not None and a.max_images < 1:
         raise ConfigError(f"--max-images must be >= 1 (or omitted for all images), got {a.max_images}")
-    out = Path(a.out) if a.out else run / f"eval_{a.split}_{protocol.mode}.json"
-    result = evaluate_run(run, a.split, data, protocol, a.max_images)
+    if a.model is not None:
+        if a.dataset is None:
+            raise ConfigError(
+                f"--model {a.model} has no run folder to take the data from: add --dataset (e.g. --dataset "
+                "msrc_v2 --fold 0)"
+            )
+        data = DataConfig(dataset=a.dataset, data_root=a.data_root, fold=a.fold)
+        protocol = _protocol(a, EvalConfig())
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", a.model).strip("_")
+        default = Path("runs", "eval", name, f"eval_{Path(a.dataset).stem}_{a.split}_{protocol.mode}.json")
+        out = check_output_path(a.out or default, "--out")
+        result = evaluate_model(a.model, data, a.split, protocol, a.max_images)
+    else:
+        run = Path(a.run)
+        if not (run / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{run} is not a run folder (no config.json): pass --run RUN_DIR of a finished run, or --model"
+            )
+        saved = load_config(TrainConfig, run / "config.json")
+        changes = {
+            k: v
+            for k, v in (("dataset", a.dataset), ("data_root", a.data_root), ("fold", a.fold))
+            if v is not None
+        }
+        data = dataclasses.replace(saved.data, **changes)
+        protocol = _protocol(a, saved.eval)
+        out = check_output_path(a.out or run / f"eval_{a.split}_{protocol.mode}.json", "--out")
+        result = evaluate_run(run, a.split, data, protocol, a.max_images)
     result.save_json(out)
     if a.json:
         print(json.dumps(result.to_dict(), indent=2, allow_nan=False))

@@ -12,11 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from torch import nn
 
 from lseg_nb.config import DataConfig, EvalConfig, TrainConfig, get_recipe, load_config
 from lseg_nb.data.experiment import Experiment, make_experiment
 from lseg_nb.engine.evaluate import EvalResult, evaluate_split
-from lseg_nb.engine.runs import MetricsLog, load_model
+from lseg_nb.engine.runs import MetricsLog, load_model, load_model_or_spec
 from lseg_nb.engine.train import Trainer
 from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.io import atomic_write_text
@@ -40,7 +41,25 @@ def evaluate_run(
         cfg = dataclasses.replace(cfg, data=data)
     model = load_model(run_dir, map_location=str(resolve_device("auto")))
     exp = make_experiment(cfg.data)
-    return evaluate_split(model, exp, split, cfg, max_images, protocol, examples, progress)
+    return evaluate_split(model, exp, split, cfg.data, protocol or cfg.eval, max_images, examples, progress)
+
+
+def evaluate_model(
+    model: str | Path | nn.Module,
+    data: DataConfig,
+    split: str = "test",
+    protocol: EvalConfig | None = None,
+    max_images: int | None = None,
+    examples: int = 0,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate any model (or a run folder, ``.safetensors`` file or dense-CLIP spec such as
+    ``maskclip:ViT-B-16/openai``) on ``data``'s dataset and fold with ``protocol`` (default: single pass);
+    normalisation and window size come from ``model.config``."""
+    if not isinstance(model, nn.Module):
+        model = load_model_or_spec(model, map_location=str(resolve_device("auto")))
+    exp = make_experiment(data)
+    return evaluate_split(model, exp, split, data, protocol or EvalConfig(), max_images, examples, progress)
 
 
 def demo_config(
@@ -140,7 +159,8 @@ def run_demo(cfg: TrainConfig | None = None) -> Path:
         trainer.model,
         trainer.exp,
         cfg.data.test_split,
-        cfg,
+        cfg.data,
+        cfg.eval,
         cfg.data.max_images,
         examples=4,
         progress=cfg.progress,

@@ -11,7 +11,7 @@ import torch
 from lseg_nb.data.images import read_rgb
 from lseg_nb.data.transforms import normalize_image
 from lseg_nb.engine.inference import predict_logits
-from lseg_nb.engine.runs import load_model
+from lseg_nb.engine.runs import load_model_or_spec
 from lseg_nb.models.lseg import LSeg
 from lseg_nb.utils.device import model_device, resolve_device
 from lseg_nb.utils.io import atomic_save_figure, check_output_path
@@ -37,11 +37,14 @@ def segment(model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "
 def predict_image(
     weights: str | Path, image_path: str | Path, labels: Sequence[str], out: str | Path, mode: str = "single"
 ) -> dict[str, float]:
-    """Segment ``image_path`` with ``labels``, save an overlay figure to ``out``, return each label's pixel share."""
+    """Segment ``image_path`` with ``labels``, save an overlay figure to ``out``, return each label's pixel share.
+
+    ``weights``: run folder, ``.safetensors`` file or dense-CLIP spec (``maskclip:ViT-B-16/openai``).
+    """
     labels = clean_labels(labels, "--labels")  # one cleaned list for the model, the figure and the shares
     out = check_output_path(out, "--out")  # before the work: a bad path must not lose the result
     image = read_rgb(image_path)
-    model = load_model(weights, map_location=str(resolve_device("auto")))
+    model = load_model_or_spec(weights, map_location=str(resolve_device("auto")))
     pred = segment(model, image, labels, mode)
     fig = plot_examples([(image, pred, pred)], list(labels))
     fig.axes[2].set_title("prediction (colour key)")

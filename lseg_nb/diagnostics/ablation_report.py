@@ -186,7 +186,7 @@ def row_metrics(result: EvalResult) -> dict[str, Any]:
 def evaluate_row(
     model: LSeg, exp: Experiment, cfg: TrainConfig, split: str, max_images: int | None, progress: bool
 ):
-    return row_metrics(evaluate_split(model, exp, split, cfg, max_images=max_images, progress=progress))
+    return row_metrics(evaluate_split(model, exp, split, cfg.data, cfg.eval, max_images, progress=progress))
 
 
 def make_report(

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from lseg_nb.config import EvalConfig, TrainConfig
+from lseg_nb.config import DataConfig, EvalConfig
 from lseg_nb.data.experiment import Experiment
 from lseg_nb.data.transforms import denormalize
 from lseg_nb.engine.inference import Mode, predict_logits_multi, protocol_kwargs
@@ -241,24 +241,24 @@ _PROTOCOL_FIELDS = ("stride_ratio", "base_size", "scales", "flip")
 
 
 def evaluate_split(
-    model: LSeg,
+    model: nn.Module,
     exp: Experiment,
     split: str,
-    cfg: TrainConfig,
+    data: DataConfig,
+    protocol: EvalConfig,
     max_images: int | None = None,
-    protocol: EvalConfig | None = None,
     examples: int = 0,
     progress: bool = True,
 ) -> EvalResult:
-    """Evaluate ``model`` on ``split`` of a run's experiment with its labels, seen/unseen partition and protocol.
+    """Evaluate ``model`` on ``split`` of an experiment with its labels and seen/unseen partition.
 
-    ``protocol`` defaults to the run's ``cfg.eval``; the window is ``model.config.crop_size``.
+    Normalisation and the window (``crop_size``) come from ``model.config`` (LSeg or a training-free model);
+    ``protocol`` is the evaluation protocol (a run's ``cfg.eval``, or e.g. ``OFFICIAL_EVAL``).
     """
     dataset = exp.dataset(
-        split, cfg.model, dataclasses.replace(cfg.data, max_images=max_images or cfg.data.max_images)
+        split, model.config, dataclasses.replace(data, max_images=max_images or data.max_images)
     )
     labels = exp.labels
-    protocol = protocol or cfg.eval
     return evaluate(
         model,
         dataset,

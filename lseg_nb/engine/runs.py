@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from lseg_nb.checkpoints.weights import load_lseg_nb, save_lseg_nb
+from lseg_nb.models.dense_clip import create_dense_clip, parse_model_spec
 from lseg_nb.utils.io import atomic_torch_save, atomic_write_text, safe_torch_load
 
 PACKAGES = (
@@ -128,3 +129,17 @@ def load_model(path: str | Path, text_encoder: Any = None, map_location: str = "
     if not path.is_file():
         raise FileNotFoundError(f"no model weights at {path}: train first or point at a .safetensors file")
     return load_lseg_nb(path, map_location, text_encoder)
+
+
+def load_model_or_spec(
+    weights: str | Path, map_location: str = "cpu", text_encoder: Any = None
+) -> torch.nn.Module:
+    """A run folder or lseg_nb ``.safetensors`` file (:func:`load_model`), or a training-free dense-CLIP spec such
+    as ``maskclip:ViT-B-16/openai`` (:func:`~lseg_nb.models.dense_clip.create_dense_clip`); an existing path wins.
+    """
+    text = str(weights)
+    if not Path(text).exists() and ":" in text:
+        if text_encoder is not None:
+            raise ValueError(f"{text!r}: dense-CLIP models always use their own CLIP text tower")
+        return create_dense_clip(parse_model_spec(text), device=map_location)
+    return load_model(weights, text_encoder, map_location)

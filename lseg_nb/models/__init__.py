@@ -1,5 +1,7 @@
-"""LSeg model components: text encoder, image encoder, DPT decoder, head, and the composed model."""
+"""LSeg model components (text encoder, image encoder, DPT decoder, head, composed model) and the training-free
+dense-CLIP baselines (MaskCLIP, SCLIP, NACLIP) with the same interface."""
 
+from lseg_nb.models.dense_clip import DenseCLIP, DenseCLIPConfig, create_dense_clip, parse_model_spec
 from lseg_nb.models.lseg import MODEL_CONFIGS, LSeg, build_lseg, create_model, get_config, list_models
 from lseg_nb.models.text_encoder import (
     OneHotTextEncoder,
@@ -12,6 +14,8 @@ from lseg_nb.models.text_encoder import (
 
 __all__ = [
     "MODEL_CONFIGS",
+    "DenseCLIP",
+    "DenseCLIPConfig",
     "LSeg",
     "OneHotTextEncoder",
     "OpenCLIPTextEncoder",
@@ -19,8 +23,10 @@ __all__ = [
     "SentenceTransformerTextEncoder",
     "TextEncoder",
     "build_lseg",
+    "create_dense_clip",
     "create_model",
     "create_text_encoder",
     "get_config",
     "list_models",
+    "parse_model_spec",
 ]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -104,31 +104,10 @@ class OpenCLIPTextEncoder(TextEncoder):
     ) -> OpenCLIPTextEncoder:
         """Build through open_clip exactly as users with internet do; offline, explain how to use a local file.
 
-        ``quick_gelu=None`` uses the activation the pretrained tag was trained with: open_clip 3.x does not switch
-        ``ViT-B-32`` + ``openai`` to QuickGELU by itself, and plain GELU silently changes OpenAI CLIP embeddings.
+        ``quick_gelu=None`` uses the activation the pretrained tag was trained with (see :func:`create_open_clip`).
         """
-        import open_clip
-
-        if open_clip.get_model_config(name.replace("/", "-")) is None:
-            raise ValueError(f"open_clip has no model {name!r}; see open_clip.list_models()")
-        tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
-        if pretrained and not tag_cfg and not Path(pretrained).is_file():
-            raise ValueError(
-                f"pretrained={pretrained!r} is neither an open_clip tag of {name!r} "
-                f"({open_clip.list_pretrained_tags_by_model(name)}) nor an existing file"
-            )
-        if quick_gelu is None:
-            quick_gelu = bool(tag_cfg.get("quick_gelu", False))
-        try:
-            with respect_hf_offline():
-                model = open_clip.create_model(
-                    name, pretrained=pretrained or None, device="cpu", force_quick_gelu=quick_gelu
-                )
-        except (RuntimeError, OSError) as e:  # download failures: RuntimeError (open_clip) or OSError (hub)
-            said = str(e).splitlines()[0] if str(e) else type(e).__name__
-            message = _offline_message(name, pretrained, quick_gelu)
-            raise RuntimeError(f"{message}\n(open_clip said: {said})") from None
-        return cls(model, open_clip.get_tokenizer(name), templates)
+        model, tokenizer, _ = create_open_clip(name, pretrained, quick_gelu)
+        return cls(model, tokenizer, templates)
 
     @classmethod
     def from_openai_state_dict(
@@ -164,9 +143,51 @@ class OpenCLIPTextEncoder(TextEncoder):
         return self.model.encode_text(tokens)
 
 
+def create_open_clip(
+    name: str,
+    pretrained: str | None,
+    quick_gelu: bool | None = None,
+    offline_message: Callable[[str, str | None, bool], str] | None = None,
+) -> tuple[nn.Module, Callable, bool]:
+    """A full open_clip model (both towers, CPU), its tokenizer and the QuickGELU flag it was built with.
+
+    ``pretrained``: open_clip tag, local checkpoint file or ``None`` (random weights). ``quick_gelu=None`` uses the
+    activation the pretrained tag was trained with: open_clip 3.x does not switch ``ViT-B-32`` + ``openai`` to
+    QuickGELU by itself, and plain GELU silently changes OpenAI CLIP embeddings. Unknown names/tags are a
+    ``ValueError``; failed downloads a ``RuntimeError`` whose text is ``offline_message(name, pretrained,
+    quick_gelu)`` (default: the text-encoder advice) plus open_clip's first line.
+    """
+    import open_clip
+
+    if open_clip.get_model_config(name.replace("/", "-")) is None:
+        raise ValueError(f"open_clip has no model {name!r}; see open_clip.list_models()")
+    tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
+    if pretrained and not tag_cfg and not Path(pretrained).is_file():
+        raise ValueError(
+            f"pretrained={pretrained!r} is neither an open_clip tag of {name!r} "
+            f"({open_clip.list_pretrained_tags_by_model(name)}) nor an existing file"
+        )
+    if quick_gelu is None:
+        quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    try:
+        with respect_hf_offline():
+            model = open_clip.create_model(
+                name, pretrained=pretrained or None, device="cpu", force_quick_gelu=quick_gelu
+            )
+    except (RuntimeError, OSError) as e:  # download failures: RuntimeError (open_clip) or OSError (hub)
+        said = str(e).splitlines()[0] if str(e) else type(e).__name__
+        message = (offline_message or _offline_message)(name, pretrained, quick_gelu)
+        raise RuntimeError(f"{message}\n(open_clip said: {said})") from None
+    return model, open_clip.get_tokenizer(name), quick_gelu
+
+
+def open_clip_local_name(name: str, quick_gelu: bool) -> str:
+    """Architecture name to pair with a local OpenAI weights file: a file path carries no activation info."""
+    return f"{name}-quickgelu" if quick_gelu and not name.endswith("-quickgelu") else name
+
+
 def _offline_message(name: str, pretrained: str | None, quick_gelu: bool = False) -> str:
-    # A local OpenAI file needs the -quickgelu architecture name: a file path carries no activation info.
-    local_name = f"{name}-quickgelu" if quick_gelu and not name.endswith("-quickgelu") else name
+    local_name = open_clip_local_name(name, quick_gelu)
     return (
         f"could not load open_clip weights {name!r} / pretrained={pretrained!r} (no internet, or HF_HUB_OFFLINE=1 "
         "and not in the Hugging Face cache). Download them once on a machine with internet (or copy its "
