@@ -28,7 +28,7 @@
 #
 # Encoders: MiniLM (the run's own, offline), random vectors, one-hot (every unseen text orthogonal to every
 # seen one: the control) and CLIP (needs `clip_pretrained`, e.g. `"openai"` with cached weights; skipped
-# otherwise). Scores: seen / unseen / harmonic mIoU with all labels, and the paper's unseen-only mIoU.
+# otherwise). Scores: seen / unseen / harmonic mIoU with all labels, and the unseen-only mIoU (ZS3Net/SPNet-style, not the paper's episodic protocol).
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished run; trained with the small default when missing

@@ -63,7 +63,7 @@ print(f"LSeg: {run.config.model.backbone} | training-free: {dense.config.spec}, 
 # %% [markdown]
 # ## Same protocol, same labels
 # `evaluate_model` scores any model on the run's dataset and fold; each model normalises the images with its
-# own statistics (`model.config.mean/std`). With a fold, the unseen-only row is the LSeg paper's zero-shot
+# own statistics (`model.config.mean/std`). With a fold, the unseen-only row is the ZS3Net/SPNet-style zero-shot
 # setting; for the training-free model every class is "unseen".
 
 # %%

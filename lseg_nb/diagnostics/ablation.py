@@ -1,7 +1,7 @@
 """Text-encoder ablation (issue 4): is zero-shot transfer carried by the pixel-text alignment or by the text encoder?
 
 Two experiments, both scored in the generalised zero-shot setting (all labels compete: seen / unseen mIoU and
-their harmonic mean) and in the paper's setting (unseen labels only, unseen pixels only):
+their harmonic mean) and in the unseen-only setting (ZS3Net/SPNet-style: unseen labels only, unseen pixels only):
 
 * :func:`run_text_encoder_ablation` trains the *same* image encoder / decoder / head recipe once per text encoder
   under one protocol: same seed, data, fold, steps and optimiser; only ``model.text`` differs. Because the text

@@ -41,7 +41,7 @@ class AblationRow:
     """Scores of one text encoder (IoUs are fractions; ``None`` when undefined or skipped).
 
     ``seen_miou``/``unseen_miou``/``harmonic_iou``/``miou``/``pixel_acc``: generalised setting (all labels).
-    ``unseen_only_*``: the paper's setting. ``steps``: training steps (``retrained``) or head re-fit steps.
+    ``unseen_only_*``: the unseen-only setting (ZS3Net/SPNet-style). ``steps``: training steps (``retrained``) or head re-fit steps.
     """
 
     name: str

@@ -13,12 +13,12 @@ BARS = (
     ("seen_miou", "seen mIoU (all labels)", "tab:blue"),
     ("unseen_miou", "unseen mIoU (all labels)", "tab:orange"),
     ("harmonic_iou", "harmonic IoU", "tab:green"),
-    ("unseen_only_miou", "unseen mIoU (unseen labels only, paper)", "tab:red"),
+    ("unseen_only_miou", "unseen mIoU (unseen labels only, ZS3Net-style)", "tab:red"),
 )
 
 
 def plot_ablation(report: AblationReport, title: str | None = None) -> Figure:
-    """Grouped bars (IoU in %) of seen / unseen / harmonic (generalised) and unseen-only (paper) per row.
+    """Grouped bars (IoU in %) of seen / unseen / harmonic (generalised) and unseen-only (ZS3Net-style) per row.
 
     Skipped rows keep their slot, marked ``skipped``; undefined values are marked ``n/a``.
     """
