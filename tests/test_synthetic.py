@@ -119,3 +119,30 @@ def test_default_root_uses_cache_env(tmp_path, monkeypatch):
     monkeypatch.delenv("LSEG_NB_DATA", raising=False)
     monkeypatch.setenv("LSEG_NB_SHARED", str(tmp_path / "no_shared"))
     assert SegmentationDataset(None, "synthetic_textures", "train").root == root
+
+
+def test_an_interrupted_generation_leaves_no_partial_set_and_concurrent_runs_agree(tmp_path, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import lseg_nb.data.synthetic as synthetic
+
+    real = synthetic.make_sample
+    calls = {"n": 0}
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt("simulated crash mid-generation")
+        return real(*args, **kwargs)
+
+    root = tmp_path / "synth"
+    monkeypatch.setattr(synthetic, "make_sample", failing)
+    with pytest.raises(KeyboardInterrupt):
+        generate_synthetic(root, n_train=4, n_val=2, n_test=2, size=32)
+    assert not root.exists(), "a crash must not leave a half-written set where readers look for one"
+    assert not list(tmp_path.iterdir()), "the private temporary folder is removed"
+    monkeypatch.setattr(synthetic, "make_sample", real)
+    with ThreadPoolExecutor(3) as pool:
+        roots = list(pool.map(lambda _: generate_synthetic(root, n_train=4, n_val=2, n_test=2, size=32), range(3)))
+    assert roots == [root] * 3 and sorted(p.name for p in tmp_path.iterdir()) == ["synth"]
+    assert len(list((root / "images").glob("*.png"))) == 8

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -124,12 +127,41 @@ def make_sample(seed: int, split: str, index: int, size: int = 96) -> tuple[np.n
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8), label
 
 
-def _clean(root: Path) -> None:
-    """Remove files of an earlier generation (only names this module writes)."""
-    for sub in ("images", "labels"):
-        for split in SPLITS:
-            for p in (root / sub).glob(f"{split}_*.png"):
-                p.unlink()
+def _read_marker(marker: Path) -> dict | None:
+    try:
+        return json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_set(root: Path, seed: int, counts: dict[str, int], size: int, params: dict) -> None:
+    for sub in ("images", "labels", "splits"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for split, n in counts.items():
+        ids = [f"{split}_{i:04d}" for i in range(n)]
+        for i, id_ in enumerate(ids):
+            image, label = make_sample(seed, split, i, size)
+            Image.fromarray(image).save(root / "images" / f"{id_}.png")
+            Image.fromarray(label).save(root / "labels" / f"{id_}.png")
+        atomic_write_text(root / "splits" / f"{split}.txt", "\n".join(ids) + "\n")
+    atomic_write_text(root / "classes.txt", "\n".join(CLASS_NAMES) + "\n")
+    atomic_write_text(root / PARAMS_FILE, json.dumps(params, indent=2) + "\n")
+
+
+def _move_into_place(tmp: Path, root: Path, want: dict) -> None:
+    """Rename the finished set ``tmp`` to ``root``; if another process got there first with the same set, keep
+    theirs; a set with other parameters is swapped out (renamed away, then deleted)."""
+    try:
+        os.rename(tmp, root)  # succeeds when root is missing or an empty folder
+        return
+    except OSError:
+        pass
+    if _read_marker(root / PARAMS_FILE) == want:
+        return
+    old = root.parent / f".{root.name}.old-{os.getpid()}"
+    os.rename(root, old)
+    os.rename(tmp, root)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def generate_synthetic(
@@ -144,7 +176,8 @@ def generate_synthetic(
 
     ``root=None`` uses :func:`default_synthetic_root`. Idempotent: a folder already generated with the same
     parameters (recorded in ``synthetic_params.json``) is left alone; one generated with other parameters is
-    regenerated; a non-empty folder not made by this function is refused.
+    replaced as a whole; a non-empty folder not made by this function is refused. The set is written to a
+    temporary sibling folder and renamed into place, so readers never see a partial set.
     """
     root = Path(root).expanduser() if root is not None else default_synthetic_root()
     counts = {"train": n_train, "val": n_val, "test": n_test}
@@ -154,27 +187,22 @@ def generate_synthetic(
         )
     params = {"generator": "lseg_nb.data.synthetic", "version": GENERATOR_VERSION, "seed": seed, "size": size}
     params.update({f"n_{k}": v for k, v in counts.items()})
+    want = {**params, "complete": True}
     marker = root / PARAMS_FILE
     if marker.is_file():
-        old = json.loads(marker.read_text())
-        if old == {**params, "complete": True}:
+        if _read_marker(marker) == want:
             return root
-        _clean(root)
     elif root.exists() and any(root.iterdir()):
         raise FileExistsError(
             f"{root} is not empty and was not made by generate_synthetic (no {PARAMS_FILE}); choose another root"
         )
-    # marker first (incomplete), so an interrupted run is recognised as ours and redone
-    atomic_write_text(marker, json.dumps({**params, "complete": False}, indent=2) + "\n")
-    for sub in ("images", "labels", "splits"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    for split, n in counts.items():
-        ids = [f"{split}_{i:04d}" for i in range(n)]
-        for i, id_ in enumerate(ids):
-            image, label = make_sample(seed, split, i, size)
-            Image.fromarray(image).save(root / "images" / f"{id_}.png")
-            Image.fromarray(label).save(root / "labels" / f"{id_}.png")
-        atomic_write_text(root / "splits" / f"{split}.txt", "\n".join(ids) + "\n")
-    atomic_write_text(root / "classes.txt", "\n".join(CLASS_NAMES) + "\n")
-    atomic_write_text(marker, json.dumps({**params, "complete": True}, indent=2) + "\n")
+    # Build the whole set in a private sibling folder and move it into place with one rename, so concurrent
+    # processes (parallel notebooks, test runs) never read or delete a half-written set.
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.tmp-"))
+    try:
+        _write_set(tmp, seed, counts, size, want)
+        _move_into_place(tmp, root, want)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return root
