@@ -25,7 +25,8 @@
 # * **rank** of the own label text among all texts (1 = nearest);
 # * for unseen classes, which **seen** label wrongly attracts their pixels.
 #
-# The Spearman test asks whether pixels are confused with labels whose *texts* are similar (rho > 0): the
+# The Spearman test asks whether pixels are confused with labels whose *texts* are similar (rho > 0; its p-value
+# permutes class identities, a Mantel test, because class pairs are not independent): the
 # premise of zero-shot transfer through the text space.
 
 # %% tags=["parameters"]
@@ -65,6 +66,6 @@ report.to_dataframe().set_index("name").round(3)
 # %%
 print(
     f"top-1 seen {report.group_top1('seen'):.2f}, unseen {report.group_top1('unseen'):.2f}; "
-    f"Spearman rho {report.spearman_rho:.2f} (p={report.spearman_p:.2g}, {report.n_pairs} pairs)"
+    f"Spearman rho {report.spearman_rho:.2f} (Mantel permutation p={report.spearman_p:.2g}, {report.n_pairs} pairs)"
 )
 show(plot_neighbour_report(report), plot_confusion_vs_similarity(report))

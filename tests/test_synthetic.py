@@ -143,6 +143,8 @@ def test_an_interrupted_generation_leaves_no_partial_set_and_concurrent_runs_agr
     assert not list(tmp_path.iterdir()), "the private temporary folder is removed"
     monkeypatch.setattr(synthetic, "make_sample", real)
     with ThreadPoolExecutor(3) as pool:
-        roots = list(pool.map(lambda _: generate_synthetic(root, n_train=4, n_val=2, n_test=2, size=32), range(3)))
+        roots = list(
+            pool.map(lambda _: generate_synthetic(root, n_train=4, n_val=2, n_test=2, size=32), range(3))
+        )
     assert roots == [root] * 3 and sorted(p.name for p in tmp_path.iterdir()) == ["synth"]
     assert len(list((root / "images").glob("*.png"))) == 8

@@ -9,7 +9,8 @@ Definitions (all similarities are cosine; embeddings are re-normalised defensive
 * *confusion* ``C[i, j]`` = share of class-``i`` pixels whose nearest **class** text (distractors excluded) is
   ``j``; it is what the Spearman test compares with the text-text similarity ``S[i, j]`` over ordered pairs
   ``i != j`` of classes that have pixels: rho > 0 means pixels are confused with labels whose *texts* are similar,
-  the premise LSeg's zero-shot transfer rests on.
+  the premise LSeg's zero-shot transfer rests on. Its p-value comes from permuting class identities (Mantel
+  test): the ordered pairs are not independent observations.
 * For an unseen class, a *mistaken* pixel is one whose nearest class text is not its own label;
   ``confused_with_seen`` is the most frequent nearest **seen** class text (argmax over seen labels only) among
   mistaken pixels, and ``confused_share`` the share of mistaken pixels that pick it.
@@ -17,14 +18,13 @@ Definitions (all similarities are cosine; embeddings are re-normalised defensive
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import spearmanr
+from scipy.stats import rankdata
 from torch import Tensor
 
 from lseg_nb.diagnostics.sampling import ArrayLike, as_tensor, flatten_pixels
@@ -87,7 +87,7 @@ class NeighbourReport:
     confusion: np.ndarray  # (K, K) row shares over class texts; NaN rows for classes without pixels
     text_similarity: np.ndarray  # (K, K) cosine between class texts
     spearman_rho: float
-    spearman_p: float
+    spearman_p: float  # Mantel permutation p-value (class identities permuted)
     n_pairs: int
     unseen_spearman_rho: float  # same test restricted to rows i in unseen
     unseen_spearman_p: float
@@ -123,24 +123,50 @@ class NeighbourReport:
 
 
 def similarity_confusion_spearman(
-    confusion: np.ndarray, text_similarity: np.ndarray, rows: Sequence[int] | None = None
+    confusion: np.ndarray,
+    text_similarity: np.ndarray,
+    rows: Sequence[int] | None = None,
+    n_permutations: int = 999,
+    seed: int = 0,
 ) -> tuple[float, float, int]:
-    """Spearman (rho, p, n_pairs) between ``S[i, j]`` and ``C[i, j]`` over ordered pairs ``i != j``.
+    """Spearman rho between ``S[i, j]`` and ``C[i, j]`` over ordered pairs ``i != j``, with a Mantel-style
+    permutation p-value: ``(rho, p, n_pairs)``.
 
     Only classes whose confusion row is defined (have pixels) take part, as rows and as columns; ``rows``
-    restricts the rows further (e.g. to unseen classes). Fewer than 3 pairs or constant input gives NaN.
+    restricts the rows further (e.g. to unseen classes). The pairs are not independent (each class appears in
+    many pairs, ``S`` is symmetric), so scipy's p-value for rho would be far too small; instead the class
+    identities of ``S`` are permuted (rows and columns together) ``n_permutations`` times (seeded) and
+    ``p = (1 + #{|rho_perm| >= |rho|}) / (1 + n_permutations)`` (two-sided). Fewer than 3 pairs or constant
+    input gives NaN.
     """
+    if n_permutations < 1:
+        raise ValueError(f"n_permutations must be >= 1, got {n_permutations}")
     present = np.flatnonzero(~np.isnan(confusion).any(axis=1))
     row_set = present if rows is None else np.intersect1d(present, np.asarray(rows, dtype=int))
     ii, jj = np.meshgrid(row_set, present, indexing="ij")
     keep = ii != jj
-    x, y = text_similarity[ii[keep], jj[keep]], confusion[ii[keep], jj[keep]]
+    ii, jj = ii[keep], jj[keep]
+    x, y = text_similarity[ii, jj], confusion[ii, jj]
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan"), float("nan"), int(len(x))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        res = spearmanr(x, y)
-    return float(res.statistic), float(res.pvalue), int(len(x))
+    rho = _rank_correlation(rankdata(x)[None], rankdata(y))[0]
+    rng = np.random.default_rng(seed)
+    mapping = np.tile(np.arange(text_similarity.shape[0]), (n_permutations, 1))
+    for b in range(n_permutations):
+        mapping[b, present] = rng.permutation(present)
+    permuted = text_similarity[mapping[:, ii], mapping[:, jj]]
+    null = _rank_correlation(rankdata(permuted, axis=1), rankdata(y))
+    p = (1 + np.count_nonzero(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_permutations)
+    return float(rho), float(p), int(len(x))
+
+
+def _rank_correlation(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
+    """Pearson correlation of each row of ``rx`` (ranks) with ``ry`` (ranks) = Spearman rho per row."""
+    rx = rx - rx.mean(axis=1, keepdims=True)
+    ry = ry - ry.mean()
+    den = np.sqrt((rx**2).sum(axis=1) * (ry**2).sum())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx @ ry) / den
 
 
 def check_groups(k: int, seen: Sequence[int], unseen: Sequence[int]) -> list[str]:
@@ -205,12 +231,15 @@ def neighbour_analysis(
     k: int = 5,
     ignore_index: int = 255,
     chunk_size: int = 65536,
+    n_permutations: int = 999,
+    seed: int = 0,
 ) -> NeighbourReport:
     """Nearest-text analysis of labelled pixels; see the module docstring for every definition.
 
     ``pixel_emb`` ``(N, D)`` with ``pixel_labels`` ``(N,)`` (or a map ``(B, D, h, w)`` with ``(B, H, W)``
     labels); ``text_emb`` ``(K, D)`` for ``class_names``; ``seen``/``unseen`` class indices; optional distractor
     texts ``(M, D)`` join the vocabulary for ranks/top-1 but not the class confusion matrix.
+    ``n_permutations``/``seed``: the Mantel permutation test of the similarity-confusion correlation.
     """
     pix, lab = flatten_pixels(pixel_emb, pixel_labels)
     pix = F.normalize(pix, dim=-1)
@@ -229,8 +258,10 @@ def neighbour_analysis(
     lab_np = lab.numpy()
     conf = _confusion(lab_np, st["cls"], n_cls)
     sim = (text[:n_cls] @ text[:n_cls].T).numpy().astype(np.float64)
-    rho, p, n_pairs = similarity_confusion_spearman(conf, sim)
-    urho, up, _ = similarity_confusion_spearman(conf, sim, rows=list(unseen))
+    rho, p, n_pairs = similarity_confusion_spearman(conf, sim, n_permutations=n_permutations, seed=seed)
+    urho, up, _ = similarity_confusion_spearman(
+        conf, sim, rows=list(unseen), n_permutations=n_permutations, seed=seed
+    )
     present = np.unique(lab_np).tolist()
     rows = [_class_row(i, class_names[i], groups[i], st, lab_np == i, vocab, k) for i in present]
     return NeighbourReport(

@@ -94,7 +94,7 @@ def plot_confusion_vs_similarity(report: NeighbourReport) -> Figure:
     a.set(
         xlabel="text cosine similarity S[i, j]",
         ylabel="confusion rate C[i, j]",
-        title=f"Spearman rho={report.spearman_rho:.2f} (p={report.spearman_p:.2g}, n={report.n_pairs})",
+        title=f"Spearman rho={report.spearman_rho:.2f} (Mantel permutation p={report.spearman_p:.2g}, n={report.n_pairs} pairs)",
     )
     a.legend(fontsize=8)
     return fig
