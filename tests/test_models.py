@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lseg_nb.config import ModelConfig
 from lseg_nb.models import (
@@ -122,12 +123,32 @@ def test_text_encoder_cache_and_templates():
     te = RandomTextEncoder(dim=8, templates=("a photo of {}", "{}"))
     a = te.encode(["cat", "dog"])
     assert torch.allclose(a.norm(dim=1), torch.ones(2))
-    assert set(te._cache) == {"cat", "dog"}
+    assert {lab for _, lab in te._cache} == {"cat", "dog"}
     b = te.encode(["dog"])
     assert torch.equal(a[1], b[0])
     # averaging two templates differs from either template alone
     single = RandomTextEncoder(dim=8).encode(["cat"])
     assert not torch.allclose(a[0], single[0])
+
+
+def test_changing_templates_never_returns_stale_embeddings():
+    te = RandomTextEncoder(dim=8, templates=("{}",))
+    before = te.encode(["cat"])
+    te.templates = ("a photo of {}", "{}")
+    after = te.encode(["cat"])
+    fresh = RandomTextEncoder(dim=8, templates=("a photo of {}", "{}")).encode(["cat"])
+    assert not torch.allclose(before, after) and torch.equal(after, fresh)
+
+
+def test_template_order_is_normalise_average_normalise():
+    te = RandomTextEncoder(dim=8, templates=("a photo of {}", "{} in the wild"))
+    raw = te._embed(["a photo of cat", "cat in the wild"])  # the encoder's own per-prompt embeddings
+    assert not torch.allclose(raw.norm(dim=1), torch.ones(2)), "raw Gaussian vectors are not unit length"
+    expected = F.normalize(F.normalize(raw, dim=-1).mean(0), dim=-1)
+    unnormalised_mean = F.normalize(raw.mean(0), dim=-1)
+    got = te.encode(["cat"])[0]
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, unnormalised_mean, atol=1e-4)
 
 
 def test_random_encoder_is_deterministic_per_label_not_per_position():

@@ -33,7 +33,8 @@ class TextEncoder(nn.Module):
             if "{}" not in t:
                 raise ValueError(f"prompt template {t!r} has no '{{}}' placeholder for the label")
         self.templates = tuple(templates)
-        self._cache: dict[str, Tensor] = {}
+        # keyed by (templates, label): changing `templates` must never return embeddings of the old prompts
+        self._cache: dict[tuple[tuple[str, ...], str], Tensor] = {}
 
     def _embed(self, texts: list[str]) -> Tensor:
         raise NotImplementedError
@@ -62,16 +63,18 @@ class TextEncoder(nn.Module):
         for lab in labels:
             if not isinstance(lab, str) or not lab.strip():
                 raise ValueError(f"labels must be non-empty strings, got {lab!r}")
-        missing = list(dict.fromkeys(lab for lab in labels if lab not in self._cache))
+        templates = tuple(self.templates)
+        missing = list(dict.fromkeys(lab for lab in labels if (templates, lab) not in self._cache))
         if missing:
-            texts = [t.format(lab) for lab in missing for t in self.templates]
+            texts = [t.format(lab) for lab in missing for t in templates]
+            # normalise each prompt's embedding, average over templates, normalise the mean
             emb = F.normalize(self._embed(texts).float().cpu(), dim=-1)
-            emb = emb.view(len(missing), len(self.templates), -1).mean(1)
+            emb = emb.view(len(missing), len(templates), -1).mean(1)
             for lab, e in zip(missing, F.normalize(emb, dim=-1)):
-                self._cache[lab] = e
+                self._cache[(templates, lab)] = e
         if not labels:
             return torch.empty(0, self.dim)
-        return torch.stack([self._cache[lab] for lab in labels])
+        return torch.stack([self._cache[(templates, lab)] for lab in labels])
 
     def clear_cache(self) -> None:
         """Forget cached label embeddings (needed after changing weights)."""
