@@ -22,6 +22,7 @@ from lseg_nb.data.transforms import denormalize
 from lseg_nb.engine.inference import Predictor
 from lseg_nb.models import LSeg
 from lseg_nb.utils.labels import clean_labels as parse_labels
+from lseg_nb.viz.explorer import plot_label_query
 
 
 @dataclass(frozen=True, eq=False)
@@ -71,8 +72,6 @@ class LabelExplorer:
 
     def draw(self, query: LabelQuery) -> Figure:
         """A query as image | overlay, with a legend of label shares."""
-        from lseg_nb.viz.explorer import plot_label_query
-
         return plot_label_query(
             self.display_image(query.index), query.mask, query.labels, f"image {query.index}"
         )
