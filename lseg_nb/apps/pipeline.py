@@ -11,9 +11,9 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 from torch import nn
 
+from lseg_nb.apps.reports import percent
 from lseg_nb.config import DataConfig, EvalConfig, TrainConfig, get_recipe, load_config
 from lseg_nb.data.experiment import Experiment, make_experiment
 from lseg_nb.engine.evaluate import EvalResult, evaluate_split
@@ -115,7 +115,8 @@ def write_report(
 
 
 def _fmt(v: float | None) -> str:
-    return "n/a" if v is None or (isinstance(v, float) and np.isnan(v)) else f"{100 * v:.1f}"
+    pct = percent(v)
+    return "n/a" if pct is None else f"{pct:.1f}"
 
 
 def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> str:

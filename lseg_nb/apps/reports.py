@@ -11,7 +11,8 @@ from typing import Any
 from lseg_nb.engine.evaluate import EvalResult
 
 
-def _pct(v: float | None) -> float | None:
+def percent(v: float | None) -> float | None:
+    """A fraction as a percentage rounded to 0.1; ``None`` for missing or NaN values."""
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(100 * v, 1)
 
 
@@ -22,11 +23,11 @@ def metrics_rows(result: EvalResult) -> list[dict[str, Any]]:
     rows = [
         {
             "setting": "all labels (generalised)" if result.unseen else "all labels",
-            "mIoU": _pct(a.miou),
-            "pixel acc": _pct(a.pixel_acc),
-            "seen mIoU": _pct(a.seen_miou),
-            "unseen mIoU": _pct(a.unseen_miou),
-            "harmonic": _pct(a.harmonic_iou),
+            "mIoU": percent(a.miou),
+            "pixel acc": percent(a.pixel_acc),
+            "seen mIoU": percent(a.seen_miou),
+            "unseen mIoU": percent(a.unseen_miou),
+            "harmonic": percent(a.harmonic_iou),
         },
     ]
     u, b = result.unseen_only, result.unseen_baseline
@@ -35,24 +36,24 @@ def metrics_rows(result: EvalResult) -> list[dict[str, Any]]:
         rows.append(
             {
                 "setting": "unseen labels only (ZS3Net-style)",
-                "mIoU": _pct(u.miou),
-                "pixel acc": _pct(u.pixel_acc),
+                "mIoU": percent(u.miou),
+                "pixel acc": percent(u.pixel_acc),
                 **empty,
             }
         )
         rows.append(
             {
                 "setting": f"  chance: majority class ({b.majority_class})",
-                "mIoU": _pct(b.majority_miou),
-                "pixel acc": _pct(b.majority_pixel_acc),
+                "mIoU": percent(b.majority_miou),
+                "pixel acc": percent(b.majority_pixel_acc),
                 **empty,
             }
         )
         rows.append(
             {
                 "setting": f"  chance: uniform over {b.num_labels} labels",
-                "mIoU": _pct(b.uniform_miou),
-                "pixel acc": _pct(b.uniform_pixel_acc),
+                "mIoU": percent(b.uniform_miou),
+                "pixel acc": percent(b.uniform_pixel_acc),
                 **empty,
             }
         )

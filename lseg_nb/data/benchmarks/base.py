@@ -20,7 +20,9 @@ from PIL import Image
 from torch import Tensor
 
 from lseg_nb.data.experiment import LabelSplit
+from lseg_nb.data.images import read_rgb
 from lseg_nb.data.manifests import MANIFEST_DIR, ManifestError, file_sha256, read_plain_yaml
+from lseg_nb.data.transforms import normalize_image
 
 BENCHMARK_MANIFEST_DIR = MANIFEST_DIR / "benchmarks"
 IGNORE = 255
@@ -275,13 +277,9 @@ def others_label_split(manifest: BenchmarkManifest, fold: int) -> LabelSplit:
 
 def load_query(path: Path, image_size: int, mean: Sequence[float], std: Sequence[float]) -> Tensor:
     """Query image as the official loader: RGB, PIL bilinear resize to ``S x S``, normalise -> ``(1, 3, S, S)``."""
-    with Image.open(path) as im:
-        rgb = im.convert("RGB").resize((image_size, image_size), Image.BILINEAR)
+    rgb = Image.fromarray(read_rgb(path, "query image")).resize((image_size, image_size), Image.BILINEAR)
     x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    x = (x - torch.tensor(mean, dtype=torch.float32).view(3, 1, 1)) / torch.tensor(
-        std, dtype=torch.float32
-    ).view(3, 1, 1)
-    return x[None]
+    return normalize_image(x, mean, std)[None]
 
 
 def resize_labels(label: np.ndarray, image_size: int) -> Tensor:
