@@ -207,16 +207,30 @@ def metrics_table(result: EvalResult) -> list[dict[str, Any]]:
     return rows
 
 
-def parse_labels(text: str | Sequence[str]) -> list[str]:
+def parse_labels(text: str | Sequence[str], strict: bool = False) -> list[str]:
     """Comma-separated label text (or a list) -> stripped, non-empty, de-duplicated labels in order.
+
+    ``strict`` (interactive tools): an empty entry or a repeated label is an error naming it, instead of being
+    dropped silently. No label at all is always an error.
 
     >>> parse_labels(" red, stripes,, red ,grass")
     ['red', 'stripes', 'grass']
     """
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    labels = list(dict.fromkeys(p.strip() for p in parts if isinstance(p, str) and p.strip()))
+    parts = [
+        p.strip() if isinstance(p, str) else "" for p in (text.split(",") if isinstance(text, str) else text)
+    ]
+    labels = list(dict.fromkeys(p for p in parts if p))
     if not labels:
         raise ValueError(f"no labels in {text!r}: type comma-separated words, e.g. 'red, stripes, grass'")
+    if strict and "" in parts:
+        raise ValueError(
+            f"entry {parts.index('') + 1} of {text!r} is empty: remove the extra comma (labels are comma-separated)"
+        )
+    if strict and len(labels) < len(parts):
+        twice = next(lab for lab in labels if parts.count(lab) > 1)
+        raise ValueError(
+            f"label {twice!r} is given {parts.count(twice)} times in {text!r}: give each label once"
+        )
     return labels
 
 

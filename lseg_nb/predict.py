@@ -7,11 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 
 from lseg_nb.inference import predict_logits
 from lseg_nb.models.lseg import LSeg
+from lseg_nb.notebook_utils import parse_labels
 from lseg_nb.runs import load_model
+from lseg_nb.viz.explorer import plot_label_query
 
 
 def load_image(path: str | Path) -> np.ndarray:
@@ -34,28 +37,36 @@ def to_input(image: np.ndarray, model: LSeg) -> torch.Tensor:
 
 
 def segment(model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single") -> np.ndarray:
-    """Per-pixel index into ``labels`` for an RGB uint8 image."""
-    labels = [lab.strip() for lab in labels if lab.strip()]
-    if not labels:
-        raise ValueError("give at least one label, e.g. --labels grass sky cow")
+    """Per-pixel index into ``labels`` for an RGB uint8 image (labels: distinct, non-empty strings)."""
+    labels = parse_labels(labels, strict=True)
     device = next(model.parameters()).device
     text = model.encode_text(labels).to(device)
     logits = predict_logits(model, to_input(image, model).to(device), text, mode=mode)
     return logits[0].argmax(0).cpu().numpy()
 
 
+def predict_figure(
+    model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single", title: str = "image"
+) -> tuple[Figure, dict[str, float]]:
+    """Segment an RGB uint8 image: image | overlay figure and each label's pixel share.
+
+    The figure's key lists the labels found in the image with their shares; labels covering no pixel are
+    named once as "not found".
+    """
+    names = parse_labels(labels, strict=True)
+    pred = segment(model, image, names, mode)
+    counts = np.bincount(pred.ravel(), minlength=len(names))
+    fig = plot_label_query(image, pred, names, title=title, omit_absent=True)
+    return fig, {lab: float(c) / pred.size for lab, c in zip(names, counts)}
+
+
 def predict_image(
     weights: str | Path, image_path: str | Path, labels: Sequence[str], out: str | Path, mode: str = "single"
 ) -> dict[str, float]:
-    """Segment ``image_path`` with ``labels``, save an overlay figure to ``out``, return each label's pixel share."""
-    from lseg_nb.viz.segmentation import plot_examples
-
+    """Segment ``image_path`` with ``labels``, save :func:`predict_figure` to ``out``, return the pixel shares."""
+    names = parse_labels(labels, strict=True)  # before loading the model: bad labels fail fast
     model = load_model(weights)
-    image = load_image(image_path)
-    pred = segment(model, image, labels, mode)
-    fig = plot_examples([(image, pred, pred)], list(labels))
-    fig.axes[2].set_title("prediction (colour key)")
+    fig, shares = predict_figure(model, load_image(image_path), names, mode, Path(image_path).name)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110, bbox_inches="tight")
-    counts = np.bincount(pred.ravel(), minlength=len(labels))
-    return {lab: float(c) / pred.size for lab, c in zip(labels, counts)}
+    return shares

@@ -115,6 +115,20 @@ def test_parse_labels():
     assert parse_labels(["cow ", "", "sky"]) == ["cow", "sky"]
     with pytest.raises(ValueError, match="no labels"):
         parse_labels(" , ,")
+    with pytest.raises(ValueError, match="no labels"):
+        parse_labels(" , ,", strict=True)
+
+
+def test_parse_labels_strict_names_empty_entries_and_repeats():
+    assert parse_labels(" red, stripes ", strict=True) == ["red", "stripes"]
+    with pytest.raises(ValueError, match=r"entry 3 of 'red, sky, ' is empty: remove the extra comma"):
+        parse_labels("red, sky, ", strict=True)
+    with pytest.raises(ValueError, match=r"label 'red' is given 3 times .* give each label once"):
+        parse_labels("red, sky, red, red ", strict=True)
+    with pytest.raises(ValueError, match="label 'sky' is given 2 times"):
+        parse_labels(["sky", " sky"], strict=True)
+    with pytest.raises(ValueError, match="entry 2 .* is empty"):
+        parse_labels(["grass", "  ", "flower"], strict=True)
 
 
 def test_show_is_a_no_op_outside_ipython():
