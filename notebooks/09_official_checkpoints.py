@@ -64,13 +64,14 @@ else:
 
 # %%
 from lseg_nb.apps.notebook import parse_labels, show
-from lseg_nb.apps.predict import load_image, segment
+from lseg_nb.apps.predict import segment
+from lseg_nb.data.images import read_rgb
 from lseg_nb.viz.explorer import plot_label_query
 
 if model is None or image is None:
     print("skipped: needs `checkpoint` and `image`")
 else:
-    rgb, names = load_image(image), parse_labels(labels)
+    rgb, names = read_rgb(image), parse_labels(labels)
     show(plot_label_query(rgb, segment(model, rgb, names), names, title=Path(image).name))
 
 # %% [markdown]

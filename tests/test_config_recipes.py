@@ -51,7 +51,9 @@ def test_dry_run_prints_the_resolved_config_and_trains_nothing(tmp_path, capsys)
     argv = ["train", "--preset", "lseg_vitl16_ade20k", "--dry-run", "--steps", "7", "--run-dir", str(run)]
     assert main(argv) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["steps"] == 7 and printed["model"]["crop_size"] == 480 and printed["eval"]["base_size"] == 520
+    assert (
+        printed["steps"] == 7 and printed["model"]["crop_size"] == 480 and printed["eval"]["base_size"] == 520
+    )
     assert not run.exists()
     cfg_file = tmp_path / "c.json"
     save_json(get_recipe("demo_synthetic"), cfg_file)

@@ -168,3 +168,14 @@ def test_predictor_requires_image(tiny_model):
         Predictor(tiny_model).predict(LABELS)
     with pytest.raises(ValueError, match="one image"):
         Predictor(tiny_model).set_image(torch.randn(2, 3, 32, 32))
+
+
+def test_predictor_similarity_is_the_unscaled_cosine(tiny_model, odd_images):
+    p = Predictor(tiny_model)
+    with pytest.raises(RuntimeError, match="set_image"):
+        p.similarity(LABELS)
+    p.set_image(odd_images[1])
+    sim = p.similarity(LABELS)
+    assert sim.shape == (3, *odd_images.shape[-2:]) and sim.abs().max() <= 1 + 1e-6
+    # no head block here: logits are the cosine times the logit scale, upsampled the same way
+    torch.testing.assert_close(sim * tiny_model.head.scale, p.predict(LABELS), rtol=1e-4, atol=1e-4)

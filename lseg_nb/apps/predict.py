@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure
 
 from lseg_nb.data.images import read_rgb
 from lseg_nb.data.transforms import normalize_image
@@ -16,7 +17,7 @@ from lseg_nb.models.lseg import LSeg
 from lseg_nb.utils.device import model_device, resolve_device
 from lseg_nb.utils.io import atomic_save_figure, check_output_path
 from lseg_nb.utils.labels import clean_labels
-from lseg_nb.viz.segmentation import plot_examples
+from lseg_nb.viz.explorer import plot_label_query
 
 
 def to_input(image: np.ndarray, model: LSeg) -> torch.Tensor:
@@ -26,28 +27,42 @@ def to_input(image: np.ndarray, model: LSeg) -> torch.Tensor:
 
 
 def segment(model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single") -> np.ndarray:
-    """Per-pixel index into ``labels`` for an RGB uint8 image."""
-    labels = clean_labels(labels, "--labels")
+    """Per-pixel index into ``labels`` for an RGB uint8 image (labels: distinct, non-empty strings)."""
+    labels = clean_labels(labels, "labels")
     device = model_device(model)
     text = model.encode_text(labels).to(device)
     logits = predict_logits(model, to_input(image, model).to(device), text, mode=mode)
     return logits[0].argmax(0).cpu().numpy()
 
 
+def predict_figure(
+    model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single", title: str = "image"
+) -> tuple[Figure, dict[str, float]]:
+    """Segment an RGB uint8 image: image | overlay figure and each label's pixel share.
+
+    The figure's key lists the labels found in the image with their shares; labels covering no pixel are
+    named once as "not found".
+    """
+    names = clean_labels(labels, "labels")
+    pred = segment(model, image, names, mode)
+    counts = np.bincount(pred.ravel(), minlength=len(names))
+    fig = plot_label_query(image, pred, names, title=title, omit_absent=True)
+    return fig, {lab: float(c) / pred.size for lab, c in zip(names, counts)}
+
+
 def predict_image(
     weights: str | Path, image_path: str | Path, labels: Sequence[str], out: str | Path, mode: str = "single"
 ) -> dict[str, float]:
-    """Segment ``image_path`` with ``labels``, save an overlay figure to ``out``, return each label's pixel share.
+    """Segment ``image_path`` with ``labels``, save :func:`predict_figure` to ``out``, return the pixel shares.
 
-    ``weights``: run folder, ``.safetensors`` file or dense-CLIP spec (``maskclip:ViT-B-16/openai``).
+    ``weights``: run folder, ``.safetensors`` file or dense-CLIP spec (``maskclip:ViT-B-16/openai``). Labels,
+    the output path and the image are checked before the model is loaded: bad input fails fast, and a bad
+    ``out`` never costs the work.
     """
-    labels = clean_labels(labels, "--labels")  # one cleaned list for the model, the figure and the shares
-    out = check_output_path(out, "--out")  # before the work: a bad path must not lose the result
+    names = clean_labels(labels, "--labels")  # one cleaned list for the model, the figure and the shares
+    out = check_output_path(out, "--out")
     image = read_rgb(image_path)
     model = load_model_or_spec(weights, map_location=str(resolve_device("auto")))
-    pred = segment(model, image, labels, mode)
-    fig = plot_examples([(image, pred, pred)], list(labels))
-    fig.axes[2].set_title("prediction (colour key)")
+    fig, shares = predict_figure(model, image, names, mode, Path(image_path).name)
     atomic_save_figure(fig, out)
-    counts = np.bincount(pred.ravel(), minlength=len(labels))
-    return {lab: float(c) / pred.size for lab, c in zip(labels, counts)}
+    return shares

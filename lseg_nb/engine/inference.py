@@ -262,6 +262,24 @@ class Predictor:
         h, w = self._size
         return logits[0, :, :h, :w].float().cpu()
 
+    def similarity(self, labels: Sequence[str] | Tensor) -> Tensor:
+        """Cosine similarity ``(K, H, W)`` (CPU float) of each label's text embedding with the pixel embeddings.
+
+        Raw similarities before the logit scale and any head block, bilinearly upsampled (``align_corners``)
+        from the embedding grid to the image like the logits.
+        """
+        if self._emb is None or self._size is None:
+            raise RuntimeError("call Predictor.set_image(image) before similarity()")
+        text = labels if isinstance(labels, Tensor) else self.model.encode_text(labels)
+        _check_text(self.model, [text])
+        emb = self._emb
+        with torch.inference_mode():
+            text = F.normalize(text.to(device=emb.device, dtype=emb.dtype), dim=-1)
+            sim = torch.einsum("bdhw,kd->bkhw", F.normalize(emb, dim=1), text)
+            sim = F.interpolate(sim, size=self._padded, **_UP)
+        h, w = self._size
+        return sim[0, :, :h, :w].float().cpu()
+
     def predict_mask(self, labels: Sequence[str] | Tensor) -> Tensor:
         """Argmax label index per pixel ``(H, W)`` (int64, CPU)."""
         return self.predict(labels).argmax(0)

@@ -6,27 +6,30 @@ from collections.abc import Sequence
 
 
 def clean_labels(labels: str | Sequence[str], what: str = "labels") -> list[str]:
-    """Strip each label; refuse blank and duplicate labels with one error naming them.
+    """Strip each label; refuse empty entries and repeated labels with one error naming them.
 
-    ``labels`` is a list of strings, or one comma-separated string (``"grass, sky, cow"``). Scores and figures
-    are reported per label, so a silently dropped or merged label would shift every number after it.
+    ``labels`` is a list of strings, or one comma-separated string (``"grass, sky, cow"``; a trailing comma is
+    allowed while typing). Scores and figures are reported per label, so a silently dropped or merged label would
+    shift every number after it: nothing is dropped or merged.
 
     >>> clean_labels(" red, stripes ,grass")
     ['red', 'stripes', 'grass']
     """
     parts = labels.split(",") if isinstance(labels, str) else list(labels)
-    if isinstance(labels, str) and parts and not parts[-1].strip() and len(parts) > 1:
-        parts = parts[:-1]  # a trailing comma while typing is not a blank label
-    out: list[str] = []
+    if isinstance(labels, str) and len(parts) > 1 and not parts[-1].strip():
+        parts = parts[:-1]
     for i, part in enumerate(parts):
         if not isinstance(part, str):
-            raise ValueError(f"{what}[{i}] is {part!r}, not a string")
-        label = part.strip()
-        if not label:
-            raise ValueError(f"{what}[{i}] is blank ({part!r}); give non-empty labels, e.g. grass, sky, cow")
-        if label in out:
-            raise ValueError(f"label {label!r} is given twice in {what}; each label may appear once")
-        out.append(label)
-    if not out:
-        raise ValueError(f"no {what} given; give at least one, e.g. grass, sky, cow")
-    return out
+            raise ValueError(f"entry {i + 1} of {what} is {part!r}, not a string")
+    stripped = [p.strip() for p in parts]
+    if not any(stripped):
+        raise ValueError(f"no {what} in {labels!r}: type comma-separated words, e.g. 'grass, sky, cow'")
+    if "" in stripped:
+        raise ValueError(
+            f"entry {stripped.index('') + 1} of {labels!r} is empty: remove the extra comma or give a label there"
+        )
+    for label in stripped:
+        n = stripped.count(label)
+        if n > 1:
+            raise ValueError(f"label {label!r} is given {n} times in {labels!r}: give each label once")
+    return stripped

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from lseg_nb.viz.colours import VOID_LABEL, class_palette, label_colours, label_palette
 from lseg_nb.viz.diagnostics import (
-    class_palette,
     plot_confidence_map,
     plot_confusion_vs_similarity,
     plot_nearest_text_row,
@@ -23,6 +23,7 @@ from lseg_nb.viz.segmentation import (
     plot_examples,
     plot_loss_curve,
     plot_per_class_iou,
+    void_patch,
 )
 
 if TYPE_CHECKING:
@@ -42,8 +43,11 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "VOID_LABEL",
     "class_palette",
     "colorize",
+    "label_colours",
+    "label_palette",
     "overlay",
     "palette",
     "plot_ablation",
@@ -56,4 +60,5 @@ __all__ = [
     "plot_per_class_iou",
     "plot_reliability",
     "plot_umap",
+    "void_patch",
 ]

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
-from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -20,7 +19,8 @@ from lseg_nb.diagnostics.calibration import CalibrationReport, TemperatureScalin
 from lseg_nb.diagnostics.neighbours import NeighbourReport
 from lseg_nb.diagnostics.sampling import ArrayLike
 from lseg_nb.diagnostics.umap_projection import UmapResult
-from lseg_nb.viz.segmentation import class_palette
+from lseg_nb.viz.colours import label_colours
+from lseg_nb.viz.segmentation import void_patch
 
 GROUP_COLOURS = {"seen": "tab:blue", "unseen": "tab:orange", "other": "tab:gray"}
 
@@ -112,7 +112,7 @@ def plot_umap(result: UmapResult, point_size: float = 4.0, label_texts: bool = T
     """Joint UMAP: pixels coloured by class (circles seen, triangles unseen), label texts as named stars."""
     fig, ax = _grid(1, 1, (6.5, 5.5))
     a = ax[0, 0]
-    pal = class_palette(len(result.class_names))
+    pal = label_colours(result.class_names)
     pix = ~result.is_text
     for unseen, marker in ((False, "o"), (True, "^")):
         sel = pix & (result.is_unseen == unseen)
@@ -263,22 +263,18 @@ def plot_nearest_text_row(
     ``image`` ``(3, H, W)`` or ``(H, W, 3)`` (min-max scaled when not in [0, 1] or [0, 255]); ``pred``/``gt``
     ``(H, W)`` class indices (``ignore_index`` drawn black); ``nearest_text_map`` ``(H, W)`` vocabulary indices.
 
-    Vocabulary words that are also class names share the class colour; other words get their own colours.
+    Colours are fixed per label text (:func:`~lseg_nb.viz.colours.label_colours`), so a vocabulary word that is
+    also a class name has the class colour; the key has a void entry when the ground truth has void pixels.
     """
     pred, gt, near = (
         _np(pred).astype(np.int64),
         _np(gt).astype(np.int64),
         _np(nearest_text_map).astype(np.int64),
     )
-    cls_pal = class_palette(len(class_names))
-    extra = [v for v in vocabulary if v not in class_names]
-    extra_pal = colormaps["Set3"](np.linspace(0, 1, max(len(extra), 1)))[:, :3] * 0.85
-    voc_pal = np.asarray(
-        [
-            cls_pal[list(class_names).index(v)] if v in class_names else extra_pal[extra.index(v)]
-            for v in vocabulary
-        ]
-    ).reshape(-1, 3)
+    names = list(class_names) + [v for v in dict.fromkeys(vocabulary) if v not in class_names]
+    colours = label_colours(names)
+    cls_pal = colours[: len(class_names)]
+    voc_pal = np.asarray([colours[names.index(v)] for v in vocabulary]).reshape(-1, 3)
     fig, ax = _grid(1, 4, (3.2, 3.3))
     panels = [
         (_image(image), "image"),
@@ -300,5 +296,6 @@ def plot_nearest_text_row(
         for i in np.unique(near)
         if vocabulary[i] not in shown
     ]
+    handles += [void_patch(label_map=True)] if (gt == ignore_index).any() else []
     fig.legend(handles=handles, loc="outside right upper", fontsize=8)
     return fig

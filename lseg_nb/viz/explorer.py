@@ -1,35 +1,149 @@
-"""Figure of the label explorer: an image and its segmentation with free-form labels."""
+"""Drawing for the label explorer: overlay figure, similarity heatmaps, HTML legend and pixel table.
+
+Label colours come from :func:`~lseg_nb.viz.colours.label_colours`, so a label has the same colour in the
+widget, its figures and every other figure of the package. HTML snippets escape label text (users type it).
+"""
 
 from __future__ import annotations
 
+import html
+import math
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from lseg_nb.viz.segmentation import overlay, palette
+from lseg_nb.viz.colours import hex_colour, label_colours
+from lseg_nb.viz.segmentation import overlay
+
+
+def share_text(share: float) -> str:
+    """Pixel share as shown in keys: ``0%`` only when no pixel has the label, ``<1%`` for a few pixels."""
+    if share <= 0:
+        return "0%"
+    return "<1%" if share < 0.005 else f"{share:.0%}"
+
+
+def _shares(mask: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(mask.ravel(), minlength=k)[:k] / max(mask.size, 1)
 
 
 def plot_label_query(
-    image: np.ndarray, mask: np.ndarray, labels: Sequence[str], title: str | None = None
+    image: np.ndarray,
+    mask: np.ndarray,
+    labels: Sequence[str],
+    title: str | None = None,
+    omit_absent: bool = False,
 ) -> Figure:
-    """Image | overlay of ``mask`` (indices into ``labels``), with a legend giving each label's pixel share."""
+    """Image | overlay of ``mask`` (indices into ``labels``) with a key of each label's pixel share.
+
+    ``omit_absent``: labels covering no pixel leave the key and are named in one "not found" line instead;
+    otherwise they stay in the key marked 0%.
+    """
     mask = np.asarray(mask)
     if mask.shape != np.asarray(image).shape[:2]:
         raise ValueError(f"mask {mask.shape} does not match image {np.asarray(image).shape[:2]}")
-    colours = palette(len(labels))
-    shares = np.bincount(mask.ravel(), minlength=len(labels)) / max(mask.size, 1)
+    colours = label_colours(labels)
+    shares = _shares(mask, len(labels))
     fig = Figure(figsize=(8.5, 3.6), layout="constrained")
     ax = fig.subplots(1, 2)
     ax[0].imshow(image)
     ax[0].set_title(title or "image", fontsize=10)
-    ax[1].imshow(overlay(image, mask, colours, ignore_index=-1))
+    ax[1].imshow(overlay(image, mask, (colours * 255).round().astype(np.uint8), ignore_index=-1))
     ax[1].set_title("segmentation with your labels", fontsize=10)
     for a in ax:
         a.set_axis_off()
-    handles = [
-        Patch(color=colours[i] / 255, label=f"{lab} ({shares[i]:.0%})") for i, lab in enumerate(labels)
-    ]
+    shown = [i for i in range(len(labels)) if shares[i] > 0 or not omit_absent]
+    handles: list = [Patch(color=colours[i], label=f"{labels[i]} ({share_text(shares[i])})") for i in shown]
+    absent = [labels[i] for i in range(len(labels)) if i not in shown]
+    if absent:
+        handles.append(Line2D([], [], ls="", label="not found: " + ", ".join(absent)))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return fig
+
+
+def plot_similarity_maps(similarity: np.ndarray, labels: Sequence[str], columns: int = 4) -> Figure:
+    """One heatmap per label of the cosine similarity ``(K, H, W)`` between its text and each pixel embedding.
+
+    All panels share one colour scale (the min..max over all labels), so brighter means more similar across
+    panels too; each panel is framed in its label's colour.
+    """
+    sim = np.asarray(similarity, dtype=float)
+    if sim.ndim != 3 or sim.shape[0] != len(labels):
+        raise ValueError(f"similarity must be (K={len(labels)}, H, W), got {sim.shape}")
+    cols = max(1, min(columns, len(labels)))
+    rows = math.ceil(len(labels) / cols)
+    fig = Figure(figsize=(2.3 * cols + 0.8, 2.3 * rows + 0.3), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    lo, hi = float(sim.min()), float(sim.max())
+    colours = label_colours(labels)
+    im = None
+    for k, a in enumerate(axes.flat):
+        if k >= len(labels):
+            a.set_axis_off()
+            continue
+        im = a.imshow(sim[k], cmap="viridis", vmin=lo, vmax=hi if hi > lo else lo + 1e-6)
+        a.set_title(labels[k], fontsize=9)
+        a.set_xticks([])
+        a.set_yticks([])
+        for spine in a.spines.values():
+            spine.set_edgecolor(colours[k])
+            spine.set_linewidth(4)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.85, label="cosine similarity (text, pixel)")
+    return fig
+
+
+def mark_pixel(image: np.ndarray, y: int, x: int, size: int = 3) -> np.ndarray:
+    """Copy of an RGB uint8 image with a black-and-white cross at pixel ``(y, x)`` (``size`` pixels per arm)."""
+    out = np.array(image, dtype=np.uint8, copy=True)
+    h, w = out.shape[:2]
+    for dy, dx in [(d, 0) for d in range(-size, size + 1)] + [(0, d) for d in range(-size, size + 1)]:
+        yy, xx = y + dy, x + dx
+        if 0 <= yy < h and 0 <= xx < w:
+            out[yy, xx] = 255 if (dy + dx) % 2 else 0
+    return out
+
+
+def enlarge(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling by an integer ``factor`` (small images stay crisp in the browser)."""
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    return np.repeat(np.repeat(np.asarray(image), factor, axis=0), factor, axis=1)
+
+
+def legend_html(labels: Sequence[str], shares: Sequence[float]) -> str:
+    """HTML key: one swatch + label + pixel share per label, in the order given (all labels, 0% included)."""
+    colours = label_colours(labels)
+    entries = "".join(
+        f'<span class="lseg-legend-entry" style="display:inline-flex;align-items:center;margin-right:12px">'
+        f'<span class="lseg-swatch" style="display:inline-block;width:14px;height:14px;margin-right:4px;'
+        f'border:1px solid #333;background:{hex_colour(c)}"></span>'
+        f'<span class="lseg-legend-label">{html.escape(lab)}</span>'
+        f'<span class="lseg-legend-share" style="margin-left:4px;color:#555">{share_text(s)}</span></span>'
+        for lab, c, s in zip(labels, colours, shares, strict=True)
+    )
+    return f'<div class="lseg-legend-box">{entries}</div>'
+
+
+def top_labels_html(
+    pixel: tuple[int, int], top: Sequence[tuple[str, float]], temperature: float, labels: Sequence[str]
+) -> str:
+    """HTML table of a pixel's most probable labels with their softmax probabilities at ``temperature``.
+
+    ``labels`` is the whole label set of the query, so the swatches have the colours of the overlay.
+    """
+    by_label = dict(zip(labels, label_colours(labels)))
+    colours = [by_label[lab] for lab, _ in top]
+    rows = "".join(
+        f'<tr class="lseg-top-row"><td><span style="display:inline-block;width:12px;height:12px;'
+        f'background:{hex_colour(c)}"></span></td><td class="lseg-top-label">{html.escape(lab)}</td>'
+        f'<td class="lseg-top-prob" style="text-align:right">{p:.1%}</td></tr>'
+        for (lab, p), c in zip(top, colours, strict=True)
+    )
+    y, x = pixel
+    return (
+        f'<div class="lseg-top-box"><b>pixel (y={y}, x={x})</b>, temperature {temperature:.2f}'
+        f"<table>{rows}</table></div>"
+    )

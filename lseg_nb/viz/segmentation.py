@@ -1,5 +1,7 @@
 """Segmentation figures: colour overlays, image/prediction/ground-truth grids, per-class IoU bars, loss curves.
 
+Class colours are fixed per label text (:func:`lseg_nb.viz.colours.label_colours`).
+
 Every function returns a matplotlib ``Figure`` built without pyplot (no global state, never shown twice), so
 notebooks display it and scripts save it.
 """
@@ -9,24 +11,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
+from lseg_nb.viz.colours import VOID_LABEL, class_palette, label_palette, palette
 
-def class_palette(n: int) -> np.ndarray:
-    """``(n, 3)`` distinct RGB colours in [0, 1] (tab10 / tab20, evenly spaced hues beyond 20)."""
-    if n <= 10:
-        return np.asarray(colormaps["tab10"].colors[:n])
-    if n <= 20:
-        return np.asarray(colormaps["tab20"].colors[:n])
-    return colormaps["hsv"](np.linspace(0, 1, n, endpoint=False))[:, :3]
-
-
-def palette(n: int) -> np.ndarray:
-    """:func:`class_palette` as uint8 RGB ``(n, 3)`` (for drawing into images)."""
-    return (class_palette(n) * 255).round().astype(np.uint8)
+__all__ = [
+    "class_palette",
+    "colorize",
+    "overlay",
+    "palette",
+    "plot_examples",
+    "plot_loss_curve",
+    "plot_per_class_iou",
+    "void_patch",
+]
 
 
 def colorize(mask: np.ndarray, colours: np.ndarray, ignore_index: int = 255) -> np.ndarray:
@@ -49,13 +49,21 @@ def overlay(
     return out.clip(0, 255).astype(np.uint8)
 
 
+def void_patch(label_map: bool = False) -> Patch:
+    """Legend entry for void pixels: untinted in overlays (hatched swatch), black in label maps (``label_map``)."""
+    if label_map:
+        return Patch(facecolor="black", edgecolor="black", label=VOID_LABEL)
+    return Patch(facecolor="none", edgecolor="black", hatch="///", label=f"{VOID_LABEL}: untinted")
+
+
 def _legend(
-    ax: Axes, names: Sequence[str], colours: np.ndarray, present: Sequence[int], unseen: set[int]
+    ax: Axes, names: Sequence[str], colours: np.ndarray, present: Sequence[int], unseen: set[int], void: bool
 ) -> None:
     handles = [
         Patch(color=colours[i] / 255, label=f"{names[i]}{' (unseen)' if i in unseen else ''}")
         for i in present
     ]
+    handles += [void_patch()] if void else []
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=8, frameon=False)
 
 
@@ -66,13 +74,17 @@ def plot_examples(
     ignore_index: int = 255,
     extra: Sequence[tuple[str, np.ndarray]] | None = None,
 ) -> Figure:
-    """Rows of image / prediction overlay / ground-truth overlay for ``(image, pred, target)`` triples."""
-    colours = palette(len(class_names))
+    """Rows of image / prediction overlay / ground-truth overlay for ``(image, pred, target)`` triples.
+
+    Each row's key lists the classes present in its prediction or ground truth, plus a void entry when the
+    ground truth has ``ignore_index`` pixels.
+    """
+    colours = label_palette(class_names)
     rows = max(1, len(examples))
     fig = Figure(figsize=(10, 3.2 * rows))
     axes = fig.subplots(rows, 3, squeeze=False)
     for r, (image, pred, target) in enumerate(examples):
-        present = sorted(set(np.unique(target).tolist()) | set(np.unique(pred).tolist()) - {ignore_index})
+        present = sorted((set(np.unique(target).tolist()) | set(np.unique(pred).tolist())) - {ignore_index})
         panels = [
             ("image", image),
             ("prediction", overlay(image, pred, colours)),
@@ -82,7 +94,8 @@ def plot_examples(
             ax.imshow(img)
             ax.set_title(title, fontsize=10)
             ax.axis("off")
-        _legend(axes[r, 2], class_names, colours, [p for p in present if p != ignore_index], set(unseen))
+        void = bool((np.asarray(target) == ignore_index).any())
+        _legend(axes[r, 2], class_names, colours, present, set(unseen), void)
     fig.tight_layout()
     return fig
 
