@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from lseg_nb.data.experiment import LabelSplit
+from lseg_nb.data.label_split import LabelSplit
 from lseg_nb.data.manifests import MANIFEST_DIR, ManifestError, file_sha256, read_plain_yaml
 
 BENCHMARK_MANIFEST_DIR = MANIFEST_DIR / "benchmarks"
