@@ -1,4 +1,5 @@
-"""Command line: ``lseg-nb train|evaluate|predict|demo|convert|models|recipes|prepare`` (also ``python -m lseg_nb``).
+"""Command line: ``lseg-nb train|evaluate|benchmark|predict|demo|convert|models|recipes|prepare`` (also
+``python -m lseg_nb``).
 
 ``train`` takes the same :class:`~lseg_nb.config.TrainConfig` the notebooks use: ``--config run.json|yaml`` or
 ``--preset RECIPE`` set the starting point, tyro flags (``--steps 100 --model.features 128``) override it, and
@@ -20,6 +21,7 @@ from typing import Literal
 import tyro
 import yaml
 
+from lseg_nb.apps.benchmark_cli import cmd_benchmark, evaluate_episodic_run
 from lseg_nb.apps.pipeline import demo_config, evaluate_model, evaluate_run, run_demo
 from lseg_nb.apps.predict import predict_image
 from lseg_nb.apps.reports import evaluation_table
@@ -48,6 +50,7 @@ commands:
   train      train an LSeg model (--config FILE or --preset RECIPE, then field flags; --dry-run to inspect)
   evaluate   evaluate a run folder (its recipe's protocol, or --mode/--official ...) or a model spec
              such as maskclip:ViT-B-16/openai on a dataset split
+  benchmark  score weights (e.g. a converted official checkpoint) on a paper benchmark with its protocol
   predict    segment one image with any labels and save an overlay figure
   convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
   models     list named model configs
@@ -225,6 +228,13 @@ def cmd_evaluate(args: list[str]) -> None:
             if v is not None
         }
         data = dataclasses.replace(saved.data, **changes)
+        if saved.eval.protocol == "episodic":
+            if a.official or a.mode is not None:
+                raise ConfigError(
+                    f"{run} is scored with its recipe's episodic protocol: drop --official / --mode"
+                )
+            evaluate_episodic_run(run, data, a.max_images, a.out, a.json)
+            return
         protocol = _protocol(a, saved.eval)
         out = check_output_path(a.out or run / f"eval_{a.split}_{protocol.mode}.json", "--out")
         result = evaluate_run(run, a.split, data, protocol, a.max_images)
@@ -276,6 +286,7 @@ def cmd_prepare(args: list[str]) -> None:
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
+    "benchmark": cmd_benchmark,
     "predict": cmd_predict,
     "demo": cmd_demo,
     "convert": cmd_convert,

@@ -1,4 +1,5 @@
-"""End-to-end jobs shared by the CLI and the notebooks: evaluate a trained run and the offline demo.
+"""End-to-end jobs shared by the CLI and the notebooks: evaluate a trained run (with its recipe's protocol, dense
+or the paper's episodic zero-shot one), score any weights on a paper benchmark, and the offline demo.
 
 The demo trains the small CPU config on a zero-shot fold, evaluates seen vs unseen classes on the test split and
 writes a report folder (``metrics.json``, ``report.md`` and PNG figures).
@@ -10,13 +11,16 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 from torch import nn
 
 from lseg_nb.apps.reports import percent
 from lseg_nb.config import DataConfig, EvalConfig, TrainConfig, get_recipe, load_config
+from lseg_nb.data.benchmarks.registry import episode_source
 from lseg_nb.data.experiment import Experiment, make_experiment
 from lseg_nb.engine.evaluate import EvalResult, evaluate_split
+from lseg_nb.engine.fewshot import evaluate_ade20k, evaluate_source
 from lseg_nb.engine.runs import MetricsLog, load_model, load_model_or_spec
 from lseg_nb.engine.train import Trainer
 from lseg_nb.utils.device import resolve_device
@@ -42,6 +46,58 @@ def evaluate_run(
     model = load_model(run_dir, map_location=str(resolve_device("auto")))
     exp = make_experiment(cfg.data)
     return evaluate_split(model, exp, split, cfg.data, protocol or cfg.eval, max_images, examples, progress)
+
+
+def evaluate_benchmark_run(
+    run_dir: str | Path,
+    data: DataConfig | None = None,
+    max_episodes: int | None = None,
+    generalised: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Score a run whose recipe uses ``eval.protocol='episodic'`` on its benchmark fold (``data`` overrides
+    dataset/root/fold/splits): the paper's episodes at the run's ``crop_size`` (480 for the paper recipes, as the
+    official 480x480), see :func:`~lseg_nb.engine.fewshot.evaluate_source`."""
+    run_dir = Path(run_dir)
+    cfg = load_config(TrainConfig, run_dir / "config.json")
+    d = data or cfg.data
+    if d.data_root is None:
+        raise ValueError(f"{run_dir}: its data.data_root is not set; pass --data-root (the benchmark folder)")
+    if d.fold is None:
+        raise ValueError(f"{run_dir}: the episodic protocol scores one fold; pass --fold")
+    source = episode_source(d.dataset, d.data_root, d.fold, d.splits)  # data errors before the model loads
+    model = load_model(run_dir, map_location=str(resolve_device("auto")))
+    result = evaluate_source(model, source, generalised, model.config.crop_size, max_episodes, progress)
+    return {"run": str(run_dir), **result}
+
+
+def benchmark_model(
+    name: str,
+    weights: str | Path | nn.Module,
+    root: str | Path,
+    fold: int = 0,
+    splits: str | Path | None = None,
+    generalised: bool = False,
+    image_size: int = 480,
+    max_episodes: int | None = None,
+    seed: int = 0,
+    labels_file: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any] | EvalResult:
+    """Score any weights (run folder, ``.safetensors`` such as a converted official checkpoint, or a dense-CLIP
+    spec) on a paper benchmark with its protocol: episodic zero-shot for ``pascal5i``/``coco20i``/``fss1000``
+    (a dict, :func:`~lseg_nb.engine.fewshot.evaluate_source`), the official multi-scale protocol for
+    ``ade20k150`` (an :class:`EvalResult` on the validation split; ``max_episodes`` caps images)."""
+    source = (
+        None if name == "ade20k150" else episode_source(name, root, fold, splits, seed, None, labels_file)
+    )
+    if isinstance(weights, nn.Module):
+        model = weights
+    else:
+        model = load_model_or_spec(weights, str(resolve_device("auto")))
+    if source is None:
+        return evaluate_ade20k(model, root, max_images=max_episodes, progress=progress)
+    return evaluate_source(model, source, generalised, image_size, max_episodes, progress)
 
 
 def evaluate_model(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from lseg_nb.config import PUBLISHED_MIOU, RECIPES
 from lseg_nb.engine.evaluate import EvalResult
 
 
@@ -78,3 +79,74 @@ def evaluation_table(result: EvalResult) -> str:
     """The CLI's summary of an evaluation: protocol line, then the settings table (values in %)."""
     head = f"{result.num_images} images, protocol {result.protocol or result.mode} (values in %)"
     return head + "\n" + format_table(metrics_rows(result))
+
+
+def _r1(v: float | None) -> float | None:
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(v, 1)
+
+
+def benchmark_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows (values in %) of an episodic benchmark result: the paper's protocol, then the generalised settings
+    (``evaluate_source(..., generalised=True)``; not reported in the paper) when present."""
+    rows = [
+        {
+            "setting": "episodic ['others', class] (paper protocol)",
+            "mIoU": _r1(result["miou"]),
+            "FB-IoU": _r1(result["fb_iou"]),
+            "seen mIoU": None,
+            "harmonic": None,
+            "pixel acc": None,
+        }
+    ]
+    for scope, g in result.get("generalised", {}).items():
+        what = "others + fold classes" if scope == "fold" else "others + every class"
+        rows.append(
+            {
+                "setting": f"generalised, {what} (not in the paper)",
+                "mIoU": _r1(g["miou_unseen"]),
+                "FB-IoU": None,
+                "seen mIoU": _r1(g["miou_seen"]),
+                "harmonic": _r1(g["hiou"]),
+                "pixel acc": _r1(g["pixel_acc"]),
+            }
+        )
+    return rows
+
+
+def published_miou(benchmark: str, fold: int) -> dict[str, float]:
+    """Published mIoU of the recipes that train ``benchmark`` fold ``fold`` (official README model zoo)."""
+    return {
+        name: v
+        for name, v in PUBLISHED_MIOU.items()
+        if RECIPES[name].data.dataset == benchmark and RECIPES[name].data.fold == fold
+    }
+
+
+def benchmark_table(result: dict[str, Any], max_classes: int = 20) -> str:
+    """The CLI's summary of an episodic benchmark result: what was scored, the settings table (mIoU of the
+    unseen classes; values in %), per-class IoU (up to ``max_classes`` classes) and the published numbers."""
+    size = result["image_size"]
+    head = (
+        f"{result['benchmark']} fold {result['fold']}: {result['num_episodes']} episodes "
+        f"({result['distinct_episodes']} distinct), {size}x{size}, paper label texts: "
+        f"{result.get('labels_match_paper')} (values in %)"
+    )
+    lines = [head, format_table(benchmark_rows(result))]
+    per_class = result["per_class_iou"]
+    if len(per_class) <= max_classes:
+        episodes = result["episodes_per_class"]
+        lines += [
+            "",
+            format_table(
+                [{"class": n, "IoU": _r1(v), "episodes": episodes[n]} for n, v in per_class.items()]
+            ),
+        ]
+    else:
+        lines.append(f"per-class IoU of the {len(per_class)} classes: see the JSON")
+    published = published_miou(result["benchmark"], result["fold"])
+    if published:
+        lines.append(
+            "published mIoU, same protocol (official README model zoo): "
+            + ", ".join(f"{k} {v}" for k, v in published.items())
+        )
+    return "\n".join(lines)

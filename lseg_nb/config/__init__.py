@@ -17,22 +17,41 @@ from lseg_nb.config.model import (
     TextEncoderKind,
 )
 from lseg_nb.config.named import CLIP_B32, MINILM, MODEL_CONFIGS, get_config, list_models
-from lseg_nb.config.recipes import OFFICIAL_EVAL, RECIPE_NOTES, RECIPES, get_recipe, list_recipes
+from lseg_nb.config.recipes import (
+    OFFICIAL_EVAL,
+    PUBLISHED_MIOU,
+    RECIPE_NOTES,
+    RECIPES,
+    get_recipe,
+    list_recipes,
+    steps_for_epochs,
+)
 from lseg_nb.config.serialize import ConfigError, check_fields, from_dict, load_config, save_json, to_dict
-from lseg_nb.config.train import OFFICIAL_SCALES, DataConfig, EvalConfig, InferenceMode, TrainConfig
+from lseg_nb.config.train import (
+    EPISODIC_BENCHMARKS,
+    OFFICIAL_SCALES,
+    DataConfig,
+    EvalConfig,
+    EvalProtocol,
+    InferenceMode,
+    TrainConfig,
+)
 
 __all__ = [
     "CLIP_B32",
+    "EPISODIC_BENCHMARKS",
     "MINILM",
     "MODEL_CONFIGS",
     "OFFICIAL_EVAL",
     "OFFICIAL_SCALES",
+    "PUBLISHED_MIOU",
     "RECIPES",
     "RECIPE_NOTES",
     "Activation",
     "ConfigError",
     "DataConfig",
     "EvalConfig",
+    "EvalProtocol",
     "HeadBlock",
     "InferenceMode",
     "ModelConfig",
@@ -48,5 +67,6 @@ __all__ = [
     "list_recipes",
     "load_config",
     "save_json",
+    "steps_for_epochs",
     "to_dict",
 ]

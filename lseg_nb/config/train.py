@@ -17,25 +17,35 @@ from lseg_nb.config.named import MODEL_CONFIGS
 from lseg_nb.config.serialize import check_fields, require
 
 InferenceMode = Literal["single", "sliding", "multiscale"]
+EvalProtocol = Literal["dense", "episodic"]
 OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+#: Benchmarks scored with the paper's episodic zero-shot protocol (``EvalConfig.protocol='episodic'``).
+EPISODIC_BENCHMARKS = ("pascal5i", "coco20i", "fss1000")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, split and training augmentation.
 
-    ``dataset``: manifest name in ``data_manifests/`` (``msrc_v2``, ``synthetic_textures``) or a path to a YAML
-    manifest. ``data_root``: dataset folder (else ``$LSEG_NB_DATA`` or ``../shared/datasets/<name>``).
+    ``dataset``: manifest name in ``data_manifests/`` (``msrc_v2``, ``synthetic_textures``), a path to a YAML
+    manifest, or a paper benchmark (``pascal5i``, ``coco20i``, ``fss1000``, ``ade20k150``; see
+    :mod:`lseg_nb.data.benchmarks.training`). ``data_root``: dataset folder (else ``$LSEG_NB_DATA`` or
+    ``../shared/datasets/<name>``; benchmarks: the folder ``lseg-nb prepare`` checked).
+    ``splits``: benchmarks only, HSNet's ``data/splits`` folder (PASCAL-5i lists, COCO-20i fold pickles); default
+    ``<data_root>/splits``, then ``$LSEG_NB_SHARED/reference/splits``.
     ``fold``: zero-shot fold whose unseen classes are never training targets.
-    Augmentation: random scale by a factor from ``scale_range`` — of the image itself (``base_size=None``) or,
-    with ``base_size`` set, so that the LONG side becomes ``base_size * factor`` (official: 520, 0.5-2.0) — then a
-    random crop of ``model.crop_size`` (padded with void), then a horizontal flip when ``flip``.
+    Augmentation: with ``square_resize`` every image is first resized to ``crop_size x crop_size`` (aspect not
+    kept; the official zero-shot loaders' 480x480). Then a random scale by a factor from ``scale_range`` — of the
+    image itself (``base_size=None``) or, with ``base_size`` set, so that the LONG side becomes
+    ``base_size * factor`` (official: 520, 0.5-2.0) — then a random crop of ``model.crop_size`` (padded with
+    void), then a horizontal flip when ``flip``.
     ``num_workers``: DataLoader worker processes; ``None`` = 0 on CPU, ``min(8, CPUs)`` on CUDA.
     ``max_images``: cap per split, for smoke runs.
     """
 
     dataset: str = "synthetic_textures"
     data_root: str | None = None
+    splits: str | None = None
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
@@ -43,6 +53,7 @@ class DataConfig:
     scale_range: tuple[float, float] = (0.75, 1.5)
     base_size: int | None = None
     flip: bool = True
+    square_resize: bool = False
     max_images: int | None = None
     num_workers: int | None = None
 
@@ -69,6 +80,12 @@ class DataConfig:
 class EvalConfig:
     """The evaluation protocol (the window is ``model.crop_size``, the single source of the crop size).
 
+    ``protocol='dense'``: every pixel of the evaluation split against the run's label set, with ``mode`` below.
+    ``protocol='episodic'``: the paper's zero-shot protocol of the run's benchmark (``data.dataset`` one of
+    :data:`EPISODIC_BENCHMARKS`): each episode is a query image resized to ``crop_size x crop_size`` and one unseen
+    class, scored with ``["others", class]`` (:mod:`lseg_nb.engine.fewshot`); ``mode`` and the fields below are
+    not used.
+
     ``single``: one pass over the whole image. ``sliding``: windows at stride ``crop_size * stride_ratio``,
     overlapping logits averaged. ``multiscale``: for each of ``scales`` the image is resized — relative to its own
     size, or with ``base_size`` so that its long side is ``ceil(base_size * scale)`` (the official protocol:
@@ -76,6 +93,7 @@ class EvalConfig:
     ``flip``, mirrored; the logits are averaged at the input size.
     """
 
+    protocol: EvalProtocol = "dense"
     mode: InferenceMode = "single"
     stride_ratio: float = 2 / 3
     base_size: int | None = None
@@ -97,6 +115,8 @@ class EvalConfig:
     @property
     def name(self) -> str:
         """Short protocol name for reports, e.g. ``multiscale(base 520, 6 scales, flip)``."""
+        if self.protocol == "episodic":
+            return "episodic(['others', class])"
         if self.mode != "multiscale":
             return self.mode if self.mode == "single" else f"sliding(stride {self.stride_ratio:.2f})"
         base = f"base {self.base_size}" if self.base_size else "relative"
@@ -118,6 +138,8 @@ class TrainConfig:
     part (backbone + ViT readout + DPT reassemble) at ``lr`` and only ``scratch`` (``layer_rn``, fusion blocks,
     head) at ``lr * decoder_lr_mult``. ``no_decay_norm_bias``: biases, norm weights and a learnable logit scale
     get no weight decay (the official code decays everything).
+    ``schedule_steps``: the horizon of the poly/cosine decay (``None``: ``steps``); the official zero-shot code
+    decays over 200 epochs but stops after 4, which ``steps < schedule_steps`` reproduces.
     Zero-shot targets: with a fold, unseen classes are never targets. ``unseen_pixels='ignore'`` (lseg_nb default)
     gives their pixels no gradient; ``'others'`` (official zero-shot training, needs ``loss='binary'``) makes
     every pixel that is not the episode's class — other seen classes, unseen classes, void — an "others" target.
@@ -128,6 +150,7 @@ class TrainConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     run_dir: str = "runs/train"
     steps: int = 300
+    schedule_steps: int | None = None
     batch_size: int = 8
     grad_accum: int = 1
     optimizer: Literal["sgd", "adamw"] = "adamw"
@@ -162,6 +185,24 @@ class TrainConfig:
             require(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         for name in ("checkpoint_every", "eval_every", "warmup_steps", "seed"):
             require(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
+        require(
+            self.schedule_steps is None or self.schedule_steps >= self.steps,
+            "schedule_steps",
+            f"must be >= steps ({self.steps}) or None (= steps), got {self.schedule_steps}",
+        )
+        if self.eval.protocol == "episodic":
+            require(
+                self.data.dataset in EPISODIC_BENCHMARKS and self.data.fold is not None,
+                "eval.protocol",
+                f"'episodic' scores a fold of {list(EPISODIC_BENCHMARKS)}, got data.dataset="
+                f"{self.data.dataset!r}, data.fold={self.data.fold}; use protocol='dense' for other datasets",
+            )
+            require(
+                self.eval_every == 0,
+                "eval_every",
+                "episodic runs have no dense evaluation split to score during training; use eval_every=0 and "
+                "score the run afterwards with `lseg-nb evaluate --run RUN`",
+            )
         require(self.lr > 0, "lr", f"must be a finite number > 0, got {self.lr}")
         require(self.decoder_lr_mult > 0, "decoder_lr_mult", f"must be > 0, got {self.decoder_lr_mult}")
         require(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")

@@ -6,6 +6,9 @@ no gradient (lseg_nb's choice); ``TrainConfig.unseen_pixels='others'`` reproduce
 episodes, where every pixel that is not the episode's class is an "others" target. Evaluation then uses all
 labels (generalised) and unseen labels only (ZS3Net/SPNet-style); the paper's own zero-shot numbers come from
 the episodic protocol (:mod:`lseg_nb.engine.fewshot`).
+
+The paper's benchmarks (``pascal5i``, ``coco20i``, ``fss1000``, ``ade20k150``) take the same path: their adapters
+(:mod:`lseg_nb.data.benchmarks.training`) supply the label split and the training dataset.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lseg_nb.config import DataConfig, ModelConfig
+from lseg_nb.data.benchmarks.base import BenchmarkManifest
+from lseg_nb.data.benchmarks.training import BenchmarkData, benchmark_data, is_benchmark
 from lseg_nb.data.datasets import SegmentationDataset
+from lseg_nb.data.label_split import LabelSplit
 from lseg_nb.data.manifests import (
     DatasetManifest,
     load_manifest,
@@ -31,30 +37,7 @@ from lseg_nb.data.synthetic import default_synthetic_root, generate_synthetic
 from lseg_nb.data.transforms import eval_transform, train_transform
 
 SYNTHETIC = "synthetic_textures"
-
-
-@dataclass(frozen=True)
-class LabelSplit:
-    """Class names plus the seen/unseen partition of one fold (all classes seen when no fold)."""
-
-    class_names: tuple[str, ...]
-    seen: tuple[int, ...]
-    unseen: tuple[int, ...]
-
-    @property
-    def seen_names(self) -> list[str]:
-        return [self.class_names[i] for i in self.seen]
-
-    @property
-    def unseen_names(self) -> list[str]:
-        return [self.class_names[i] for i in self.unseen]
-
-    def train_lut(self, ignore_index: int = 255) -> Tensor:
-        """Lookup table full class index -> position in the seen label list; unseen and void -> ignore."""
-        lut = torch.full((256,), ignore_index, dtype=torch.long)
-        for pos, cls in enumerate(self.seen):
-            lut[cls] = pos
-        return lut
+__all__ = ["Experiment", "LabelSplit", "SeededDataset", "label_split", "make_experiment"]
 
 
 def dataset_root(cfg: DataConfig, manifest: DatasetManifest) -> Path:
@@ -82,8 +65,10 @@ class SeededDataset(Dataset):
     ``generator`` must be the generator the base dataset's transform draws from (see
     :meth:`Experiment.dataset`); it is re-seeded per item, and no global RNG (CPU or CUDA) is touched.
     ``lut`` maps dataset class indices to training targets (:meth:`LabelSplit.train_lut`). With
-    ``episode_classes`` set to the number of training labels, items are ``(image, target, episode_class)``: a
-    class present in the target, drawn uniformly (any label when none is present).
+    ``episode_classes`` set to the number of training labels, items are ``(image, target, episode_class)``: the
+    class the base dataset names as a third item element (the benchmarks' listed episodes; mapped through ``lut``,
+    and refused when it is not a training label, e.g. an unseen class), or else a class present in the target,
+    drawn uniformly (any label when none is present).
     """
 
     def __init__(
@@ -113,25 +98,46 @@ class SeededDataset(Dataset):
         key = self.key(idx)
         if self.generator is not None:
             self.generator.manual_seed(key)
-        image, label = self.base[idx]
+        item = self.base[idx]
+        image, label = item[0], item[1]
         if self.lut is not None:
-            label = self.lut[label.clamp(0, 255)]
+            # values beyond the table (never a class of a validated dataset) land on its last entry: void
+            label = self.lut[label.clamp(0, len(self.lut) - 1)]
         if self.episode_classes is None:
             return image, label
+        if len(item) > 2:
+            return image, label, self._named_class(idx, int(item[2]))
         present = label[label != self.ignore_index].unique()
         pool = present if len(present) else torch.arange(self.episode_classes)
         g = torch.Generator().manual_seed(key ^ 0x5EED)
         return image, label, pool[torch.randint(len(pool), (), generator=g)]
 
+    def _named_class(self, idx: int, cls: int) -> Tensor:
+        """The training label of episode class ``cls``, which the base dataset named for item ``idx``."""
+        known = 0 <= cls < (len(self.lut) if self.lut is not None else self.episode_classes)
+        pos = (self.lut[cls] if self.lut is not None else torch.tensor(cls)) if known else None
+        if pos is None or int(pos) == self.ignore_index:
+            raise ValueError(
+                f"item {idx} of {type(self.base).__name__} names episode class {cls}, which is not a training "
+                "label (an unseen class of the fold, or void): unseen classes must never be training targets"
+            )
+        return pos
+
 
 @dataclass
 class Experiment:
-    """Resolved data for a run: manifest, root, label split and datasets."""
+    """Resolved data for a run: manifest, root, label split and datasets.
 
-    manifest: DatasetManifest
+    ``benchmark``: set for the paper's benchmarks, whose adapter serves the datasets. ``ignore_index``: the void
+    value of the dataset's labels before the training lookup table (255, or ``C`` for FSS-1000's ``C`` labels).
+    """
+
+    manifest: DatasetManifest | BenchmarkManifest
     root: Path
     labels: LabelSplit
     manifest_hashes: dict[str, str]
+    benchmark: BenchmarkData | None = None
+    ignore_index: int = 255
 
     def dataset(
         self,
@@ -151,18 +157,36 @@ class Experiment:
                 cfg.scale_range,
                 cfg.flip,
                 base_size=cfg.base_size,
+                ignore_index=self.ignore_index,
                 generator=generator,
+                square_resize=cfg.square_resize,
             )
         else:
             tf = eval_transform(model_cfg.mean, model_cfg.std)
+        if self.benchmark is not None:
+            return self.benchmark.dataset(split, tf, cfg.max_images, generator)
+        if not isinstance(self.manifest, DatasetManifest):
+            raise TypeError(f"{self.manifest.name}: a benchmark experiment needs its BenchmarkData")
         return SegmentationDataset(self.root, self.manifest, split, transform=tf, max_images=cfg.max_images)
 
 
 def make_experiment(cfg: DataConfig) -> Experiment:
-    """Load the manifest, find (or generate) the data, verify split hashes and resolve the fold."""
+    """Load the manifest, find (or generate) the data, verify split hashes and resolve the fold (a paper
+    benchmark: its adapter's label split and datasets)."""
+    if is_benchmark(cfg.dataset):
+        data = benchmark_data(cfg)
+        return Experiment(
+            data.manifest, data.root, data.labels, data.manifest_hashes(), data, data.ignore_index
+        )
     manifest = load_manifest(cfg.dataset)
     root = dataset_root(cfg, manifest)
     manifest.verify_splits(root)
     path = manifest_path(cfg.dataset)
     hashes = {manifest.name: manifest_sha256(path)} if path.exists() else {}
-    return Experiment(manifest, root, label_split(manifest, root, cfg.fold), hashes)
+    return Experiment(
+        manifest,
+        root,
+        label_split(manifest, root, cfg.fold),
+        hashes,
+        ignore_index=manifest.layout.ignore_index,
+    )

@@ -204,9 +204,14 @@ def train_transform(
     base_size: int | None = None,
     ignore_index: int = 255,
     generator: torch.Generator | None = None,
+    square_resize: bool = False,
 ) -> Compose:
-    """Training augmentation: random scale -> random crop (padded with ``ignore_index``) -> flip -> normalise."""
-    ts: list[Callable[[Any, Any], Pair]] = [
+    """Training augmentation: random scale -> random crop (padded with ``ignore_index``) -> flip -> normalise.
+
+    ``square_resize`` first resizes to ``crop_size x crop_size`` (aspect not kept), as the official zero-shot
+    loaders do (with ``scale_range=(1, 1)`` and ``flip=False`` nothing else changes the image)."""
+    ts: list[Callable[[Any, Any], Pair]] = [Resize(_hw(crop_size))] if square_resize else []
+    ts += [
         RandomScale(*scale_range, base_size=base_size, generator=generator),
         RandomCrop(crop_size, ignore_index=ignore_index, generator=generator),
     ]

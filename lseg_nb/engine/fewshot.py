@@ -181,6 +181,26 @@ def evaluate_fss1000(
     )
 
 
+def evaluate_source(
+    model: nn.Module,
+    source: EpisodeSource,
+    generalised: bool = False,
+    image_size: int = 480,
+    max_episodes: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """:func:`evaluate_episodes` (the paper's protocol), plus with ``generalised`` the generalised setting for
+    ``scope`` ``fold`` and ``all`` under ``result["generalised"]`` (not reported in the paper). Sources of a
+    benchmark fold: :func:`lseg_nb.data.benchmarks.registry.episode_source`."""
+    result = evaluate_episodes(model, source, image_size, max_episodes, progress)
+    if generalised:
+        result["generalised"] = {
+            scope: evaluate_generalised(model, source, scope, image_size, max_episodes, progress)
+            for scope in ("fold", "all")
+        }
+    return result
+
+
 def _argmax_chunked(model: nn.Module, x: Tensor, text: Tensor, chunk: int) -> Tensor:
     """Argmax over many labels without a ``(K, H, W)`` logit tensor: labels in chunks, running maximum.
 

@@ -122,10 +122,12 @@ def build_optimizer(model: LSeg, cfg: TrainConfig) -> torch.optim.Optimizer:
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base LR at optimiser step ``step`` (linear warmup, then poly or cosine decay)."""
+    """Multiplier of the base LR at optimiser step ``step`` (linear warmup, then poly or cosine decay over
+    ``cfg.schedule_steps``, by default ``cfg.steps``)."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    horizon = cfg.schedule_steps or cfg.steps
+    t = min(1.0, (step - cfg.warmup_steps) / max(1, horizon - cfg.warmup_steps))
     if cfg.schedule == "poly":
         return (1 - t) ** cfg.poly_power
     return 0.5 * (1 + math.cos(math.pi * t))

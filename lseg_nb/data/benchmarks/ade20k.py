@@ -12,7 +12,9 @@ labels 0..149 and 255 for "other" (the official reader subtracts 1 and ignores -
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -61,15 +63,19 @@ def label_from_annotation(annotation: np.ndarray) -> np.ndarray:
 
 
 class ADE20KDataset(Dataset):
-    """``(image, label)`` of one ADE20K split, normalised with ``mean``/``std`` (the model's), full resolution."""
+    """``(image, label)`` of one ADE20K split, normalised with ``mean``/``std`` (the model's), full resolution.
+
+    ``transform(PIL image, label array)`` replaces the normalisation (training: lseg_nb's train transform).
+    """
 
     def __init__(
         self,
         root: str | Path,
-        mean: tuple[float, float, float],
-        std: tuple[float, float, float],
+        mean: tuple[float, float, float] | None = None,
+        std: tuple[float, float, float] | None = None,
         split: str = "validation",
         max_images: int | None = None,
+        transform: Callable[[Any, Any], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
@@ -88,7 +94,9 @@ class ADE20KDataset(Dataset):
                 manifest().sources["ade_challenge_2016"],
             )
         self.split = split
-        self.normalize = Normalize(mean, std)
+        if transform is None and (mean is None or std is None):
+            raise ValueError("ADE20KDataset needs mean and std (the model's) or a transform")
+        self.transform = transform if transform is not None else Normalize(mean, std)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -116,7 +124,7 @@ class ADE20KDataset(Dataset):
             label = label_from_annotation(np.array(a))
         if label.shape != (rgb.height, rgb.width):
             raise ValueError(f"{ann_path} is {label.shape} but {image_path} is {(rgb.height, rgb.width)}")
-        return self.normalize(rgb, label)
+        return self.transform(rgb, label)
 
 
 def prepare(root: str | Path, out: str | Path | None = None, splits: str | Path | None = None) -> list[str]:

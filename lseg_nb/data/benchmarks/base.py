@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from lseg_nb.data.experiment import LabelSplit
 from lseg_nb.data.images import read_rgb
+from lseg_nb.data.label_split import LabelSplit
 from lseg_nb.data.manifests import MANIFEST_DIR, ManifestError, file_sha256, read_plain_yaml
 from lseg_nb.data.transforms import normalize_image
 
@@ -279,7 +279,8 @@ def load_query(path: Path, image_size: int, mean: Sequence[float], std: Sequence
     """Query image as the official loader: RGB, PIL bilinear resize to ``S x S``, normalise -> ``(1, 3, S, S)``."""
     rgb = Image.fromarray(read_rgb(path, "query image")).resize((image_size, image_size), Image.BILINEAR)
     x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    return normalize_image(x, mean, std)[None]
+    x = normalize_image(x, mean, std)
+    return x[None]
 
 
 def resize_labels(label: np.ndarray, image_size: int) -> Tensor:

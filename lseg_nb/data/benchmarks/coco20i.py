@@ -338,16 +338,15 @@ def prepare(
                 _link(dest / split, base / split)
                 _link(dest / "annotations" / split, base / "annotations" / split)
             index_path = dest / CLASSWISE.format(split=split)
-            if split == "val2014" and index_path.is_file():
+            if index_path.is_file():
                 lines.append(f"kept the existing index {index_path} (delete it to rebuild from the masks)")
-            elif split == "val2014":
+            else:
                 write_classwise(index_path, build_classwise(base, split, progress))
         elif (base / "annotations" / f"instances_{split}.json").is_file():
             index = convert_instances(base, dest, split, progress)
             if dest.resolve() != base.resolve():
                 _link(dest / split, base / split)
-            if split == "val2014":
-                write_classwise(dest / CLASSWISE.format(split=split), index)
+            write_classwise(dest / CLASSWISE.format(split=split), index)
             lines.append(
                 f"{split}: masks converted from instances_{split}.json into {dest / 'annotations' / split}"
             )
@@ -371,4 +370,13 @@ def prepare(
         write_classwise(dest / HSNET_CLASSWISE.format(split="val2014"), merged)
         lines.append(f"HSNet class-wise lists converted to {dest / HSNET_CLASSWISE.format(split='val2014')}")
     lines.append(f"episode index: {default_classwise(dest)}")
+    train_index = dest / CLASSWISE.format(split="train2014")
+    if train_index.is_file():  # the official training epoch: distinct images of the fold's 60 seen classes
+        lists = read_classwise(train_index)
+        for f in range(NUM_FOLDS):
+            held = set(fold_class_ids(f))
+            n = len({i for c, names in lists.items() if c not in held for i in names})
+            lines.append(
+                f"train2014 fold {f}: {n} images of its 60 seen classes (training episodes per epoch)"
+            )
     return lines

@@ -48,9 +48,9 @@ def test_class_ids() -> list[int]:
 def find_fss(root: str | Path) -> Path:
     """The folder holding the class folders: ``root``, ``root/FSS-1000`` or ``root/fewshot_data``."""
     root = Path(root)
-    probe = manifest().folds[0][1][0]  # any test class folder
+    probe = manifest().folds[0][1][0]  # a test class folder, or a training one (a training-only copy)
     for base in (root, root / "FSS-1000", root / "fewshot_data"):
-        if (base / probe).is_dir():
+        if (base / probe).is_dir() or (base / manifest().classes[0]).is_dir():
             return base
     raise missing(
         "FSS-1000 class folders",
@@ -60,10 +60,8 @@ def find_fss(root: str | Path) -> Path:
     )
 
 
-def read_class_map(base: Path, image_id: str, class_id: int) -> np.ndarray:
-    """Mask of ``<class>/<n>`` as int64 ``(H, W)``: ``class_id`` where grey >= 128, else 0."""
-    if class_id == IGNORE:  # class maps mark void with 255; no FSS-1000 test class has this id
-        raise ValueError(f"FSS-1000 class id {class_id} collides with the void value {IGNORE}")
+def read_foreground(base: Path, image_id: str) -> np.ndarray:
+    """Mask of ``<class>/<n>`` as bool ``(H, W)``: grey >= 128 (the official ``read_mask``)."""
     path = base / f"{image_id}.png"
     if not path.is_file():
         raise missing(
@@ -73,8 +71,14 @@ def read_class_map(base: Path, image_id: str, class_id: int) -> np.ndarray:
             manifest().sources["images_and_masks"],
         )
     with Image.open(path) as m:
-        grey = np.array(m.convert("L"))
-    return np.where(grey >= MASK_THRESHOLD, class_id, 0).astype(np.int64)
+        return np.array(m.convert("L")) >= MASK_THRESHOLD
+
+
+def read_class_map(base: Path, image_id: str, class_id: int) -> np.ndarray:
+    """Mask of ``<class>/<n>`` as int64 ``(H, W)``: ``class_id`` where grey >= 128, else 0."""
+    if class_id == IGNORE:  # class maps mark void with 255; no FSS-1000 test class has this id
+        raise ValueError(f"FSS-1000 class id {class_id} collides with the void value {IGNORE}")
+    return np.where(read_foreground(base, image_id), class_id, 0).astype(np.int64)
 
 
 def list_episodes(base: Path, class_ids: list[int], names: tuple[str, ...]) -> list[Episode]:
