@@ -338,7 +338,7 @@ def test_label_explorer_in_jupyterlab(chromium, lab, artifacts, tmp_path, capsys
 
             # a repeated label: one message in the widget, no key, no traceback
             _type_labels(page, "sky, sky")
-            expect(page.locator(".lseg-message")).to_contain_text("'sky' is given 2 times")
+            expect(page.locator(".lseg-message")).to_contain_text("'sky' is given twice")
             expect(page.locator(".lseg-legend .lseg-legend-label")).to_have_count(0)
             assert "Traceback" not in page.locator(".lseg-message").inner_text()
             shot("4-repeated-label")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import types
 from pathlib import Path
@@ -462,13 +463,18 @@ def test_official_vit_manifest_converts_loads_and_round_trips(name, vitl_model):
 
 @pytest.mark.slow
 @pytest.mark.shared
-def test_official_resnet101_manifest_file_round_trip(tmp_path):
-    """Lightning .ckpt -> convert_official (strict load inside) -> safetensors -> load_lseg_nb -> same tensors."""
+def test_official_resnet101_manifest_without_clip_image_tower_round_trips(tmp_path):
+    """Lightning .ckpt -> convert_official (strict load inside) -> safetensors -> load_lseg_nb -> same tensors.
+
+    The file has no CLIP image tower (net.clip_pretrained.visual.*, documented as unused): it still converts.
+    The ViT manifests above convert with the tower present.
+    """
     manifest = _manifest(MANIFESTS[2])
     sd = _random_state_dict(manifest["keys"])
     _check_manifest(MANIFESTS[2], sd, "rn101")
     converted, report = official_to_lseg_nb(sd)
     assert len(report.dropped) == 12 + 152 and report.mapped + len(report.dropped) == manifest["num_tensors"]
+    sd = {k: v for k, v in sd.items() if not k.startswith("net.clip_pretrained.visual.")}
     torch.save(
         {"epoch": 1, "state_dict": sd, "hyper_parameters": {"arch_option": 0}}, tmp_path / "fold0.ckpt"
     )
@@ -480,3 +486,56 @@ def test_official_resnet101_manifest_file_round_trip(tmp_path):
     loaded = model.state_dict()
     assert set(loaded) == set(converted) and all(torch.equal(loaded[k], converted[k]) for k in converted)
     _check_model(model, manifest, "rn101")
+
+
+# ---- converter edge cases: errors name the official tensors (fast: they fail before any model is built) ----
+
+
+@pytest.fixture(scope="module")
+def rn101_official() -> dict[str, torch.Tensor]:
+    return _random_state_dict(_manifest(MANIFESTS[2])["keys"])
+
+
+@pytest.mark.shared
+def test_unknown_tensor_under_the_clip_image_tower_gets_lseg_nb_message(rn101_official, tmp_path):
+    extra = rn101_official | {"net.clip_pretrained.visual.extra_head.weight": torch.zeros(3)}
+    with pytest.raises(
+        ValueError, match=r"unexpected: net\.clip_pretrained\.visual\.extra_head\.weight\)"
+    ) as e:
+        build_from_official(extra)
+    assert "delete the net.clip_pretrained.visual.* tensors" in str(e.value)
+    wide = rn101_official | {"net.clip_pretrained.visual.proj": torch.zeros(1024, 512)}
+    with pytest.raises(ValueError, match=r"shape mismatch: net\.clip_pretrained\.visual\.proj \(1024, 512\)"):
+        build_from_official(wide)
+    # through the converter, the message also names the file
+    torch.save({"state_dict": extra}, tmp_path / "odd.ckpt")
+    with pytest.raises(ValueError, match=r"odd\.ckpt: net\.clip_pretrained\.visual\.\* is not OpenAI CLIP"):
+        convert_official(tmp_path / "odd.ckpt", tmp_path / "odd.safetensors")
+    assert not (tmp_path / "odd.safetensors").exists()
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(
+    "official",
+    [
+        "net.clip_pretrained.ln_final.bias",  # read by open_clip while building the text tower
+        "net.clip_pretrained.transformer.resblocks.11.mlp.c_proj.weight",  # only a strict load would notice
+        "net.scratch.layer1_rn.weight",  # read to find the decoder width
+    ],
+)
+def test_missing_tensor_errors_name_the_official_tensor(rn101_official, official):
+    partial = {k: v for k, v in rn101_official.items() if k != official}
+    with pytest.raises(ValueError, match=re.escape(official)):
+        build_from_official(partial)
+
+
+@pytest.mark.shared
+def test_missing_decoder_tensor_names_both_names(rn101_official):
+    partial = {k: v for k, v in rn101_official.items() if k != "net.scratch.refinenet2.out_conv.bias"}
+    with pytest.raises(
+        ValueError,
+        match=re.escape(
+            "missing: decoder.fusion.1.out_conv.bias (net.scratch.refinenet2.out_conv.bias in the source)"
+        ),
+    ):
+        build_from_official(partial, text_encoder=RandomTextEncoder(dim=512))

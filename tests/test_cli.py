@@ -1,13 +1,34 @@
-"""Command line: help, model list, clear errors for bad input."""
+"""Command line: help, model list, clear one-line errors for bad input (exit 2), LSEG_NB_DEBUG tracebacks."""
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 from lseg_nb.apps.cli import main
+from lseg_nb.checkpoints import save_lseg_nb
+from lseg_nb.config import (
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    TextEncoderConfig,
+    TrainConfig,
+    get_config,
+    save_json,
+)
+from lseg_nb.data.synthetic import generate_synthetic
+from lseg_nb.models import create_model
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_help_lists_every_command(capsys):
@@ -65,3 +86,240 @@ def test_prepare_names_the_missing_folder_and_its_source(tmp_path, capsys):
     (tmp_path / "ADEChallengeData2016" / "annotations" / "validation" / "ADE_val_00000001.png").touch()
     assert main(["prepare", "ade20k150", "--root", str(tmp_path)]) == 0
     assert "validation: 1 images with annotations" in capsys.readouterr().out
+
+
+# ---- reliability: every bad input is one line naming the flag/file, exit 2; nothing silently wrong ----
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    return generate_synthetic(tmp_path_factory.mktemp("synth"), seed=0, n_train=4, n_val=2, n_test=2, size=64)
+
+
+def _tiny_model_config() -> ModelConfig:
+    return get_config(
+        "lseg_small_cpu", features=8, crop_size=64, text=TextEncoderConfig(kind="random", dim=16)
+    )
+
+
+@pytest.fixture(scope="module")
+def tiny_run(synth_root, tmp_path_factory) -> Path:
+    """An (untrained) run folder: config.json + model.safetensors, enough for evaluate and predict."""
+    run = tmp_path_factory.mktemp("run")
+    cfg = TrainConfig(
+        model=_tiny_model_config(),
+        data=DataConfig(dataset="synthetic_textures", data_root=str(synth_root), fold=0),
+        run_dir=str(run),
+        progress=False,
+    )
+    save_json(cfg, run / "config.json")
+    torch.manual_seed(0)
+    save_lseg_nb(create_model(cfg.model), run / "model.safetensors")
+    return run
+
+
+def _error_line(capsys) -> str:
+    """The CLI's one error line (the only other line is the LSEG_NB_DEBUG hint); no traceback, no tyro box."""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[1].startswith("(set LSEG_NB_DEBUG=1"), err
+    assert not any(c in err[0] for c in "│╭╰") and "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--model.crop-size", "0"], "--model.crop-size: must be >= 1, got 0"),
+        (["--data.scale-range", "-1", "2"], "--data.scale-range: needs 0 < min <= max, got (-1.0, 2.0)"),
+        (["--data.num-workers", "-1"], "--data.num-workers: must be >= 0"),
+        (["--model.features", "abc"], "--model.features: invalid literal for int()"),
+        (["--model.features", "-8"], "--model.features: must be >= 1, got -8"),
+        (["--model.readout", "bogus"], "invalid choice 'bogus' for argument '--model.readout'"),
+        (["--model.text.dim", "0"], "--model.text.dim: must be >= 1, got 0"),
+        (["--lr", "inf"], "--lr=inf is not a finite number"),
+        (["--optimizer", "sgd", "--lr", "nan"], "--lr=nan is not a finite number"),
+        (["--lr", "0"], "--lr: must be a finite number > 0, got 0.0"),
+        (["--log-every", "0"], "--log-every: must be >= 1, got 0"),
+        (["--steps", "-3"], "--steps: must be >= 1, got -3"),
+        (
+            ["--unseen-pixels", "others"],
+            "--unseen-pixels: 'others' is the official zero-shot episode treatment",
+        ),
+        (["--no-such-flag", "3"], "Unrecognized options: --no-such-flag"),
+    ],
+)
+def test_bad_train_flags_are_one_line_naming_the_flag(flags, expected, capsys):
+    assert main(["train", "--dry-run", *flags]) == 2
+    line = _error_line(capsys)
+    assert line.startswith("lseg-nb train: error: ") and expected in line
+
+
+def test_demo_refuses_non_positive_steps_before_any_work(tmp_path, capsys):
+    run = tmp_path / "demo"
+    assert main(["demo", "--steps", "-3", "--run-dir", str(run)]) == 2
+    assert "lseg-nb demo: error: --steps: must be >= 1, got -3" in _error_line(capsys)
+    assert main(["demo", "--max-images", "0", "--run-dir", str(run)]) == 2
+    assert "--max-images: must be >= 1" in _error_line(capsys)
+    assert not run.exists()
+
+
+def test_help_still_prints_and_exits_0(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["train", "--help"])
+    assert info.value.code == 0 and "--model.crop-size" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["grass", "  ", "flower"], "--labels[1] is blank"),
+        (["flower", "grass", "flower", "sky"], "label 'flower' is given twice in --labels"),
+    ],
+)
+def test_predict_refuses_blank_and_duplicate_labels(tiny_run, synth_root, tmp_path, labels, message, capsys):
+    image = synth_root / "images" / "test_0000.png"
+    out = tmp_path / "pred.png"
+    args = [
+        "predict",
+        "--weights",
+        str(tiny_run),
+        "--image",
+        str(image),
+        "--out",
+        str(out),
+        "--labels",
+        *labels,
+    ]
+    assert main(args) == 2
+    assert message in _error_line(capsys)
+    assert not out.exists()
+
+
+def test_evaluate_max_images_0_keeps_the_earlier_result(tiny_run, capsys):
+    out = tiny_run / "eval.json"
+    base = ["evaluate", "--run", str(tiny_run), "--split", "val", "--out", str(out), "--json"]
+    assert main([*base, "--max-images", "1"]) == 0
+    before = out.read_text()
+    assert json.loads(before)["num_images"] == 1
+    capsys.readouterr()
+    assert main([*base, "--max-images", "0"]) == 2
+    assert "--max-images must be >= 1" in _error_line(capsys)
+    assert out.read_text() == before
+
+
+def test_output_paths_are_checked_before_the_work(tiny_run, synth_root, tmp_path, capsys):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    # no data at --data-root: had the work started first, the error would be about the missing data
+    args = ["evaluate", "--run", str(tiny_run), "--data-root", str(tmp_path / "none"), "--out"]
+    assert main([*args, str(blocker / "eval.json")]) == 2
+    assert f"--out {blocker / 'eval.json'} lies below {blocker}, which is a file" in _error_line(capsys)
+    assert main([*args, str(tmp_path)]) == 2
+    assert f"--out {tmp_path} is a folder" in _error_line(capsys)
+    image = synth_root / "images" / "test_0000.png"
+    predict = ["predict", "--weights", str(tiny_run), "--image", str(image), "--labels", "red", "blue"]
+    assert main([*predict, "--out", str(blocker / "pred.png")]) == 2
+    assert "lies below" in _error_line(capsys)
+    train = ["train", "--data.data-root", str(tmp_path / "none"), "--no-progress", "--run-dir"]
+    assert main([*train, str(blocker)]) == 2
+    assert f"run_dir {blocker} is a file, not a folder" in _error_line(capsys)
+    assert main([*train, str(blocker / "run")]) == 2
+    assert f"run_dir {blocker / 'run'} lies below {blocker}, which is a file" in _error_line(capsys)
+    assert blocker.read_text() == "not a folder"
+
+
+# One case per error family the CLI turns into one line (exit 2); LSEG_NB_DEBUG=1 re-raises it instead.
+def _os_error(tmp_path: Path) -> list[str]:
+    (tmp_path / "file").write_text("x")
+    return ["train", "--run-dir", str(tmp_path / "file" / "run"), "--no-progress"]
+
+
+def _yaml_error(tmp_path: Path) -> list[str]:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"steps: 3\nrun_dir: !!python/object/apply:os.mkdir ['{tmp_path / 'pwned'}']\n")
+    return ["train", "--config", str(cfg), "--dry-run"]
+
+
+def _pickle_error(tmp_path: Path) -> list[str]:
+    torch.save({"state_dict": {}, "x": _Evil(str(tmp_path / "pwned"))}, tmp_path / "evil.ckpt")
+    return ["convert", str(tmp_path / "evil.ckpt"), str(tmp_path / "out.safetensors")]
+
+
+class _Evil:
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.mkdir, (self.target,))
+
+
+@pytest.mark.parametrize(
+    ("make_args", "raised", "message"),
+    [
+        (_os_error, NotADirectoryError, "lies below"),
+        (_yaml_error, ConfigError, "run.yaml: not a plain-data YAML file"),
+        (_pickle_error, ValueError, "evil.ckpt could not be loaded with weights_only=True (posix.mkdir)"),
+    ],
+    ids=["OSError", "YAML", "pickle"],
+)
+def test_error_families_are_one_line_and_debug_shows_them(
+    make_args, raised, message, tmp_path, capsys, monkeypatch
+):
+    args = make_args(tmp_path)
+    assert main(args) == 2
+    assert message in _error_line(capsys)
+    monkeypatch.setenv("LSEG_NB_DEBUG", "1")
+    with pytest.raises(raised):
+        main(args)
+    assert not (tmp_path / "pwned").exists()  # no code from the file ever ran
+
+
+def _train_args(synth_root: Path, run: Path, *flags: str) -> list[str]:
+    cfg = TrainConfig(
+        model=_tiny_model_config(),
+        data=DataConfig(dataset="synthetic_textures", data_root=str(synth_root), fold=0),
+        run_dir=str(run),
+        steps=3,
+        batch_size=2,
+        log_every=1,
+        checkpoint_every=1,
+        progress=False,
+    )
+    save_json(cfg, run.parent / "cfg.json")
+    return ["train", "--config", str(run.parent / "cfg.json"), *flags]
+
+
+def test_arithmetic_error_non_finite_loss_is_one_line_and_debug_shows_it(
+    synth_root, tmp_path, capsys, monkeypatch
+):
+    # inputs divided by a std of 1e-45 overflow to inf: the very first loss is not finite
+    # (tests/test_train.py checks that a loss diverging later keeps the last good checkpoint)
+    args = _train_args(synth_root, tmp_path / "run", "--model.std", "1e-45", "1e-45", "1e-45")
+    assert main(args) == 2
+    assert "loss became nan at step 1; training stopped" in _error_line(capsys)
+    monkeypatch.setenv("LSEG_NB_DEBUG", "1")
+    with pytest.raises(FloatingPointError, match="at step 1"):
+        main(args)
+
+
+def test_disk_full_names_the_path(synth_root, tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full)
+    assert main(_train_args(synth_root, tmp_path / "run")) == 2
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    assert f"cannot write {last}: No space left on device" in _error_line(capsys)
+    assert list((tmp_path / "run" / "checkpoints").iterdir()) == []  # no temporary file left behind
+
+
+@pytest.mark.slow
+def test_real_process_prints_no_traceback_unless_debugging(tmp_path):
+    (tmp_path / "file").write_text("x")
+    cmd = [sys.executable, "-m", "lseg_nb", "train", "--run-dir", str(tmp_path / "file" / "run")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    plain = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert plain.returncode == 2 and "Traceback" not in plain.stderr and "lies below" in plain.stderr
+    env["LSEG_NB_DEBUG"] = "1"
+    debug = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "NotADirectoryError" in debug.stderr

@@ -1,4 +1,4 @@
-"""Config dataclasses: JSON round trip and field-naming errors."""
+"""Config dataclasses: JSON round trip, field-naming errors, validation on creation, strict config files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import json
 
 import pytest
 
-from lseg_nb.config import ConfigError, ModelConfig, TrainConfig, from_dict, load_config, save_json, to_dict
+from lseg_nb.config import (
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    ModelConfig,
+    TrainConfig,
+    from_dict,
+    load_config,
+    save_json,
+    to_dict,
+)
 from lseg_nb.models import MODEL_CONFIGS
 
 
@@ -46,3 +56,66 @@ def test_missing_and_invalid_files(tmp_path):
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ConfigError, match="bad.json"):
         load_config(TrainConfig, tmp_path / "bad.json")
+
+
+# ---- every config validates itself: Python, files and CLI flags meet the same checks ----
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: TrainConfig(optimizer="sgd", lr=float("nan")), "lr=nan is not a finite number"),
+        (lambda: TrainConfig(lr=float("inf")), "lr=inf is not a finite number"),
+        (lambda: TrainConfig(lr=0.0), "lr: must be a finite number > 0"),
+        (lambda: TrainConfig(log_every=0), "log_every: must be >= 1, got 0"),
+        (lambda: TrainConfig(steps=0), "steps: must be >= 1, got 0"),
+        (lambda: TrainConfig(steps=-3), "steps: must be >= 1, got -3"),
+        (lambda: TrainConfig(ignore_index=-1), "ignore_index: must be >= 0"),
+        (lambda: TrainConfig(unseen_pixels="others"), "unseen_pixels: 'others' .* needs loss='binary'"),
+        (
+            lambda: ModelConfig(readout="bogus"),
+            r"readout='bogus' is not one of \['ignore', 'add', 'project'\]",
+        ),
+        (lambda: ModelConfig(backbone="resnet50", readout="bogus"), "readout='bogus' is not one of"),
+        (lambda: ModelConfig(features="abc"), "features='abc' is not an integer"),
+        (lambda: ModelConfig(features=-8), "model.features: must be >= 1, got -8"),
+        (lambda: ModelConfig(crop_size=0), "model.crop_size: must be >= 1, got 0"),
+        (
+            lambda: DataConfig(scale_range=(-1.0, 2.0)),
+            r"data.scale_range: needs 0 < min <= max, got \(-1.0, 2.0\)",
+        ),
+        (lambda: DataConfig(num_workers=-1), "data.num_workers: must be >= 0"),
+        (lambda: DataConfig(max_images=0), "data.max_images: must be >= 1"),
+        (lambda: EvalConfig(stride_ratio=0.0), "eval.stride_ratio: needs 0 < ratio <= 1"),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_field(build, message):
+    with pytest.raises(ConfigError, match=message):
+        build()
+
+
+def test_invalid_values_in_a_file_name_the_file_and_field(tmp_path):
+    (tmp_path / "c.yaml").write_text("model:\n  features: -8\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: TrainConfig\.model: model\.features: must be >= 1"):
+        load_config(TrainConfig, tmp_path / "c.yaml")
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [("c.json", '{"steps": 3, "lr": 0.1, "steps": 300}'), ("c.yaml", "steps: 3\nlr: 0.1\nsteps: 300\n")],
+)
+def test_duplicate_keys_in_config_files_are_refused(tmp_path, name, text):
+    (tmp_path / name).write_text(text)
+    with pytest.raises(ConfigError, match=rf"{name.replace('.', '[.]')}: .*duplicate key 'steps'"):
+        load_config(TrainConfig, tmp_path / name)
+
+
+def test_yaml_tags_never_run_and_syntax_errors_name_the_file(tmp_path):
+    target = tmp_path / "pwned"
+    (tmp_path / "tag.yaml").write_text(f"run_dir: !!python/object/apply:os.mkdir ['{target}']\n")
+    with pytest.raises(ConfigError, match=r"tag\.yaml: not a plain-data YAML file .*no !!python tags"):
+        load_config(TrainConfig, tmp_path / "tag.yaml")
+    assert not target.exists()
+    (tmp_path / "syntax.yaml").write_text("steps: [3\nlr: 0.1\n")
+    with pytest.raises(ConfigError, match=r"syntax\.yaml: not a plain-data YAML file"):
+        load_config(TrainConfig, tmp_path / "syntax.yaml")

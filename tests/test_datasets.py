@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-from lseg_nb.data.datasets import SegmentationDataset
+from lseg_nb.data.datasets import SegmentationDataset, read_split_ids
 from lseg_nb.data.manifests import load_manifest
 from lseg_nb.data.transforms import Normalize
 
@@ -105,6 +108,78 @@ def test_bad_labels_are_reported(tiny):
     Image.fromarray(np.zeros((3, 5), np.uint8)).save(root / "labels" / "c.png")
     with pytest.raises(ValueError, match="id 'c': image .* is 4x5 but label .* is 3x5"):
         ds[2]
+
+
+@pytest.mark.parametrize(
+    ("lines", "line_no", "message"),
+    [
+        ("a\nb\n# c is next\na\n", 4, "'a' is listed again (first on line 1)"),
+        ("a\n../../secret\n", 2, "'../../secret' points outside the data root"),
+        ("a\nsub/../../x\n", 2, "'sub/../../x' points outside"),
+        ("/etc/passwd\n", 1, "'/etc/passwd' points outside"),
+        ("a\n..\\..\\x\n", 2, "points outside"),
+        ("C:\\data\\x\n", 1, "points outside"),
+    ],
+    ids=["duplicate", "dotdot", "nested-dotdot", "absolute", "backslash-dotdot", "drive"],
+)
+def test_bad_split_ids_are_refused_naming_file_and_line(tiny, lines, line_no, message):
+    root, manifest = tiny
+    (root / "splits" / "train.txt").write_text(lines)
+    where = re.escape(f"{root / 'splits' / 'train.txt'}:{line_no}: image id ")
+    with pytest.raises(ValueError, match=where + ".*" + re.escape(message)):
+        SegmentationDataset(root, manifest, "train")
+
+
+def test_split_ids_may_name_subfolders_and_comments(tiny):
+    root, manifest = tiny
+    (root / "images" / "sub").mkdir()
+    (root / "splits" / "train.txt").write_text("# header\na  # first\n\n  sub/b..v2\n")
+    assert read_split_ids(root / "splits" / "train.txt") == ["a", "sub/b..v2"]
+
+
+def test_16_bit_images_and_truncated_labels_in_a_dataset(tiny):
+    root, manifest = tiny
+    deep = (np.arange(20, dtype=np.uint16).reshape(4, 5) * 3000).astype(np.uint16)
+    Image.fromarray(deep).save(root / "images" / "a.png")
+    ds = SegmentationDataset(root, manifest, "train")
+    image, _ = ds[0]
+    expected = torch.from_numpy(np.round(deep / 65535 * 255)).float() / 255
+    torch.testing.assert_close(image, expected.expand(3, 4, 5))  # scaled, not clipped to white
+    data = (root / "labels" / "b.png").read_bytes()
+    (root / "labels" / "b.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"label of id 'b' .*labels/b\.png is not a readable image"):
+        ds[1]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    ids=st.lists(
+        st.from_regex(
+            r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}(/[A-Za-z0-9_][A-Za-z0-9_.-]{0,10})?", fullmatch=True
+        ),
+        max_size=12,
+    ),
+    noise=st.lists(st.sampled_from(["", "   ", "# a comment", "  # indented comment"]), max_size=12),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_split_parsing_property(tmp_path_factory, ids, noise, seed):
+    """Any list of plain ids, mixed with blank and comment lines in any order, reads back as the unique ids in
+    order; a repeated id is refused at the line that repeats it."""
+    ids = [i for i in ids if ".." not in i.split("/")]
+    rng = np.random.default_rng(seed)
+    lines = list(ids)
+    for extra in noise:
+        lines.insert(int(rng.integers(0, len(lines) + 1)), extra)
+    path = tmp_path_factory.mktemp("split") / "split.txt"
+    path.write_text("\n".join(lines) + "\n")
+    seen: dict[str, int] = {}
+    for n, line in enumerate(lines, 1):
+        if line in ids and line in seen:
+            with pytest.raises(ValueError, match=re.escape(f"{path}:{n}: image id {line!r} is listed again")):
+                read_split_ids(path)
+            return
+        seen.setdefault(line, n)
+    assert read_split_ids(path) == ids
 
 
 @pytest.mark.shared

@@ -1,9 +1,12 @@
-"""Atomic writes: normal file permissions, nothing half-written, no temporary files left behind."""
+"""Atomic writes: normal file permissions, nothing half-written, durable (fsync), no temporary files left behind;
+output paths checked before the work; errors name the path and the reason."""
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +16,9 @@ from lseg_nb.utils.io import (
     atomic_torch_save,
     atomic_write_bytes,
     atomic_write_text,
+    check_output_dir,
+    check_output_path,
+    clean_stale_tmp,
     load_tensors,
     safe_torch_load,
 )
@@ -84,3 +90,95 @@ def test_round_trips(tmp_path):
     atomic_save_safetensors(tensors, tmp_path / "t.safetensors")
     loaded = load_tensors(tmp_path / "t.safetensors")
     assert set(loaded) == {"a", "b"} and all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+
+
+# ---- reliability: durable writes, clear errors naming the path, output paths checked before the work ----
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to name fsynced descriptors")
+def test_atomic_write_fsyncs_the_file_before_the_rename_and_the_folder_after(tmp_path, monkeypatch):
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_torch_save({"w": torch.ones(2)}, tmp_path / "last.pt")
+    kinds = [e[0] for e in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    assert events[0][1].endswith(".tmp") and Path(events[0][1]).parent == tmp_path  # the data, before
+    assert events[2][1] == str(tmp_path)  # the folder entry of the rename, after
+
+
+def test_disk_full_names_the_path_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    atomic_torch_save({"step": 1}, path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(torch, "save", full)
+    with pytest.raises(OSError, match=f"cannot write {path}: No space left on device"):
+        atomic_torch_save({"step": 2}, path)
+    assert safe_torch_load(path) == {"step": 1} and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_write_below_a_file_names_the_path(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OSError, match=f"cannot write {tmp_path / 'file' / 'out.txt'}"):
+        atomic_write_text(tmp_path / "file" / "out.txt", "hello")
+
+
+def test_clean_stale_tmp_removes_only_leftovers_of_atomic_writes(tmp_path):
+    stale = [tmp_path / ".last.pt.abc123.tmp", tmp_path / ".config.json.x.tmp"]
+    keep = [tmp_path / "last.pt", tmp_path / "notes.tmp", tmp_path / ".hidden"]
+    for p in stale + keep:
+        p.write_text("x")
+    assert sorted(clean_stale_tmp(tmp_path)) == sorted(stale)
+    assert sorted(tmp_path.iterdir()) == sorted(keep)
+    young = tmp_path / ".model.safetensors.q.tmp"
+    young.write_text("being written right now")
+    assert clean_stale_tmp(tmp_path, min_age_s=3600) == [] and young.exists()
+    assert clean_stale_tmp(tmp_path / "missing") == []
+
+
+def test_check_output_path_refuses_folders_and_paths_below_files(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(IsADirectoryError, match=f"--out {tmp_path} is a folder"):
+        check_output_path(tmp_path, "--out")
+    with pytest.raises(NotADirectoryError, match=f"lies below {tmp_path / 'file'}, which is a file"):
+        check_output_path(tmp_path / "file" / "sub" / "x.json", "--out")
+    assert check_output_path(tmp_path / "new" / "x.json") == tmp_path / "new" / "x.json"
+    assert (tmp_path / "new").is_dir()  # its folder is created up front
+
+
+def test_check_output_dir_refuses_files_and_creates_folders(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match=f"run_dir {tmp_path / 'file'} is a file, not a folder"):
+        check_output_dir(tmp_path / "file", "run_dir")
+    with pytest.raises(NotADirectoryError, match=f"lies below {tmp_path / 'file'}, which is a file"):
+        check_output_dir(tmp_path / "file" / "run", "run_dir")
+    assert check_output_dir(tmp_path / "a" / "b").is_dir()
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root (as in CI containers) writes anyway")
+def test_read_only_folders_are_named(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError, match=f"cannot write --out {ro / 'x.json'}: its folder {ro}"):
+            check_output_path(ro / "x.json", "--out")
+        with pytest.raises(PermissionError, match=f"cannot write into run_dir {ro}"):
+            check_output_dir(ro, "run_dir")
+        with pytest.raises(OSError, match=f"cannot write {ro / 'x.txt'}: Permission denied"):
+            atomic_write_text(ro / "x.txt", "x")
+    finally:
+        ro.chmod(0o755)

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lseg_nb.data.manifests import (
     ManifestError,
@@ -227,3 +229,42 @@ def test_msrc_split_hashes(msrc_root):
     hashes = m.verify_splits(msrc_root)
     assert set(hashes) == {"train", "val", "test"}
     assert m.class_names(msrc_root) == MSRC_CLASSES
+
+
+_CLASS = st.one_of(
+    st.sampled_from(["cat", "dog", "horse", "red stripes", "", "   "]),
+    st.text(st.characters(whitelist_categories=("L", "N", "Zs")), max_size=8),
+)
+_SPLIT_FILE = st.sampled_from(
+    ["splits/train.txt", "train.txt", "lists/a/b.txt", "../train.txt", "splits/../../x.txt", "/etc/passwd"]
+)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(classes=st.lists(_CLASS, min_size=1, max_size=8), split_file=_SPLIT_FILE)
+def test_manifest_parsing_property(tmp_path_factory, classes, split_file):
+    """Any class list and split path either loads unchanged or is refused naming the first bad entry: a blank or
+    repeated class name, or a split file outside the data root."""
+    data = copy.deepcopy(BASE) | {"classes": classes, "zero_shot_folds": []}
+    data["splits"] = {"train": {"file": split_file}}
+    path = write(tmp_path_factory.mktemp("manifest"), data)
+    first_bad = next(
+        (
+            (i, "expected a non-empty string" if not c.strip() else "duplicate class name")
+            for i, c in enumerate(classes)
+            if not c.strip() or c in classes[:i]
+        ),
+        None,
+    )
+    outside = split_file.startswith("/") or ".." in split_file.split("/")
+    if first_bad is not None:
+        with pytest.raises(ManifestError, match=rf"toy\.yaml: classes\[{first_bad[0]}\]: {first_bad[1]}"):
+            load_manifest(path)
+    elif outside:
+        with pytest.raises(
+            ManifestError, match=r"toy\.yaml: splits\.train\.file: .* must be a path relative"
+        ):
+            load_manifest(path)
+    else:
+        m = load_manifest(path)
+        assert m.classes == tuple(classes) and m.split("train").file == split_file

@@ -123,7 +123,7 @@ def test_parse_labels_strips_and_refuses_blank_or_duplicate_labels():
     assert parse_labels("red, stripes,") == ["red", "stripes"]  # a trailing comma while typing
     with pytest.raises(ValueError, match=r"entry 2 of \['cow ', '', 'sky'\] is empty"):
         parse_labels(["cow ", "", "sky"])
-    with pytest.raises(ValueError, match="'red' is given 2 times"):
+    with pytest.raises(ValueError, match="'red' is given twice"):
         parse_labels(" red, stripes, red ")
     with pytest.raises(ValueError, match="entry 3 of 'red, sky, ,' is empty"):
         parse_labels("red, sky, ,")

@@ -9,6 +9,7 @@ import pytest
 
 from lseg_nb.apps.cli import main
 from lseg_nb.apps.pipeline import demo_config, run_demo
+from lseg_nb.config import ConfigError, get_recipe
 from lseg_nb.data.synthetic import generate_synthetic
 
 
@@ -60,3 +61,14 @@ def test_msrc_integration_train_demo_and_evaluate(msrc_root, tmp_path, capsys):
         main(["evaluate", "--run", str(run), "--split", "val", "--max-images", "2", "--out", str(out)]) == 0
     )
     assert json.loads(out.read_text())["num_images"] == 2
+
+
+@pytest.mark.parametrize("steps", [0, -3])
+def test_demo_refuses_non_positive_steps_before_any_work(tmp_path, steps):
+    # demo_config(steps=0) used to fall back to the recipe's 400 steps; -3 trained nothing and reported 0.0
+    with pytest.raises(ConfigError, match=f"steps: must be >= 1, got {steps}"):
+        run_demo(demo_config(run_dir=str(tmp_path / "demo"), steps=steps))
+    assert not (tmp_path / "demo").exists()
+    assert demo_config(steps=None).steps == get_recipe("demo_synthetic").steps
+    assert demo_config("msrc_v2", steps=None).steps == get_recipe("demo_msrc_v2").steps
+    assert demo_config(steps=7).steps == 7

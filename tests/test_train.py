@@ -1,12 +1,16 @@
-"""Training: loss decreases, exact resume for both losses, gradient accumulation, LR groups, provenance, DDP."""
+"""Training: loss decreases, exact resume for both losses, gradient accumulation, LR groups, provenance, DDP;
+reliability: bad settings refused up front, run-folder lock, torn logs and checkpoints, SIGKILL then resume."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from importlib import metadata
 from pathlib import Path
 
@@ -14,10 +18,10 @@ import pytest
 import torch
 
 from lseg_nb.checkpoints import load_lseg_nb
-from lseg_nb.config import DataConfig, TextEncoderConfig, TrainConfig, load_config, save_json
+from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig, load_config, save_json
 from lseg_nb.data.experiment import SeededDataset
 from lseg_nb.data.synthetic import generate_synthetic
-from lseg_nb.engine.runs import MetricsLog, load_model
+from lseg_nb.engine.runs import MetricsLog, RunFolderBusy, RunLock, load_model
 from lseg_nb.engine.train import Trainer, lr_factor, parameter_groups, train
 from lseg_nb.models import get_config
 
@@ -275,3 +279,142 @@ def test_fp16_without_cuda_is_a_clear_config_error(synth_root, tmp_path):
         pytest.skip("fp16 is valid on CUDA")
     with pytest.raises(ValueError, match="fp16.*CUDA"):
         train(tiny_cfg(synth_root, tmp_path / "run", steps=1, amp="fp16"))
+
+
+# ---- reliability: bad settings refused before the work, nothing lost or interleaved, crashes recoverable ----
+
+
+def fast_cfg(root: Path, run_dir: Path, **kw) -> TrainConfig:
+    """tiny_cfg with a random text encoder (no sentence-transformers model to load)."""
+    model = get_config(
+        "lseg_small_cpu", features=8, crop_size=64, text=TextEncoderConfig(kind="random", dim=16)
+    )
+    return tiny_cfg(root, run_dir, model=model, **kw)
+
+
+def test_ignore_index_colliding_with_a_training_label_is_refused(synth_root, tmp_path):
+    with pytest.raises(ConfigError, match=r"ignore_index=5 collides with training label 5 \('[a-z ]+'\)"):
+        Trainer(fast_cfg(synth_root, tmp_path / "run", ignore_index=5))
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(synth_root, tmp_path):
+    # a divergent SGD step: step 1 is finite and checkpointed, the loss of step 2 is not
+    cfg = fast_cfg(synth_root, tmp_path / "run", optimizer="sgd", lr=1e10, checkpoint_every=1)
+    with pytest.raises(
+        FloatingPointError, match=r"loss became nan at step 2; .*last\.pt keeps the last checkpoint"
+    ):
+        train(cfg)
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 1 and all(torch.isfinite(v).all() for v in state["model"].values())
+    assert [r["step"] for r in MetricsLog(tmp_path / "run" / "metrics.jsonl").read()] == [1]
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_run_dir_that_is_a_file_is_refused_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    # no dataset at this root: had any work started, the error would be about the data
+    data = DataConfig(dataset="synthetic_textures", data_root=str(tmp_path / "none"))
+    for run_dir, reason in ((tmp_path / "file", "is a file"), (tmp_path / "file" / "run", "lies below")):
+        with pytest.raises(NotADirectoryError, match=f"run_dir {run_dir} {reason}"):
+            Trainer(TrainConfig(data=data, run_dir=str(run_dir)))
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
+@pytest.mark.skipif(os.name == "nt" or os.geteuid() == 0, reason="root (as in CI containers) writes anyway")
+def test_read_only_run_dir_is_refused_before_any_work(tmp_path):
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o555)
+    data = DataConfig(dataset="synthetic_textures", data_root=str(tmp_path / "none"))
+    try:
+        with pytest.raises(PermissionError, match=f"cannot write into run_dir {tmp_path / 'ro'}"):
+            Trainer(TrainConfig(data=data, run_dir=str(tmp_path / "ro")))
+    finally:
+        (tmp_path / "ro").chmod(0o755)
+
+
+def test_a_second_training_in_a_locked_run_folder_is_refused(synth_root, tmp_path):
+    cfg = fast_cfg(synth_root, tmp_path / "run", steps=1)
+    with RunLock(tmp_path / "run"):  # as another training process would hold it
+        with pytest.raises(
+            RunFolderBusy, match=f"in use by process {os.getpid()} on host {socket.gethostname()}"
+        ):
+            train(cfg)
+        assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]  # nothing written
+    train(cfg)  # released: the same run now goes ahead
+    assert [r["step"] for r in MetricsLog(tmp_path / "run" / "metrics.jsonl").read()] == [1]
+
+
+def test_resume_skips_a_torn_metrics_line_with_a_warning(synth_root, tmp_path):
+    cfg = fast_cfg(synth_root, tmp_path / "run", steps=2, checkpoint_every=1)
+    Trainer(cfg).fit(stop_at=1)
+    with (tmp_path / "run" / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 2, "loss": 1.2')  # a crash mid-write
+    with pytest.warns(UserWarning, match=r"metrics\.jsonl:2: skipping a torn last line"):
+        Trainer(cfg).fit()
+    records = MetricsLog(tmp_path / "run" / "metrics.jsonl").read()
+    assert [r["step"] for r in records] == [1, 2] and all(isinstance(r["loss"], float) for r in records)
+
+
+def test_truncated_checkpoint_says_how_to_recover(synth_root, tmp_path):
+    cfg = fast_cfg(synth_root, tmp_path / "run", steps=2, checkpoint_every=1)
+    Trainer(cfg).fit(stop_at=1)
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    with pytest.raises(
+        ValueError, match=r"cannot resume: .*last\.pt is not a readable training checkpoint"
+    ) as e:
+        Trainer(cfg).fit()
+    assert "Delete it to restart this run from step 0" in str(e.value) and "--no-resume" in str(e.value)
+    Trainer(dataclasses.replace(cfg, resume=False)).fit(stop_at=1)  # the advice works
+    assert torch.load(last, weights_only=True)["step"] == 1
+
+
+def test_stale_tmp_files_are_cleaned_at_the_start_of_a_run(synth_root, tmp_path):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    stale = [run / "checkpoints" / ".last.pt.k2j4_x.tmp", run / ".config.json.8fq1.tmp"]
+    for p in stale:
+        p.write_bytes(b"half a file from a crash")
+    (run / "notes.tmp").write_text("not ours")  # not a temporary file of an atomic write
+    Trainer(fast_cfg(synth_root, run, steps=1)).fit()
+    assert not any(p.exists() for p in stale)
+    assert (run / "notes.tmp").read_text() == "not ours"
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_matches_an_uninterrupted_run(synth_root, tmp_path):
+    """A real ``lseg-nb train`` process killed with SIGKILL after its first checkpoint, then rerun, ends with
+    the same losses and bit-identical weights as an uninterrupted run."""
+    cfg = fast_cfg(synth_root, tmp_path / "killed", steps=12, checkpoint_every=1)
+    save_json(cfg, tmp_path / "cfg.json")
+    cmd = [sys.executable, "-m", "lseg_nb", "train", "--config", str(tmp_path / "cfg.json")]
+    # one thread everywhere: the same kernels in all three runs, and no spinning threads on a shared CPU
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = tmp_path / "killed" / "checkpoints" / "last.pt"
+    try:
+        deadline = time.monotonic() + 240
+        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert last.exists(), "the process never wrote its first checkpoint"
+    assert not (tmp_path / "killed" / "model.safetensors").exists(), "killed too late: the run had finished"
+    killed_at = torch.load(last, weights_only=True)["step"]
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(dataclasses.replace(cfg, run_dir=str(tmp_path / "straight")))  # uninterrupted, in this process
+    finally:
+        torch.set_num_threads(threads)
+
+    def losses(run: str) -> list[tuple[int, float]]:
+        return [(r["step"], r["loss"]) for r in MetricsLog(tmp_path / run / "metrics.jsonl").read()]
+
+    assert 1 <= killed_at < 12 and [s for s, _ in losses("killed")] == list(range(1, 13))
+    assert losses("killed") == losses("straight")
+    a, b = load_model(tmp_path / "killed").state_dict(), load_model(tmp_path / "straight").state_dict()
+    assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)

@@ -90,7 +90,7 @@ def test_bad_label_text_and_indices_are_explained(tiny_model, images):
         explorer.query(2, "a")
     with pytest.raises(ValueError, match="no labels"):
         explorer.query(0, " , ")
-    with pytest.raises(ValueError, match="'red' is given 2 times"):
+    with pytest.raises(ValueError, match="'red' is given twice"):
         explorer.query(0, "red, sky, red")
     with pytest.raises(ValueError, match="entry 2 of 'red, , sky' is empty"):
         explorer.query(0, "red, , sky")
@@ -143,7 +143,7 @@ def test_widget_shows_the_typed_labels_and_errors_in_place(tiny_model, data):
     with pytest.raises(IndexError, match="image index 2 is out of range 0..1"):
         label_explorer(tiny_model, data, "a", index=2)
     before = w.last_query
-    for bad, says in ((" , ", "no labels"), ("x, x", "given 2 times"), ("x,,y", "is empty")):
+    for bad, says in ((" , ", "no labels"), ("x, x", "given twice"), ("x,,y", "is empty")):
         w.labels.value = bad
         assert says in w.error and says in w.message.value and w.last_query is before
         assert w.legend_labels == [] and w.legend.value == "" and w.overlay.layout.display == "none"

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import tyro
 
+from lseg_nb.apps.cli_args import parse_args
 from lseg_nb.apps.pipeline import benchmark_model, evaluate_benchmark_run
 from lseg_nb.apps.reports import benchmark_table, evaluation_table
 from lseg_nb.config import DataConfig
@@ -66,7 +67,7 @@ def _emit(result: dict, out: Path, as_json: bool) -> None:
 
 def cmd_benchmark(args: list[str]) -> None:
     """``lseg-nb benchmark BENCHMARK --weights W --root R [--fold F] [--generalised]``."""
-    a = tyro.cli(BenchmarkArgs, args=args, prog="lseg-nb benchmark")
+    a = parse_args(BenchmarkArgs, args, "lseg-nb benchmark")
     name = benchmark_name(a.benchmark)
     weights = re.sub(r"[^A-Za-z0-9._-]+", "_", a.weights).strip("_")
     suffix = "" if name == "ade20k150" else f"_fold{a.fold}"

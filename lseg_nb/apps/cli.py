@@ -22,6 +22,7 @@ import tyro
 import yaml
 
 from lseg_nb.apps.benchmark_cli import cmd_benchmark, evaluate_episodic_run
+from lseg_nb.apps.cli_args import parse_args
 from lseg_nb.apps.pipeline import demo_config, evaluate_model, evaluate_run, run_demo
 from lseg_nb.apps.predict import predict_image
 from lseg_nb.apps.reports import evaluation_table
@@ -39,6 +40,7 @@ from lseg_nb.config import (
     load_config,
     to_dict,
 )
+from lseg_nb.config.serialize import require
 from lseg_nb.data.benchmarks.registry import prepare
 from lseg_nb.engine.train import train
 from lseg_nb.utils.io import check_output_path
@@ -72,6 +74,15 @@ class DemoArgs:
     fold: int | None = 0
     max_images: int | None = None
     """cap images per split (smoke runs)"""
+
+    def __post_init__(self) -> None:
+        require(self.steps is None or self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
+        require(self.fold is None or self.fold >= 0, "fold", f"must be >= 0 or None, got {self.fold}")
+        require(
+            self.max_images is None or self.max_images >= 1,
+            "max_images",
+            f"must be >= 1 (or omitted for all images), got {self.max_images}",
+        )
 
 
 @dataclass(frozen=True)
@@ -160,7 +171,7 @@ def resolve_train_config(args: list[str]) -> TrainConfig:
             "give --config FILE or --preset RECIPE, not both (a config file is already a recipe)"
         )
     default = load_config(TrainConfig, config) if config else get_recipe(preset) if preset else TrainConfig()
-    return tyro.cli(TrainConfig, default=default, args=args, prog="lseg-nb train")
+    return parse_args(TrainConfig, args, "lseg-nb train", default)
 
 
 def cmd_train(args: list[str]) -> None:
@@ -173,7 +184,7 @@ def cmd_train(args: list[str]) -> None:
 
 
 def cmd_demo(args: list[str]) -> None:
-    a = tyro.cli(DemoArgs, args=args, prog="lseg-nb demo")
+    a = parse_args(DemoArgs, args, "lseg-nb demo")
     report = run_demo(demo_config(a.dataset, a.run_dir, a.steps, a.data_root, a.fold, a.max_images))
     print((report / "report.md").read_text())
     print(f"report written to {report}")
@@ -196,7 +207,7 @@ def _protocol(a: EvaluateArgs, run_eval: EvalConfig) -> EvalConfig:
 
 
 def cmd_evaluate(args: list[str]) -> None:
-    a = tyro.cli(EvaluateArgs, args=args, prog="lseg-nb evaluate")
+    a = parse_args(EvaluateArgs, args, "lseg-nb evaluate")
     if (a.run is None) == (a.model is None):
         raise ConfigError(
             "give exactly one of --run RUN_FOLDER or --model WEIGHTS_OR_SPEC (e.g. --model maskclip:ViT-B-16/openai)"
@@ -247,7 +258,7 @@ def cmd_evaluate(args: list[str]) -> None:
 
 
 def cmd_predict(args: list[str]) -> None:
-    a = tyro.cli(PredictArgs, args=args, prog="lseg-nb predict")
+    a = parse_args(PredictArgs, args, "lseg-nb predict")
     areas = predict_image(a.weights, a.image, list(a.labels), a.out, a.mode)
     for label, share in areas.items():
         print(f"{label:>24s}: {100 * share:5.1f}% of pixels")
@@ -278,7 +289,7 @@ def cmd_recipes(args: list[str]) -> None:
 
 
 def cmd_prepare(args: list[str]) -> None:
-    a = tyro.cli(PrepareArgs, args=args, prog="lseg-nb prepare")
+    a = parse_args(PrepareArgs, args, "lseg-nb prepare")
     for line in prepare(a.benchmark, a.root, a.out, a.splits):
         print(line)
 

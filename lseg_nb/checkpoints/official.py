@@ -18,11 +18,15 @@ from torch import Tensor
 from lseg_nb.checkpoints.official_names import (
     LAYOUT_CONFIGS,
     ConversionReport,
+    clip_vitb32_text_shapes,
+    clip_vitb32_visual_placeholders,
+    clip_vitb32_visual_shapes,
     detect_layout,
+    official_name,
     official_to_lseg_nb,
     strip_net,
 )
-from lseg_nb.checkpoints.official_reader import read_checkpoint, split_checkpoint
+from lseg_nb.checkpoints.official_reader import first_line, preview, read_checkpoint, split_checkpoint
 from lseg_nb.checkpoints.weights import load_into, save_lseg_nb
 from lseg_nb.config import ConfigError, ModelConfig, get_config
 from lseg_nb.models.lseg import LSeg, build_lseg
@@ -49,6 +53,15 @@ def _head_fields(sd: dict[str, Tensor], hparams: dict[str, Any], overrides: dict
     }
 
 
+class _Named(dict):
+    """A stripped official state dict whose missing names raise a ValueError naming the official tensor."""
+
+    def __missing__(self, key: str) -> Tensor:
+        raise ValueError(
+            f"the checkpoint has no tensor net.{key}, which every official LSeg model has: is it complete?"
+        )
+
+
 def official_config(
     state_dict: dict[str, Tensor], hparams: dict[str, Any] | None = None, **overrides
 ) -> ModelConfig:
@@ -58,7 +71,7 @@ def official_config(
     ``overrides``: ModelConfig fields, e.g. ``mean``/``std`` or ``head_block``.
     """
     layout = detect_layout(state_dict)
-    sd = strip_net(state_dict)
+    sd = _Named(strip_net(state_dict))
     fields: dict[str, Any] = {
         "backbone_pretrained": False,
         "features": sd["scratch.layer1_rn.weight"].shape[0],
@@ -89,19 +102,67 @@ def build_from_official(
     converted, report = official_to_lseg_nb(state_dict)
     cfg = official_config(state_dict, hparams, **overrides)
     if text_encoder is None:
-        clip = {
-            k[len("clip_pretrained.") :]: v
-            for k, v in strip_net(state_dict).items()
-            if k.startswith("clip_pretrained.")
-        }
-        if not clip:
+        clip = _clip_state_dict(strip_net(state_dict))
+        try:
+            text_encoder = OpenCLIPTextEncoder.from_openai_state_dict(clip, cfg.text.templates)
+        except (KeyError, RuntimeError) as e:  # names and shapes were checked: only odd values get here
             raise ValueError(
-                "the checkpoint has no CLIP text tower (net.clip_pretrained.*): pass text_encoder="
-            )
-        text_encoder = OpenCLIPTextEncoder.from_openai_state_dict(clip, cfg.text.templates)
+                f"the CLIP text tower (net.clip_pretrained.*) does not load: {first_line(e)}"
+            ) from None
     model = build_lseg(cfg, text_encoder)
-    load_into(model, converted, "the converted checkpoint")
+    load_into(model, converted, "the converted checkpoint", lambda k: official_name(k, report.layout))
     return model.eval(), report
+
+
+_CLIP_BUFFERS = ("input_resolution", "context_length", "vocab_size")  # ints in some OpenAI dumps, never used
+
+
+def _clip_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """OpenAI-format CLIP state dict for open_clip: the checkpoint's text tower, checked name by name against
+    CLIP ViT-B/32 (errors use the official ``net.clip_pretrained.*`` names), plus neutral placeholders for the
+    image tower. That tower never influences LSeg, so it may be missing; tensors under it that CLIP ViT-B/32
+    does not have mean another model and are refused."""
+    prefix = "clip_pretrained."
+    clip = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not clip:
+        raise ValueError("the checkpoint has no CLIP text tower (net.clip_pretrained.*): pass text_encoder=")
+    proj = clip.get("text_projection")
+    embed_dim = proj.shape[1] if proj is not None and proj.ndim == 2 else 512
+    visual = {k: v for k, v in clip.items() if k.startswith("visual.")}
+    text = {k: v for k, v in clip.items() if k not in visual and k not in _CLIP_BUFFERS}
+
+    def net(names: list[str]) -> list[str]:
+        return [f"net.{prefix}{k}" for k in names]
+
+    def problems(have: dict[str, Tensor], want: dict[str, tuple[int, ...]], with_missing: bool) -> list[str]:
+        found = [
+            ("unexpected", net([k for k in have if k not in want])),
+            ("missing", net([k for k in want if k not in have]) if with_missing else []),
+            (
+                "shape mismatch",
+                [
+                    f"net.{prefix}{k} {tuple(v.shape)} vs {want[k]}"
+                    for k, v in have.items()
+                    if k in want and tuple(v.shape) != want[k]
+                ],
+            ),
+        ]
+        return [f"{what}: {preview(names)}" for what, names in found if names]
+
+    bad_visual = problems(visual, clip_vitb32_visual_shapes(embed_dim), with_missing=False)
+    if bad_visual:
+        raise ValueError(
+            f"net.{prefix}visual.* is not OpenAI CLIP ViT-B/32's image tower ({'; '.join(bad_visual)}). LSeg never "
+            f"uses that tower: delete the net.{prefix}visual.* tensors from the state_dict and convert again"
+        )
+    bad_text = problems(text, clip_vitb32_text_shapes(embed_dim), with_missing=True)
+    if bad_text:
+        raise ValueError(
+            f"the CLIP text tower net.{prefix}* is not OpenAI CLIP ViT-B/32's ({'; '.join(bad_text)}); "
+            "official LSeg checkpoints hold the complete ViT-B/32 text tower: is the file complete?"
+        )
+    dtype = proj.dtype if proj is not None else torch.float32
+    return text | clip_vitb32_visual_placeholders(embed_dim, dtype)
 
 
 def load_official(

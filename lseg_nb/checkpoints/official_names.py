@@ -200,24 +200,54 @@ def _neutral(name: str, like: Tensor) -> Tensor:
     return torch.full(like.shape, 1.0 if one else 0.0, dtype=like.dtype)
 
 
-def clip_vitb32_visual_placeholders(embed_dim: int, dtype: torch.dtype) -> dict[str, Tensor]:
-    """Zero/one placeholders shaped like OpenAI CLIP ViT-B/32's image tower (stride-0 views: no memory)."""
-    w = 768
-    shapes = {"class_embedding": (w,), "positional_embedding": (50, w), "proj": (w, embed_dim)}
-    shapes |= {"conv1.weight": (w, 3, 32, 32), "ln_pre.weight": (w,), "ln_pre.bias": (w,)}
-    shapes |= {"ln_post.weight": (w,), "ln_post.bias": (w,)}
+def _clip_blocks(width: int, layers: int, prefix: str) -> dict[str, tuple[int, ...]]:
+    w = width
     block = {"attn.in_proj_weight": (3 * w, w), "attn.in_proj_bias": (3 * w,), "attn.out_proj.weight": (w, w)}
     block |= {"attn.out_proj.bias": (w,), "ln_1.weight": (w,), "ln_1.bias": (w,), "ln_2.weight": (w,)}
     block |= {"ln_2.bias": (w,), "mlp.c_fc.weight": (4 * w, w), "mlp.c_fc.bias": (4 * w,)}
     block |= {"mlp.c_proj.weight": (w, 4 * w), "mlp.c_proj.bias": (w,)}
-    for i in range(12):
-        shapes |= {f"transformer.resblocks.{i}.{k}": s for k, s in block.items()}
+    return {f"{prefix}transformer.resblocks.{i}.{k}": s for i in range(layers) for k, s in block.items()}
+
+
+def clip_vitb32_visual_shapes(embed_dim: int) -> dict[str, tuple[int, ...]]:
+    """Names (``visual.*``) and shapes of OpenAI CLIP ViT-B/32's image tower, which LSeg never uses."""
+    w = 768
+    shapes = {
+        "visual.class_embedding": (w,),
+        "visual.positional_embedding": (50, w),
+        "visual.proj": (w, embed_dim),
+    }
+    shapes |= {
+        "visual.conv1.weight": (w, 3, 32, 32),
+        "visual.ln_pre.weight": (w,),
+        "visual.ln_pre.bias": (w,),
+    }
+    shapes |= {"visual.ln_post.weight": (w,), "visual.ln_post.bias": (w,)}
+    return shapes | _clip_blocks(w, 12, "visual.")
+
+
+def clip_vitb32_text_shapes(embed_dim: int = 512) -> dict[str, tuple[int, ...]]:
+    """Names and shapes of OpenAI CLIP ViT-B/32's text tower (the one LSeg uses), in OpenAI's naming."""
+    w = 512
+    shapes = {"positional_embedding": (77, w), "text_projection": (w, embed_dim), "logit_scale": ()}
+    shapes |= {"token_embedding.weight": (49408, w), "ln_final.weight": (w,), "ln_final.bias": (w,)}
+    return shapes | _clip_blocks(w, 12, "")
+
+
+def clip_vitb32_visual_placeholders(embed_dim: int, dtype: torch.dtype) -> dict[str, Tensor]:
+    """Zero/one placeholders shaped like OpenAI CLIP ViT-B/32's image tower (stride-0 views: no memory)."""
     out = {}
-    for k, s in shapes.items():
+    for k, s in clip_vitb32_visual_shapes(embed_dim).items():
         parts = k.split(".")
-        value = 1.0 if len(parts) > 1 and parts[-2].startswith("ln_") and parts[-1] == "weight" else 0.0
-        out[f"visual.{k}"] = torch.full((), value, dtype=dtype).expand(s)
+        value = 1.0 if parts[-2].startswith("ln_") and parts[-1] == "weight" else 0.0
+        out[k] = torch.full((), value, dtype=dtype).expand(s)
     return out
+
+
+def official_name(key: str, layout: Layout) -> str | None:
+    """The official (``net.*``) name of lseg_nb tensor ``key`` in ``layout``, or ``None`` when it has none."""
+    new = _rename(key, _rules(layout), to_official=True)
+    return None if new is None else f"net.{new}"
 
 
 def unused_placeholders(official: dict[str, Tensor], layout: Layout) -> dict[str, Tensor]:

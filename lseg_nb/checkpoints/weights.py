@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -21,17 +22,31 @@ from lseg_nb.models.text_encoder import OpenCLIPTextEncoder, TextEncoder
 from lseg_nb.utils.io import atomic_save_safetensors, load_tensors
 
 
-def load_into(model: LSeg, tensors: dict[str, Tensor], source: str) -> None:
-    """Strict ``load_state_dict`` with a readable error (missing / unexpected / mis-shaped names)."""
+def load_into(
+    model: LSeg,
+    tensors: dict[str, Tensor],
+    source: str,
+    source_name: Callable[[str], str | None] | None = None,
+) -> None:
+    """Strict ``load_state_dict`` with a readable error (missing / unexpected / mis-shaped names).
+
+    ``source_name`` maps an lseg_nb name to the name the tensor has in the source file (e.g. the official
+    ``net.*`` name), shown next to missing and mis-shaped tensors so the user can look for them in that file.
+    """
+
+    def named(k: str) -> str:
+        other = source_name(k) if source_name else None
+        return f"{k} ({other} in the source)" if other and other != k else k
+
     expected = model.state_dict()
     if not any(k.startswith("text_encoder.") for k in expected):  # a parameter-free text encoder was supplied
         tensors = {k: v for k, v in tensors.items() if not k.startswith("text_encoder.")}
     if not any(k.startswith("text_encoder.") for k in tensors):  # frozen text encoder rebuilt from its config
         expected = {k: v for k, v in expected.items() if not k.startswith("text_encoder.")}
-    missing = [k for k in expected if k not in tensors]
+    missing = [named(k) for k in expected if k not in tensors]
     unexpected = [k for k in tensors if k not in expected]
     shapes = [
-        f"{k} {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+        f"{named(k)} {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
         for k, v in expected.items()
         if k in tensors and tensors[k].shape != v.shape
     ]

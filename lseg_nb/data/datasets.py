@@ -12,8 +12,9 @@ Files are checked lazily per item, so opening a large dataset is instant and a b
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -28,13 +29,44 @@ from lseg_nb.data.transforms import to_tensor_pair
 Transform = Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]]
 
 
+def _leaves_root(image_id: str) -> bool:
+    """Whether an id would be followed outside the data root (absolute path, drive, or a ``..`` part)."""
+    win = PureWindowsPath(image_id)
+    return (
+        PurePosixPath(image_id).is_absolute()
+        or bool(win.drive or win.root)
+        or ".." in re.split(r"[/\\]", image_id)
+    )
+
+
 def read_split_ids(path: Path) -> list[str]:
-    """Image ids listed in a split file (blank lines and ``#`` comments skipped)."""
-    ids = []
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            ids.append(line)
+    """Image ids listed in a split file (blank lines and ``#`` comments skipped).
+
+    A duplicate id (the image would be scored several times) and an id leaving the data root (``../x``, an
+    absolute path) raise ``ValueError`` naming the file and the line.
+    """
+    try:
+        text = Path(path).read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"split file {path} is not a UTF-8 text file of image ids") from None
+    ids: list[str] = []
+    first: dict[str, int] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        if line in first:
+            raise ValueError(
+                f"{path}:{n}: image id {line!r} is listed again (first on line {first[line]}); each image may "
+                "appear once in a split, or it is scored several times: remove the repeated line"
+            )
+        if _leaves_root(line):
+            raise ValueError(
+                f"{path}:{n}: image id {line!r} points outside the data root; ids are relative names such as "
+                "2008_000123 or sub/folder/name (no leading '/', no drive, no '..')"
+            )
+        first[line] = n
+        ids.append(line)
     return ids
 
 

@@ -12,15 +12,23 @@ from PIL import Image, UnidentifiedImageError
 MAX_PIXELS = 40_000_000
 
 
-def _open(path: Path, what: str) -> Image.Image:
+def _open(path: Path, what: str, max_pixels: int | None = None) -> Image.Image:
     if not path.is_file():
         raise FileNotFoundError(f"{what} {path} does not exist")
     if path.stat().st_size == 0:
         raise ValueError(f"{what} {path} is empty (0 bytes): re-copy or re-export the file")
     try:
         im = Image.open(path)
+        # the size is in the header: refuse a huge image before decoding it
+        if max_pixels is not None and im.width * im.height > max_pixels:
+            im.close()
+            raise ValueError(
+                f"{what} {path} is {im.width}x{im.height} ({im.width * im.height / 1e6:.0f} Mpx), more than "
+                f"{max_pixels / 1e6:.0f} Mpx: downscale it first, or use --mode sliding (windows of the model's "
+                "crop size) on a machine with enough memory"
+            )
         im.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as e:
         raise ValueError(
             f"{what} {path} is not a readable image ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
             "it may be truncated or in an unsupported format: re-copy or re-export it"
@@ -44,13 +52,7 @@ def _to_uint8(im: Image.Image) -> Image.Image:
 def read_rgb(path: str | Path, what: str = "image", max_pixels: int | None = MAX_PIXELS) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)`` of an image file; errors name the file and what to do."""
     path = Path(path)
-    with _open(path, what) as im:
-        if max_pixels is not None and im.width * im.height > max_pixels:
-            raise ValueError(
-                f"{what} {path} is {im.width}x{im.height} ({im.width * im.height / 1e6:.0f} Mpx), more than "
-                f"{max_pixels / 1e6:.0f} Mpx: downscale it first, or use --mode sliding (windows of the model's "
-                "crop size) on a machine with enough memory"
-            )
+    with _open(path, what, max_pixels) as im:
         return np.array(_to_uint8(im).convert("RGB"))
 
 

@@ -7,15 +7,20 @@ Layout of a run folder::
     metrics.jsonl       one JSON object per logged step / evaluation
     checkpoints/last.pt latest training state (weights_only-loadable), written atomically
     model.safetensors   final weights + model config in the metadata
+    .lock               held (flock) by the process training in the folder; names its pid and host
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import platform
+import socket
 import subprocess
 import sys
 import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -25,6 +30,11 @@ import torch
 from lseg_nb.checkpoints.weights import load_lseg_nb, save_lseg_nb
 from lseg_nb.models.dense_clip import create_dense_clip, parse_model_spec
 from lseg_nb.utils.io import atomic_torch_save, atomic_write_text, safe_torch_load
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 PACKAGES = (
     "lseg_nb",
@@ -94,14 +104,93 @@ class MetricsLog:
             f.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict[str, Any]]:
+        """All records. A torn last line (a crash mid-write) is skipped with a warning; a bad line elsewhere is a
+        ``ValueError`` naming the file and line."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        lines = self.path.read_text(errors="replace").splitlines()
+        records = []
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            elif n == len(lines):
+                warnings.warn(
+                    f"{self.path}:{n}: skipping a torn last line (a run stopped mid-write): {line[:60]!r}",
+                    stacklevel=2,
+                )
+            else:
+                raise ValueError(
+                    f"{self.path}:{n}: not a JSON record ({line[:60]!r}); fix or delete that line, or train "
+                    "with --no-resume to start the run over"
+                )
+        return records
 
     def truncate_after(self, step: int) -> None:
         """Drop records past ``step`` (after resuming from an older checkpoint)."""
         keep = [r for r in self.read() if r.get("step", 0) <= step]
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
+
+
+class RunFolderBusy(RuntimeError):
+    """Another process holds the run folder's lock."""
+
+
+class RunLock:
+    """Exclusive lock on a run folder for the duration of a run: ``fcntl.flock`` on ``<run_dir>/.lock``.
+
+    The lock holder's pid and host are written into the file, so a second run in the same folder fails at once
+    naming them instead of interleaving its records into ``metrics.jsonl``. The kernel drops the lock when the
+    process ends, however it ends (a SIGKILL leaves no stale lock), so the file may stay behind. Without
+    ``fcntl`` (Windows) or on a filesystem refusing locks the run proceeds unlocked, with a warning.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.path = Path(run_dir) / ".lock"
+        self._fd: int | None = None
+
+    def acquire(self) -> RunLock:
+        if fcntl is None:
+            warnings.warn(f"no file locking on this platform: {self.path.parent} is not locked", stacklevel=2)
+            return self
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OSError(f"cannot create the lock file {self.path}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown process"
+            os.close(fd)
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunFolderBusy(
+                    f"run folder {self.path.parent} is in use by {holder} (lock {self.path}): wait for that run "
+                    "to finish or stop it, or choose another run_dir"
+                ) from None
+            warnings.warn(f"cannot lock {self.path} ({e.strerror or e}); running unlocked", stacklevel=2)
+            return self
+        os.ftruncate(fd, 0)
+        os.write(fd, f"process {os.getpid()} on host {socket.gethostname()}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:

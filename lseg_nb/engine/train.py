@@ -32,6 +32,7 @@ from lseg_nb.engine.evaluate import evaluate_split
 from lseg_nb.engine.loss import binary_zero_shot_loss, pixel_cross_entropy
 from lseg_nb.engine.runs import (
     MetricsLog,
+    RunLock,
     environment_info,
     load_training_state,
     save_model,
@@ -40,7 +41,7 @@ from lseg_nb.engine.runs import (
 from lseg_nb.models.lseg import LSeg, build_lseg
 from lseg_nb.models.text_encoder import TextEncoder
 from lseg_nb.utils.device import resolve_device
-from lseg_nb.utils.io import atomic_write_text
+from lseg_nb.utils.io import atomic_write_text, check_output_dir, clean_stale_tmp
 
 
 def seed_everything(seed: int) -> None:
@@ -190,6 +191,7 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, text_encoder: TextEncoder | None = None) -> None:
         self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
+        check_output_dir(self.run_dir, "run_dir")  # before any work: a bad folder must not waste a run
         self.device = resolve_device(cfg.device)
         self.dist = setup_distributed(self.device)
         seed_everything(cfg.seed)
@@ -270,7 +272,14 @@ class Trainer:
             save_training_state(self.run_dir / "checkpoints" / "last.pt", self.state())
 
     def load_checkpoint(self, path: Path) -> None:
-        state = load_training_state(path)
+        try:
+            state = load_training_state(path)
+        except ValueError as e:
+            raise ValueError(
+                f"cannot resume: {path} is not a readable training checkpoint (truncated by a full disk or an "
+                "incomplete copy?). Delete it to restart this run from step 0, or train with --no-resume "
+                "(resume=False) to start the folder over"
+            ) from e
         missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
         missing = [k for k in missing if not k.startswith("text_encoder.")]
         if missing or unexpected:
@@ -308,7 +317,11 @@ class Trainer:
             self.scaler.scale(loss).backward()
             total += loss.item()
         if not math.isfinite(total):
-            raise FloatingPointError(f"loss became {total} at step {self.step + 1}: lower lr or disable amp")
+            raise FloatingPointError(
+                f"loss became {total} at step {self.step + 1}; training stopped before this step changed any "
+                f"weights, and {self.run_dir / 'checkpoints' / 'last.pt'} keeps the last checkpoint saved before "
+                "it: lower lr or disable amp (in a new run_dir)"
+            )
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
@@ -316,7 +329,15 @@ class Trainer:
         return total
 
     def fit(self, stop_at: int | None = None) -> Path:
-        """Train to ``cfg.steps`` (or pause at ``stop_at``, e.g. to simulate an interruption)."""
+        """Train to ``cfg.steps`` (or pause at ``stop_at``, e.g. to simulate an interruption), holding the run
+        folder's lock (:class:`~lseg_nb.engine.runs.RunLock`) throughout."""
+        with RunLock(self.run_dir) if self.dist.main else nullcontext():
+            if self.dist.main:  # under the lock no other writer exists: leftovers are from a crash
+                for folder in (self.run_dir, self.run_dir / "checkpoints"):
+                    clean_stale_tmp(folder)
+            return self._fit(stop_at)
+
+    def _fit(self, stop_at: int | None) -> Path:
         self.prepare_run_dir()
         batches = self._batches()
         end = min(self.cfg.steps, stop_at or self.cfg.steps)

@@ -96,6 +96,25 @@ def check_output_path(path: str | Path, what: str = "output") -> Path:
     return path
 
 
+def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
+    """Make sure folder ``path`` exists (created when missing) and can be written, before any long work: not a
+    file, no file among its parents, writable. Errors name the path and the reason."""
+    path = Path(path)
+    for p in (path, *path.parents):
+        if p.exists() and not p.is_dir():
+            where = "is a file" if p == path else f"lies below {p}, which is a file"
+            raise NotADirectoryError(f"{what} {path} {where}, not a folder: choose another folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create {what} {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(
+            f"cannot write into {what} {path}: the folder is not writable (check its permissions)"
+        )
+    return path
+
+
 def atomic_save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
     """Save a matplotlib figure atomically (format from the suffix, tight bounding box)."""
     path = Path(path)

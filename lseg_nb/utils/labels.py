@@ -10,7 +10,7 @@ def clean_labels(labels: str | Sequence[str], what: str = "labels") -> list[str]
 
     ``labels`` is a list of strings, or one comma-separated string (``"grass, sky, cow"``; a trailing comma is
     allowed while typing). Scores and figures are reported per label, so a silently dropped or merged label would
-    shift every number after it: nothing is dropped or merged.
+    shift every number after it: nothing is dropped or merged. ``what`` names the input in errors (``--labels``).
 
     >>> clean_labels(" red, stripes ,grass")
     ['red', 'stripes', 'grass']
@@ -20,16 +20,19 @@ def clean_labels(labels: str | Sequence[str], what: str = "labels") -> list[str]
         parts = parts[:-1]
     for i, part in enumerate(parts):
         if not isinstance(part, str):
-            raise ValueError(f"entry {i + 1} of {what} is {part!r}, not a string")
+            raise ValueError(f"{what}[{i}] is {part!r}, not a string")
     stripped = [p.strip() for p in parts]
     if not any(stripped):
-        raise ValueError(f"no {what} in {labels!r}: type comma-separated words, e.g. 'grass, sky, cow'")
+        raise ValueError(f"no {what} given in {labels!r}: type comma-separated words, e.g. 'grass, sky, cow'")
     if "" in stripped:
+        i = stripped.index("")
         raise ValueError(
-            f"entry {stripped.index('') + 1} of {labels!r} is empty: remove the extra comma or give a label there"
+            f"{what}[{i}] is blank ({parts[i]!r}): entry {i + 1} of {labels!r} is empty; remove the extra comma "
+            "or give a label there"
         )
     for label in stripped:
         n = stripped.count(label)
         if n > 1:
-            raise ValueError(f"label {label!r} is given {n} times in {labels!r}: give each label once")
+            times = "twice" if n == 2 else f"{n} times"
+            raise ValueError(f"label {label!r} is given {times} in {what} ({labels!r}): give each label once")
     return stripped
