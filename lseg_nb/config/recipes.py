@@ -73,6 +73,23 @@ _DEMO = TrainConfig(
     checkpoint_every=50,
 )
 
+#: The official optimiser set-up (lsegmentation_module.py / lsegmentation_module_zs.py): SGD momentum 0.9 on every
+#: parameter with weight decay 1e-4, base lr 0.004 rescaled as lr / 16 * batch_size, net.pretrained at 1x and
+#: net.scratch at 10x, poly 0.9, AMP disabled ("mixed precision ... leading to NAN error").
+OFFICIAL_OPTIMISER = dict(
+    optimizer="sgd",
+    schedule="poly",
+    lr=0.004,
+    lr_rule="official",
+    param_groups="official",
+    decoder_lr_mult=10.0,
+    weight_decay=1e-4,
+    no_decay_norm_bias=False,
+    momentum=0.9,
+    poly_power=0.9,
+    amp="none",
+)
+
 RECIPES: dict[str, TrainConfig] = {
     # The offline demo (`make demo`): small CPU model, synthetic 96 px images, fold 0.
     "demo_synthetic": _DEMO,
@@ -92,17 +109,7 @@ RECIPES: dict[str, TrainConfig] = {
         steps=303_150,
         batch_size=1,
         grad_accum=2,
-        optimizer="sgd",
-        schedule="poly",
-        lr=0.004,
-        lr_rule="official",
-        param_groups="official",
-        decoder_lr_mult=10.0,
-        weight_decay=1e-4,
-        no_decay_norm_bias=False,
-        momentum=0.9,
-        poly_power=0.9,
-        amp="none",
+        **OFFICIAL_OPTIMISER,
         sync_bn=True,
         log_every=50,
         checkpoint_every=2000,
@@ -129,21 +136,11 @@ def _zero_shot(
         schedule_steps=None if horizon == steps else horizon,
         batch_size=20,
         grad_accum=2,
-        optimizer="sgd",
-        schedule="poly",
-        lr=0.004,
-        lr_rule="official",
-        param_groups="official",
-        decoder_lr_mult=10.0,
-        weight_decay=1e-4,
-        no_decay_norm_bias=False,
-        momentum=0.9,
-        poly_power=0.9,
+        **OFFICIAL_OPTIMISER,
         loss="binary",
         unseen_pixels="others",
         # FSS-1000 has 761 training labels: 1001 (its label space's void value) is never one of them
         ignore_index=1001 if dataset == "fss1000" else 255,
-        amp="none",
         sync_bn=True,
         log_every=10,
         checkpoint_every=max(1, steps // epochs),

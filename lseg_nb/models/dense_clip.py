@@ -50,7 +50,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lseg_nb.models.dense_clip_attention import check_block, maskclip_block, naclip_block, sclip_block
-from lseg_nb.models.text_encoder import OpenCLIPTextEncoder, create_open_clip, open_clip_local_name
+from lseg_nb.models.text_encoder import (
+    OpenCLIPTextEncoder,
+    check_text_embeddings,
+    create_open_clip,
+    open_clip_local_name,
+)
 
 Method = Literal["maskclip", "sclip", "naclip"]
 METHODS: tuple[str, ...] = ("maskclip", "sclip", "naclip")
@@ -233,13 +238,12 @@ class DenseCLIP(nn.Module):
 
     def forward(self, images: Tensor, text_emb: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` or ``(B, K, D)`` -> logits ``(B, K, H, W)``."""
-        dim = self.text_dim
-        per_image = text_emb.ndim == 3 and text_emb.shape[0] == images.shape[0]
-        if not (text_emb.ndim == 2 or per_image) or text_emb.shape[-1] != dim:
-            raise ValueError(
-                f"text embeddings must be (K, {dim}) or (B, K, {dim}), got {tuple(text_emb.shape)}: "
-                "use model.encode_text(labels) (the CLIP text tower of this model)"
-            )
+        check_text_embeddings(
+            text_emb,
+            self.text_dim,
+            images.shape[0],
+            "use model.encode_text(labels) (the CLIP text tower of this model)",
+        )
         return self.logits_from_embeddings(self.encode_image(images), text_emb, images.shape[-2:])
 
 

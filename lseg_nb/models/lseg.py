@@ -14,7 +14,7 @@ from lseg_nb.config import MODEL_CONFIGS, ModelConfig, get_config, list_models
 from lseg_nb.models.decoder import DPTDecoder
 from lseg_nb.models.head import LSegHead
 from lseg_nb.models.image_encoder import create_image_encoder
-from lseg_nb.models.text_encoder import TextEncoder, create_text_encoder
+from lseg_nb.models.text_encoder import TextEncoder, check_text_embeddings, create_text_encoder
 
 
 class LSeg(nn.Module):
@@ -59,13 +59,9 @@ class LSeg(nn.Module):
 
     def forward(self, images: Tensor, text_emb: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` or ``(B, K, D)`` -> logits ``(B, K, H, W)``."""
-        dim = self.text_dim
-        per_image = text_emb.ndim == 3 and text_emb.shape[0] == images.shape[0]
-        if not (text_emb.ndim == 2 or per_image) or text_emb.shape[-1] != dim:
-            raise ValueError(
-                f"text embeddings must be (K, {dim}) or (B, K, {dim}), got {tuple(text_emb.shape)}: "
-                "use the same text encoder the model was built with"
-            )
+        check_text_embeddings(
+            text_emb, self.text_dim, images.shape[0], "use the same text encoder the model was built with"
+        )
         return self.head.logits(self.encode_image(images), text_emb, images.shape[-2:])
 
     def trainable_state_dict(self) -> dict[str, Tensor]:

@@ -22,6 +22,17 @@ from lseg_nb.config import TextEncoderConfig
 MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
+def check_text_embeddings(text_emb: Tensor, dim: int, batch: int | None = None, hint: str = "") -> None:
+    """Refuse text embeddings that are not ``(K, dim)`` (or ``(batch, K, dim)`` when ``batch`` is given), K >= 1.
+
+    ``hint`` says where correct embeddings come from (e.g. "use model.encode_text(labels)").
+    """
+    per_image = batch is not None and text_emb.ndim == 3 and text_emb.shape[0] == batch
+    if not (text_emb.ndim == 2 or per_image) or text_emb.shape[-1] != dim or text_emb.shape[-2] < 1:
+        shapes = f"(K, {dim})" + (f" or ({batch}, K, {dim})" if batch is not None else "")
+        raise ValueError(f"text embeddings must be {shapes} with K >= 1, got {tuple(text_emb.shape)}: {hint}")
+
+
 class TextEncoder(nn.Module):
     """Base class: subclasses implement ``_embed(texts) -> (N, D)`` and set ``dim``."""
 
