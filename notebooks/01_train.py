@@ -45,9 +45,9 @@ amp = "none"  # "bf16" / "fp16" on a GPU
 
 # %%
 from lseg_nb.apps.notebook import notebook_config, run_files, show
+from lseg_nb.apps.pipeline import train_run
 from lseg_nb.data.experiment import make_experiment
 from lseg_nb.engine.runs import MetricsLog
-from lseg_nb.engine.train import train
 from lseg_nb.viz.segmentation import plot_loss_curve
 
 cfg = notebook_config(run_dir, steps, max_images, batch_size, dataset, fold, amp=amp)
@@ -57,16 +57,19 @@ print(f"{len(labels.class_names)} classes; unseen (never training targets): {lab
 # %% [markdown]
 # ## Train
 # A progress bar shows the loss; `checkpoints/last.pt` is written atomically every `checkpoint_every` steps,
-# so an interrupted run continues exactly where it stopped when this cell runs again.
+# so an interrupted run continues exactly where it stopped when this cell runs again. It ends with a summary
+# (steps, time, final loss, the next command) and writes `loss_curve.png` into the run folder.
 
 # %%
-run = train(cfg)
+summary = train_run(cfg)
+print(summary.text())
+run = summary.run_dir
 
 # %% [markdown]
 # ## Loss curve and run folder
 
 # %%
-show(plot_loss_curve(MetricsLog(run / "metrics.jsonl").read()))
+show(plot_loss_curve(MetricsLog(run / "metrics.jsonl").read(), run.name))
 
 # %%
 import pandas as pd

@@ -26,6 +26,9 @@
 #   only their pixels are scored. With few unseen classes even a label-free guess scores well, so the table shows
 #   the **chance baselines** (every pixel = the most frequent unseen class; a uniform guess) right below it.
 #
+# Figures are also saved as PNG files in `run_dir/figures/02_zero_shot_evaluation/`. Example images are chosen
+# for class coverage (each next image adds the most classes not yet shown), not the first few of the split.
+#
 # `protocol` picks the inference: `run` (the run's recipe, `eval` in its config.json), `single` (one pass),
 # `sliding` (windows of the model's crop size, averaged overlaps) or `official` (the official multi-scale
 # protocol: long side `ceil(520 * s)` for s in 0.5–1.75, flip, stride 2/3; about 12x slower).
@@ -41,7 +44,7 @@ train_steps = None  # steps if the run has to be trained first (None: the demo's
 # %%
 import pandas as pd
 
-from lseg_nb.apps.notebook import ensure_run, metrics_table, show
+from lseg_nb.apps.notebook import ensure_run, figure_dir, metrics_table, show
 from lseg_nb.apps.pipeline import evaluate_run
 from lseg_nb.config import OFFICIAL_EVAL, EvalConfig
 from lseg_nb.viz.segmentation import plot_examples, plot_per_class_iou
@@ -52,8 +55,10 @@ protocols = {
     "sliding": EvalConfig(mode="sliding"),
     "official": OFFICIAL_EVAL,
 }
+run = ensure_run(run_dir, steps=train_steps)
+figures = figure_dir(run, "02_zero_shot_evaluation")
 result = evaluate_run(
-    ensure_run(run_dir, steps=train_steps),
+    run,
     split,
     protocol=protocols[protocol],
     max_images=max_images,
@@ -69,18 +74,16 @@ pd.DataFrame(metrics_table(result)).set_index("setting")
 
 # %%
 a, u = result.all_labels, result.unseen_only
-show(plot_per_class_iou(a.per_class_iou, a.class_names, result.unseen or (), "all labels (generalised)"))
+fig = plot_per_class_iou(a.per_class_iou, a.class_names, result.unseen or (), "all labels (generalised)")
+show(fig, save=figures / "per_class_iou_all_labels")
 if u is not None:
-    show(
-        plot_per_class_iou(
-            u.per_class_iou, u.class_names, range(len(u.class_names)), "unseen labels only (ZS3Net-style)"
-        )
-    )
+    title = "unseen labels only (ZS3Net/SPNet-style)"
+    fig = plot_per_class_iou(u.per_class_iou, u.class_names, range(len(u.class_names)), title)
+    show(fig, save=figures / "per_class_iou_unseen_only")
 
 # %% [markdown]
 # ## Examples (all labels)
 
 # %%
-show(
-    plot_examples([(e.image, e.pred, e.target) for e in result.examples], a.class_names, result.unseen or ())
-)
+examples = [(e.image, e.pred, e.target) for e in result.examples]
+show(plot_examples(examples, a.class_names, result.unseen or ()), save=figures / "examples")

@@ -28,6 +28,10 @@
 # The Spearman test asks whether pixels are confused with labels whose *texts* are similar (rho > 0; its p-value
 # permutes class identities, a Mantel test, because class pairs are not independent): the
 # premise of zero-shot transfer through the text space.
+#
+# The distractor words default to the dataset's own list (`distractors` in its manifest, e.g. generic words such
+# as "animal" or "vehicle" for MSRC-v2); set `distractors` to your own comma-separated words, or `""` for none.
+# Figures are also saved in `run_dir/figures/04_nearest_neighbours/`.
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished run; trained with the small default when missing
@@ -35,19 +39,19 @@ split = "test"
 max_images = 40
 per_class = 500  # pixels per class at most
 max_total = 8000
-distractors = "red, green, blue, yellow, stripes, dots, checks, plain, grass, sky, brick wall"
+distractors = None  # None: the dataset's manifest list; or comma-separated words ("" for none)
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-from lseg_nb.apps.notebook import ensure_run, load_run, parse_labels, show
+from lseg_nb.apps.notebook import distractor_words, ensure_run, figure_dir, load_run, show
 from lseg_nb.diagnostics import neighbour_analysis
 from lseg_nb.diagnostics.collect import collect_pixel_embeddings
 from lseg_nb.viz import plot_confusion_vs_similarity, plot_neighbour_report
 
 run = load_run(ensure_run(run_dir, steps=train_steps))
 emb, lab = collect_pixel_embeddings(run.model, run.dataset(split), max_images, per_class, max_total)
-words = [w for w in parse_labels(distractors) if w not in run.class_names]
-print(f"{len(lab)} labelled pixels sampled; unseen classes: {run.labels.unseen_names}")
+words = distractor_words(run, distractors)
+print(f"{len(lab)} labelled pixels sampled; unseen classes: {run.labels.unseen_names}; distractors: {words}")
 
 # %%
 enc = run.model.encode_text
@@ -68,4 +72,6 @@ print(
     f"top-1 seen {report.group_top1('seen'):.2f}, unseen {report.group_top1('unseen'):.2f}; "
     f"Spearman rho {report.spearman_rho:.2f} (Mantel permutation p={report.spearman_p:.2g}, {report.n_pairs} pairs)"
 )
-show(plot_neighbour_report(report), plot_confusion_vs_similarity(report))
+figures = figure_dir(run, "04_nearest_neighbours")
+show(plot_neighbour_report(report), save=figures / "neighbour_report")
+show(plot_confusion_vs_similarity(report), save=figures / "confusion_vs_text_similarity")

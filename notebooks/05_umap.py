@@ -22,7 +22,8 @@
 # the unseen pixel clusters sit next to their own (never trained) text star rather than next to a seen one.
 #
 # UMAP distorts global distances; read it together with the nearest-neighbour numbers of notebook 04. The
-# first UMAP fit in a kernel compiles numba code (about a minute); later fits are fast.
+# first UMAP fit in a kernel compiles numba code (about a minute); later fits are fast. The figure is also saved
+# as `run_dir/figures/05_umap/joint_umap.png`.
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished run; trained with the small default when missing
@@ -35,7 +36,7 @@ seed = 0
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-from lseg_nb.apps.notebook import ensure_run, load_run, show
+from lseg_nb.apps.notebook import ensure_run, figure_dir, load_run, show
 from lseg_nb.diagnostics import joint_umap
 from lseg_nb.diagnostics.collect import iter_pixel_embeddings
 from lseg_nb.viz import plot_umap
@@ -47,4 +48,4 @@ umap_args = dict(max_pixels=max_pixels, n_neighbors=n_neighbors, n_epochs=n_epoc
 result = joint_umap(pixels, None, text, run.class_names, run.seen, run.unseen, **umap_args)
 
 # %%
-show(plot_umap(result))
+show(plot_umap(result), save=figure_dir(run, "05_umap") / "joint_umap")

@@ -21,7 +21,8 @@
 # accuracy of the prediction, so the max-softmax confidence may be over- or under-confident, and differently
 # for unseen classes. We collect per-pixel logits over **all labels** (generalised setting), fit one temperature
 # on the validation split and report ECE / NLL / Brier on the test split before and after scaling, for all,
-# seen and unseen pixels (grouped by their true class).
+# seen and unseen pixels (grouped by their true class). Figures are also saved in
+# `run_dir/figures/06_calibration/`.
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished run; trained with the small default when missing
@@ -34,11 +35,12 @@ train_steps = None  # steps if the run has to be trained first (None: the demo's
 # %%
 import pandas as pd
 
-from lseg_nb.apps.notebook import ensure_run, load_run, show
+from lseg_nb.apps.notebook import ensure_run, figure_dir, load_run, show
 from lseg_nb.diagnostics import temperature_scaling
 from lseg_nb.diagnostics.collect import collect_logits
 
 run = load_run(ensure_run(run_dir, steps=train_steps))
+figures = figure_dir(run, "06_calibration")
 val = collect_logits(run.model, run.dataset("val"), run.class_names, max_images, pixels_per_image)
 test = collect_logits(run.model, run.dataset("test"), run.class_names, max_images, pixels_per_image)
 scaling = temperature_scaling(
@@ -52,7 +54,7 @@ pd.DataFrame(scaling.to_rows()).round(4)
 # %%
 from lseg_nb.viz import plot_reliability
 
-show(plot_reliability(scaling))
+show(plot_reliability(scaling), save=figures / "reliability")
 
 # %% [markdown]
 # ## Confidence maps before and after temperature scaling
@@ -67,4 +69,5 @@ from lseg_nb.viz import plot_confidence_map
 t = scaling.temperature
 for ex in collect_examples(run.model, run.dataset("test"), run.class_names, examples):
     conf = torch.stack([confidence_map(ex.logits), confidence_map(ex.logits, t)])
-    show(plot_confidence_map(conf, [ex.image, ex.image], [f"image {ex.index}: T = 1", f"T = {t:.2f}"]))
+    fig = plot_confidence_map(conf, [ex.image, ex.image], [f"image {ex.index}: T = 1", f"T = {t:.2f}"])
+    show(fig, save=figures / f"confidence_map_image_{ex.index}")

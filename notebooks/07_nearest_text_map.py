@@ -22,27 +22,33 @@
 # Pixels of unseen classes that pick their own class name over everything else show genuine open-vocabulary
 # behaviour; pixels that drift to a bare attribute ("red") or an unrelated noun show what the pixel embedding
 # actually encodes.
+#
+# The distractor words default to the dataset's own list (`distractors` in its manifest); set `distractors` to your
+# own comma-separated words, or `""` for the class names alone. Figures are also saved in
+# `run_dir/figures/07_nearest_text_map/`.
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished run; trained with the small default when missing
 split = "test"
 examples = [0, 1, 2]  # image indices in the split
-distractors = "red, green, blue, yellow, stripes, dots, checks, plain, grass, sky, water, brick wall, zebra"
+distractors = None  # None: the dataset's manifest list; or comma-separated words ("" for none)
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-from lseg_nb.apps.notebook import ensure_run, load_run, parse_labels, show
+from lseg_nb.apps.notebook import distractor_words, ensure_run, figure_dir, load_run, show
 from lseg_nb.diagnostics.collect import collect_examples
 from lseg_nb.viz import plot_nearest_text_row
 
 run = load_run(ensure_run(run_dir, steps=train_steps))
-vocab = run.class_names + [w for w in parse_labels(distractors) if w not in run.class_names]
+vocab = run.class_names + distractor_words(run, distractors)
 rows = collect_examples(run.model, run.dataset(split), run.class_names, examples, vocabulary=vocab)
-print("unseen classes:", run.labels.unseen_names)
+print("unseen classes:", run.labels.unseen_names, "| vocabulary:", vocab)
 
 # %%
+figures = figure_dir(run, "07_nearest_text_map")
 for ex in rows:
-    show(plot_nearest_text_row(ex.image, ex.pred, ex.target, ex.nearest, vocab, run.class_names))
+    fig = plot_nearest_text_row(ex.image, ex.pred, ex.target, ex.nearest, vocab, run.class_names)
+    show(fig, save=figures / f"nearest_text_image_{ex.index}")
 
 # %% [markdown]
 # ## Which texts win, over these images

@@ -29,6 +29,7 @@
 # Encoders: MiniLM (the run's own, offline), random vectors, one-hot (every unseen text orthogonal to every
 # seen one: the control) and CLIP (needs `clip_pretrained`, e.g. `"openai"` with cached weights; skipped
 # otherwise). Scores: seen / unseen / harmonic mIoU with all labels, and the unseen-only mIoU (ZS3Net/SPNet-style, not the paper's episodic protocol).
+# Figures are also saved in `run_dir/figures/08_text_encoder_ablation/`.
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished run; trained with the small default when missing
@@ -43,7 +44,7 @@ train_steps = None  # steps if the run has to be trained first (None: the demo's
 # %%
 import pandas as pd
 
-from lseg_nb.apps.notebook import ensure_run, run_labels, show
+from lseg_nb.apps.notebook import ensure_run, figure_dir, run_labels, show
 from lseg_nb.diagnostics import default_ablation_encoders, run_swap_ablation
 from lseg_nb.viz.ablation import plot_ablation
 
@@ -58,7 +59,8 @@ cols = "label status text_dim steps seen_miou unseen_miou harmonic_iou unseen_on
 pd.DataFrame([{c: getattr(r, c) for c in cols} for r in swap.rows]).round(3)
 
 # %%
-show(plot_ablation(swap, "text encoder swapped on frozen image features"))
+figures = figure_dir(run, "08_text_encoder_ablation")
+show(plot_ablation(swap, "text encoder swapped on frozen image features"), save=figures / "swap")
 
 # %% [markdown]
 # ## Retraining per text encoder (optional)
@@ -74,6 +76,7 @@ if retrain_steps > 0:
     retrain = run_text_encoder_ablation(
         base, specs, run / "ablation" / "retrain", max_eval_images=max_eval_images
     )
-    show(plot_ablation(retrain, f"one model per text encoder ({retrain_steps} steps each)"))
+    title = f"one model per text encoder ({retrain_steps} steps each)"
+    show(plot_ablation(retrain, title), save=figures / "retrain")
 else:
     print("retrain_steps = 0: set it (e.g. to the run's steps) to train one model per text encoder")

@@ -29,6 +29,7 @@
 # pipeline runs, but its numbers mean nothing. Set `clip_weights` to an open_clip tag (`"openai"`, needs
 # internet or the Hugging Face cache) or a local weights file for real numbers (OpenAI files need the
 # `-quickgelu` model name, e.g. `ViT-B-16-quickgelu`). The README lists the published mIoUs of each method.
+# Figures are also saved in `run_dir/figures/10_training_free_baselines/`.
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished LSeg run; trained with the small default when missing
@@ -84,9 +85,10 @@ pd.DataFrame([{"model": name, **row} for name, r in results.items() for row in m
 # second figure is noise; with real weights expect coarse (patch-sized) but semantically placed masks.
 
 # %%
-from lseg_nb.apps.notebook import show
+from lseg_nb.apps.notebook import figure_dir, show
 from lseg_nb.viz.segmentation import plot_examples
 
-for name, r in results.items():
+for (name, r), file in zip(results.items(), ["examples_lseg", f"examples_{method}"]):
     print(name)
-    show(plot_examples([(e.image, e.pred, e.target) for e in r.examples], run.class_names, run.unseen))
+    fig = plot_examples([(e.image, e.pred, e.target) for e in r.examples], run.class_names, run.unseen)
+    show(fig, save=figure_dir(run, "10_training_free_baselines") / file)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -323,3 +324,91 @@ def test_real_process_prints_no_traceback_unless_debugging(tmp_path):
     env["LSEG_NB_DEBUG"] = "1"
     debug = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "NotADirectoryError" in debug.stderr
+
+
+TINY = [
+    "--model.features",
+    "8",
+    "--model.crop-size",
+    "64",
+    "--model.text.kind",
+    "random",
+    "--model.text.dim",
+    "16",
+    "--data.max-images",
+    "4",
+    "--batch-size",
+    "2",
+    "--no-progress",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """A 2-step run of a tiny random-text model on the synthetic set (fold 0), trained through the CLI."""
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--run-dir", str(run), "--steps", "2", "--log-every", "1", *TINY]) == 0
+    return run
+
+
+def test_train_ends_with_a_summary_and_a_loss_curve(trained_run, capsys):
+    assert (trained_run / "loss_curve.png").stat().st_size > 0
+    # the same command again: the run is finished, nothing is retrained, the summary says so
+    assert main(["train", "--run-dir", str(trained_run), "--steps", "2", "--log-every", "1", *TINY]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(
+        "training finished at step 2 of 2: nothing to train: the run is already at step 2"
+    )
+    loss = [json.loads(r) for r in (trained_run / "metrics.jsonl").read_text().splitlines()][-1]["loss"]
+    assert out[1] == f"final training loss: {loss:.4f} (logged at step 2)"
+    assert out[2] == f"run folder: {trained_run} (loss curve: loss_curve.png)"
+    assert f"  lseg-nb evaluate --run {trained_run}" in out
+
+
+def test_evaluate_prints_a_readable_table(trained_run, capsys):
+    assert main(["evaluate", "--run", str(trained_run), "--max-images", "3", "--examples", "2"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == (
+        "synthetic_textures, test split, fold 0 (unseen: red stripes, green dots, blue checks, yellow plain), "
+        "3 images"
+    )
+    assert lines[1].startswith("inference: single")
+    settings = [re.split(r"\s{2,}", line.strip())[0] for line in lines[4:10]]
+    assert settings[0] == "all 16 labels (generalised zero-shot)"
+    assert settings[3] == "unseen 4 labels only (ZS3Net/SPNet-style)"
+    assert sum(s.startswith("chance:") for s in settings) == 4
+    assert "confusion" in out.split("\n", 10)[-1]  # only the line naming the JSON file mentions them
+    assert "[" not in out and "{" not in out and len(lines) == 12
+    saved = json.loads((trained_run / "eval_test_single.json").read_text())
+    assert (
+        saved["num_images"] == 3
+        and len(saved["confusion"]) == 16
+        and saved["dataset"] == "synthetic_textures"
+    )
+    assert (trained_run / "eval_test_single_examples.png").stat().st_size > 0
+
+
+def test_evaluate_json_is_real_json_on_stdout(trained_run, tmp_path, capsys):
+    out = tmp_path / "e.json"
+    args = ["evaluate", "--run", str(trained_run), "--max-images", "2", "--json", "--examples", "0"]
+    assert main([*args, "--out", str(out)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out.read_text())
+    assert printed["fold"] == 0 and printed["unseen_only"] is not None and printed["num_images"] == 2
+    assert not (tmp_path / "e_examples.png").exists()
+
+
+def test_evaluate_without_a_fold(trained_run, tmp_path, capsys):
+    out = tmp_path / "nofold.json"
+    weights = str(trained_run / "model.safetensors")
+    args = ["evaluate", "--model", weights, "--dataset", "synthetic_textures", "--max-images", "2"]
+    assert main([*args, "--out", str(out), "--examples", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "synthetic_textures, test split, no zero-shot fold, 2 images"
+    assert lines[2].split() == ["setting", "mIoU", "pixel", "acc"]
+    assert lines[4].startswith("all 16 labels (fixed set)")
+    assert json.loads(out.read_text())["unseen_only"] is None
+    assert (tmp_path / "nofold_examples.png").is_file()
+    assert main([*args, "--examples", "-1"]) == 2
+    assert "--examples must be >= 0" in capsys.readouterr().err

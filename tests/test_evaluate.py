@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from lseg_nb.engine.evaluate import EvalResult, evaluate
+from lseg_nb.engine.evaluate import EvalResult, diverse_indices, evaluate, example_indices
 from lseg_nb.engine.inference import predict_logits
 from lseg_nb.engine.metrics import compute_metrics, confusion_matrix
 
@@ -133,6 +133,59 @@ def test_examples_are_denormalised_arrays(tiny_model):
     assert ex.target[0, 0] == 255 and ex.pred.shape == (32, 32)
     pred = predict_logits(tiny_model, img[None], tiny_model.encode_text(LABELS)).argmax(1)[0]
     np.testing.assert_array_equal(ex.pred, pred.numpy())
+
+
+def _planted(class_lists: list[list[int]], size: int = 16) -> PairDataset:
+    """One image per entry whose label holds exactly the listed classes (vertical bands), plus a void row."""
+    pairs = []
+    for i, classes in enumerate(class_lists):
+        label = torch.tensor(classes).repeat_interleave(-(-size // len(classes)))[:size].repeat(size, 1)
+        label[0] = 255
+        pairs.append((torch.randn(3, size, size, generator=torch.Generator().manual_seed(i)), label.long()))
+    return PairDataset(pairs)
+
+
+def _covered(ds: PairDataset, indices: list[int]) -> set[int]:
+    return {int(c) for i in indices for c in ds[i][1].unique() if c != 255}
+
+
+def test_example_selection_covers_more_classes_than_the_first_images():
+    # the split opens with four all-"sky" images; the others each show different classes
+    ds = _planted([[0], [0], [0], [0], [0, 1], [2, 3], [0, 2], [1, 3], [0]])
+    first = list(range(3))
+    chosen = example_indices(ds, 3, len(LABELS))
+    assert _covered(ds, first) == {0}
+    assert _covered(ds, chosen) == {0, 1, 2, 3}
+    # biggest gain first; when all classes are shown a new round starts: most classes, then farthest away
+    assert chosen == [4, 5, 7]
+    assert example_indices(ds, 3, len(LABELS)) == chosen  # deterministic
+    assert example_indices(ds, 3, len(LABELS), max_images=4) == [0, 3, 1]  # only the first 4 images
+    assert example_indices(ds, 0, len(LABELS)) == []
+    with pytest.raises(ValueError, match=">= 0"):
+        example_indices(ds, -1, len(LABELS))
+
+
+def test_diverse_indices_rules():
+    # unseen classes (weight 2) win over a larger number of seen ones
+    assert diverse_indices([{0, 1}, {3}, {0, 1, 2}], 1, {3: 2.0})[0] == 2
+    assert diverse_indices([{0, 1}, {3}, {0, 1}], 1, {3: 2.5})[0] == 1
+    # equal gains: spread over the list; a second round starts when nothing new is left
+    assert diverse_indices([{0}] * 5, 3) == [0, 4, 2]
+    assert diverse_indices([{0}, {1}], 5) == [0, 1]  # never more than there are items
+    assert diverse_indices([set(), {1}], 2) == [1, 0]  # all-void images come last
+
+
+def test_evaluate_keeps_the_selected_examples_in_selection_order(tiny_model):
+    ds = _planted([[0], [0], [0], [0, 1], [2, 3]])
+    res = evaluate(tiny_model, ds, LABELS, examples=2, progress=False)
+    assert [e.index for e in res.examples] == [3, 4]
+    np.testing.assert_array_equal(res.examples[1].target, ds[4][1].numpy())
+    res = evaluate(tiny_model, ds, LABELS, examples=[4, 1], progress=False)
+    assert [e.index for e in res.examples] == [4, 1]
+    with pytest.raises(ValueError, match=r"examples \[5\] must be distinct image indices in \[0, 5\)"):
+        evaluate(tiny_model, ds, LABELS, examples=[5], progress=False)
+    with pytest.raises(ValueError, match="distinct"):
+        evaluate(tiny_model, ds, LABELS, examples=[1, 1], progress=False)
 
 
 def test_save_json_roundtrip(tiny_model, dataset, tmp_path):

@@ -91,9 +91,22 @@ def test_synthetic_manifest_folds_form_latin_square():
     assert m.fold_classes(0)[1] == ["red stripes", "green dots", "blue checks", "yellow plain"]
 
 
+def test_shipped_manifests_name_distractors_besides_their_classes():
+    for name in ("msrc_v2", "synthetic_textures"):
+        m = load_manifest(name)
+        assert len(m.distractors) >= 10 and not set(m.distractors) & set(m.class_names())
+    assert "animal" in load_manifest("msrc_v2").distractors  # words for photographs, not the synthetic set's
+    assert "stripes" not in load_manifest("msrc_v2").distractors
+
+
 def test_valid_toy_manifest(tmp_path):
     m = load_manifest(write(tmp_path, BASE))
     assert m.classes == ("cat", "dog", "horse") and m.layout.ignore_index == 255
+    assert m.distractors == ()  # optional field
+    assert load_manifest(write(tmp_path, {**BASE, "distractors": ["zebra", "red"]})).distractors == (
+        "zebra",
+        "red",
+    )
     assert m.fold(0) == ([0, 1], [2])
     with pytest.raises(ManifestError, match="no zero-shot fold 5"):
         m.fold(5)
@@ -134,6 +147,10 @@ def test_valid_toy_manifest(tmp_path):
             "splits.train.file: '/etc/passwd' must be",
         ),
         (lambda d: d.pop("licence"), r"missing required field\(s\) \['licence'\]"),
+        (lambda d: d.update(distractors="zebra"), "distractors: expected a list of words"),
+        (lambda d: d.update(distractors=["zebra", "dog"]), r"distractors\[1\]: 'dog' is a class name"),
+        (lambda d: d.update(distractors=["zebra", "zebra"]), r"distractors\[1\]: 'zebra' is listed twice"),
+        (lambda d: d.update(distractors=["zebra", " "]), r"distractors\[1\]: expected a non-empty string"),
         (lambda d: d.pop("classes"), "classes: missing"),
     ],
 )

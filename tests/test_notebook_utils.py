@@ -7,9 +7,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from lseg_nb.apps.notebook import (
+    distractor_words,
     ensure_run,
+    figure_dir,
     load_run,
-    metrics_table,
     notebook_config,
     parse_labels,
     run_files,
@@ -18,7 +19,6 @@ from lseg_nb.apps.notebook import (
 )
 from lseg_nb.apps.pipeline import demo_config
 from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig
-from lseg_nb.engine.evaluate import evaluate
 from lseg_nb.models.lseg import get_config
 
 
@@ -45,7 +45,9 @@ def _tiny_cfg(run_dir) -> TrainConfig:
 def test_ensure_run_trains_once_then_reuses(tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert ensure_run(run_dir, _tiny_cfg(tmp_path)) == run_dir
-    assert "training 1 steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "training 1 steps" in out and "training finished at step 1 of 1" in out
+    assert (run_dir / "loss_curve.png").stat().st_size > 0
     weights = run_dir / "model.safetensors"
     mtime = weights.stat().st_mtime_ns
     assert ensure_run(run_dir, _tiny_cfg(tmp_path)) == run_dir
@@ -62,6 +64,9 @@ def test_ensure_run_trains_once_then_reuses(tmp_path, capsys):
         len(run.dataset("test", max_images=2)) == 2 and image.shape == (3, 96, 96) and label.shape == (96, 96)
     )
 
+    assert distractor_words(run) == list(run.distractors) and "zebra" in run.distractors
+    assert distractor_words(run, "zebra, red stripes, sky") == ["zebra", "sky"]  # class names already compete
+    assert distractor_words(run, "") == [] and distractor_words(run, ["cat"]) == ["cat"]
     rows = {r["file"]: r for r in run_files(run_dir)}
     assert {
         "config.json",
@@ -100,24 +105,6 @@ def test_run_files_sizes(tmp_path):
     assert [(r["file"], r["size"]) for r in run_files(tmp_path)] == [("a.txt", "10 B"), ("b.bin", "1.5 KiB")]
 
 
-def test_metrics_table_percentages(tiny_model, images, labels):
-    data = list(zip(images, labels))
-    result = evaluate(tiny_model, data, ["a", "b", "c"], unseen=[2], progress=False)
-    general, unseen_only, majority, uniform = metrics_table(result)
-    assert unseen_only["setting"].startswith("unseen labels only") and general["setting"].startswith(
-        "all labels"
-    )
-    assert "paper" not in " ".join(r["setting"] for r in (general, unseen_only, majority, uniform))
-    assert unseen_only["mIoU"] == round(100 * result.unseen_only.miou, 1)
-    assert majority["setting"].strip().startswith("chance: majority")
-    assert majority["pixel acc"] == 100.0  # one unseen class: the majority guess is always right
-    assert uniform["pixel acc"] == 100.0
-    assert general["mIoU"] == round(100 * result.all_labels.miou, 1)
-    assert general["seen mIoU"] == round(100 * result.all_labels.seen_miou, 1)
-    only = metrics_table(evaluate(tiny_model, data, ["a", "b", "c"], progress=False))
-    assert len(only) == 1 and only[0]["seen mIoU"] is None
-
-
 def test_parse_labels_strips_and_refuses_blank_or_duplicate_labels():
     assert parse_labels(" red, stripes ,grass") == ["red", "stripes", "grass"]
     assert parse_labels("red, stripes,") == ["red", "stripes"]  # a trailing comma while typing
@@ -136,6 +123,19 @@ def test_show_is_a_no_op_outside_ipython():
     assert show(fig) is None
     assert plt.fignum_exists(fig.number)
     plt.close(fig)
+
+
+def test_show_saves_pngs_into_the_run_folder_also_outside_ipython(tmp_path):
+    folder = figure_dir(tmp_path, "02_zero_shot_evaluation")
+    assert folder == tmp_path / "figures" / "02_zero_shot_evaluation"
+    one, a, b = Figure(), Figure(), Figure()
+    for fig in (one, a, b):
+        fig.subplots().plot([0, 1])
+    show(one, save=folder / "examples")
+    show(a, b, save=folder / "confidence map: image 3")
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["confidence_map_image_3_1.png", "confidence_map_image_3_2.png", "examples.png"]
+    assert (folder / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_show_renders_png_once_in_ipython(capsys):

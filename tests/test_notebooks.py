@@ -20,18 +20,47 @@ KERNEL = "python3"
 TRAIN = "01_train"
 
 # Small parameters per notebook (run_dir is added for every notebook but 01 and 09). `figures`: the fewest PNG
-# outputs a successful run must show, so a notebook that silently draws nothing fails.
+# outputs a successful run must show, so a notebook that silently draws nothing fails. `writes`: files the
+# notebook must leave in the run folder (figures are saved as PNG files under figures/<notebook>/).
 SMALL: dict[str, dict] = {
     "01_train": {"params": {"steps": 3, "batch_size": 4, "max_images": 8}, "figures": 1},
-    "02_zero_shot_evaluation": {"params": {"max_images": 2, "n_examples": 2}, "figures": 3},
+    "02_zero_shot_evaluation": {
+        "params": {"max_images": 2, "n_examples": 2},
+        "figures": 3,
+        "writes": [
+            "figures/02_zero_shot_evaluation/per_class_iou_all_labels.png",
+            "figures/02_zero_shot_evaluation/per_class_iou_unseen_only.png",
+            "figures/02_zero_shot_evaluation/examples.png",
+        ],
+    },
     "03_label_explorer": {"params": {"max_images": 3, "index": 1}, "figures": 1},
-    "04_nearest_neighbours": {"params": {"max_images": 2, "per_class": 50, "max_total": 500}, "figures": 2},
+    "04_nearest_neighbours": {
+        "params": {"max_images": 2, "per_class": 50, "max_total": 500},
+        "figures": 2,
+        "prints": ["'brick wall', 'zebra']"],  # the distractors default to the synthetic manifest's list
+        "writes": [
+            "figures/04_nearest_neighbours/neighbour_report.png",
+            "figures/04_nearest_neighbours/confusion_vs_text_similarity.png",
+        ],
+    },
     "05_umap": {
         "params": {"max_images": 2, "max_pixels": 300, "n_epochs": 20, "n_neighbors": 5},
         "figures": 1,
+        "writes": ["figures/05_umap/joint_umap.png"],
     },
-    "06_calibration": {"params": {"max_images": 2, "pixels_per_image": 200, "examples": [0]}, "figures": 2},
-    "07_nearest_text_map": {"params": {"examples": [0]}, "figures": 1},
+    "06_calibration": {
+        "params": {"max_images": 2, "pixels_per_image": 200, "examples": [0]},
+        "figures": 2,
+        "writes": [
+            "figures/06_calibration/reliability.png",
+            "figures/06_calibration/confidence_map_image_0.png",
+        ],
+    },
+    "07_nearest_text_map": {
+        "params": {"examples": [0]},
+        "figures": 1,
+        "writes": ["figures/07_nearest_text_map/nearest_text_image_0.png"],
+    },
     "08_text_encoder_ablation": {
         "params": {
             "head_steps": 1,
@@ -40,13 +69,17 @@ SMALL: dict[str, dict] = {
             "encoders": ["random", "one_hot", "clip"],
         },
         "figures": 1,
-        "writes": ["ablation/swap.json"],
+        "writes": ["ablation/swap.json", "figures/08_text_encoder_ablation/swap.png"],
     },
     "09_official_checkpoints": {"params": {}, "figures": 0, "prints": ["no checkpoint given", "skipped"]},
     "10_training_free_baselines": {
         "params": {"max_images": 2, "n_examples": 1, "clip_model": "ViT-S-32"},
         "figures": 2,
         "prints": ["maskclip:ViT-S-32/none"],
+        "writes": [
+            "figures/10_training_free_baselines/examples_lseg.png",
+            "figures/10_training_free_baselines/examples_maskclip.png",
+        ],
     },
 }
 PAIRS = sorted(p.stem for p in NB_DIR.glob("*.py"))
@@ -139,6 +172,7 @@ def trained_run(tmp_path_factory, kernel_env) -> tuple[Path, Path]:
     run_dir = out_dir / "run"
     nb = _execute(TRAIN, out_dir, {**SMALL[TRAIN]["params"], "run_dir": str(run_dir)})
     assert (run_dir / "model.safetensors").is_file() and (run_dir / "config.json").is_file()
+    assert (run_dir / "loss_curve.png").stat().st_size > 0
     assert _figures(nb) >= SMALL[TRAIN]["figures"]
     return run_dir, out_dir
 
@@ -160,4 +194,6 @@ def test_notebook_executes(name, trained_run):
     for expected in SMALL[name].get("prints", ()):
         assert expected in text, f"{name} did not print {expected!r}"
     for rel in SMALL[name].get("writes", ()):
-        assert (run_dir / rel).is_file(), f"{name} did not write {rel} into its run folder"
+        assert (run_dir / rel).is_file() and (run_dir / rel).stat().st_size > 0, (
+            f"{name} did not write {rel} into its run folder"
+        )

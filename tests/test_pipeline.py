@@ -8,9 +8,10 @@ import json
 import pytest
 
 from lseg_nb.apps.cli import main
-from lseg_nb.apps.pipeline import demo_config, run_demo
-from lseg_nb.config import ConfigError, get_recipe
+from lseg_nb.apps.pipeline import demo_config, run_demo, train_run
+from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig, get_recipe
 from lseg_nb.data.synthetic import generate_synthetic
+from lseg_nb.models.lseg import get_config
 
 
 def _check_report(report, n_unseen):
@@ -18,7 +19,7 @@ def _check_report(report, n_unseen):
     assert len(metrics["unseen_classes"]) == n_unseen
     assert metrics["all_labels"]["miou"] is not None and 0 <= metrics["all_labels"]["miou"] <= 1
     assert metrics["unseen_only"] is not None
-    for name in ("examples.png", "per_class_iou.png", "loss_curve.png", "report.md"):
+    for name in ("examples.png", "per_class_iou.png", "loss_curve.png", "report.md", "../loss_curve.png"):
         assert (report / name).stat().st_size > 0
     return metrics
 
@@ -29,7 +30,8 @@ def test_demo_writes_a_report_on_synthetic_data(tmp_path):
     report = run_demo(dataclasses.replace(cfg, progress=False))
     metrics = _check_report(report, 4)
     assert metrics["num_images"] == 3
-    assert "red stripes" in (report / "report.md").read_text()
+    md = (report / "report.md").read_text()
+    assert "red stripes" in md and "| unseen 4 labels only (ZS3Net/SPNet-style) |" in md
     # the trained run answers free-form label queries on an image file
     out = tmp_path / "pred.png"
     image = root / "images" / "test_0000.png"
@@ -72,3 +74,40 @@ def test_demo_refuses_non_positive_steps_before_any_work(tmp_path, steps):
     assert demo_config(steps=None).steps == get_recipe("demo_synthetic").steps
     assert demo_config("msrc_v2", steps=None).steps == get_recipe("demo_msrc_v2").steps
     assert demo_config(steps=7).steps == 7
+
+
+def _tiny(run_dir, steps: int) -> TrainConfig:
+    model = get_config(
+        "lseg_small_cpu", features=8, crop_size=64, text=TextEncoderConfig(kind="random", dim=16)
+    )
+    return TrainConfig(
+        model=model,
+        data=DataConfig(max_images=2),
+        run_dir=str(run_dir),
+        steps=steps,
+        batch_size=2,
+        log_every=1,
+        progress=False,
+    )
+
+
+def test_train_run_summarises_a_paused_then_resumed_run(tmp_path):
+    run = tmp_path / "run with space"
+    paused = train_run(_tiny(run, 3), stop_at=2)
+    assert (paused.step, paused.start_step, paused.total_steps, paused.finished) == (2, 0, 3, False)
+    log = [json.loads(r) for r in (run / "metrics.jsonl").read_text().splitlines()]
+    assert paused.final_loss == log[-1]["loss"] and paused.final_loss_step == 2
+    text = paused.text().splitlines()
+    assert text[0].startswith("training paused at step 2 of 3: 2 steps in ")
+    assert text[-1] == f"  lseg-nb train --config '{run}/config.json'"  # quoted for the shell
+    assert not (run / "model.safetensors").exists()
+
+    done = train_run(_tiny(run, 3))
+    assert (done.step, done.start_step, done.finished, done.final_loss_step) == (3, 2, True, 3)
+    assert (
+        done.text()
+        .splitlines()[0]
+        .startswith("training finished at step 3 of 3: 1 steps (resumed at step 2)")
+    )
+    assert f"  lseg-nb evaluate --run '{run}'" in done.text().splitlines()
+    assert done.loss_curve == run / "loss_curve.png" and done.loss_curve.stat().st_size > 0

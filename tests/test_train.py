@@ -199,6 +199,15 @@ def test_run_folder_records_provenance_and_reloads(synth_root, tmp_path):
     assert state["step"] == 2
 
 
+def test_periodic_evaluation_uses_the_data_and_protocol_of_the_run(synth_root, tmp_path):
+    run = train(tiny_cfg(synth_root, tmp_path / "run", steps=2, eval_every=2, eval_max_images=1))
+    [record] = [r for r in MetricsLog(run / "metrics.jsonl").read() if "eval" in r]
+    assert (
+        record["step"] == 2 and record["eval"]["num_images"] == 1 and record["eval"]["protocol"] == "single"
+    )
+    assert record["eval"]["unseen"] == [0, 5, 10, 15]  # fold 0 of the run's data
+
+
 def test_resume_with_a_different_config_is_refused(synth_root, tmp_path):
     cfg = tiny_cfg(synth_root, tmp_path / "run", steps=2)
     train(cfg)

@@ -181,3 +181,26 @@ def test_predict_figure_has_image_and_prediction_only(tiny_model):
     found = [f"{k} ({share_text(v)})" for k, v in shares.items() if v > 0]
     absent = [k for k, v in shares.items() if v == 0]
     assert keys == found + ([f"not found: {', '.join(absent)}"] if absent else [])
+
+
+def test_loss_curve_labels_every_line_and_axis():
+    records = [
+        {"step": 1, "loss": 2.0, "lr": 0.1},
+        {"step": 2, "eval": {"miou": 0.1}},  # evaluation records are not loss points
+        {"step": 2, "loss": 1.0, "lr": 0.05},
+    ]
+    fig = plot_loss_curve(records, "runs/demo")
+    loss_ax, lr_ax = fig.axes
+    assert list(loss_ax.lines[0].get_ydata()) == [2.0, 1.0] and list(lr_ax.lines[0].get_ydata()) == [
+        0.1,
+        0.05,
+    ]
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == [
+        "training loss",
+        "learning rate (right axis)",
+    ]
+    assert loss_ax.get_xlabel() == "optimiser step"
+    assert loss_ax.get_ylabel().startswith("training loss") and lr_ax.get_ylabel() == "learning rate"
+    assert loss_ax.get_title() == "training loss and learning rate: runs/demo"
+    empty = plot_loss_curve([])
+    assert "no training steps logged" in empty.axes[0].texts[0].get_text()

@@ -23,9 +23,9 @@ import yaml
 
 from lseg_nb.apps.benchmark_cli import cmd_benchmark, evaluate_episodic_run
 from lseg_nb.apps.cli_args import parse_args
-from lseg_nb.apps.pipeline import demo_config, evaluate_model, evaluate_run, run_demo
+from lseg_nb.apps.pipeline import demo_config, evaluate_model, evaluate_run, run_demo, train_run
 from lseg_nb.apps.predict import predict_image
-from lseg_nb.apps.reports import evaluation_table
+from lseg_nb.apps.reports import evaluation_record, evaluation_table
 from lseg_nb.checkpoints import convert_main
 from lseg_nb.config import (
     MODEL_CONFIGS,
@@ -42,8 +42,8 @@ from lseg_nb.config import (
 )
 from lseg_nb.config.serialize import require
 from lseg_nb.data.benchmarks.registry import prepare
-from lseg_nb.engine.train import train
-from lseg_nb.utils.io import check_output_path
+from lseg_nb.utils.io import atomic_save_figure, atomic_write_text, check_output_path
+from lseg_nb.viz.segmentation import plot_examples
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
 
@@ -74,6 +74,8 @@ class DemoArgs:
     fold: int | None = 0
     max_images: int | None = None
     """cap images per split (smoke runs)"""
+    examples: int = 4
+    """test images in report/examples.png, chosen for class coverage (each adds the most classes not yet shown)"""
 
     def __post_init__(self) -> None:
         require(self.steps is None or self.steps >= 1, "steps", f"must be >= 1, got {self.steps}")
@@ -83,6 +85,7 @@ class DemoArgs:
             "max_images",
             f"must be >= 1 (or omitted for all images), got {self.max_images}",
         )
+        require(self.examples >= 0, "examples", f"must be >= 0, got {self.examples}")
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,8 @@ class EvaluateArgs:
     """JSON file for the metrics (default RUN/eval_SPLIT_MODE.json, runs/eval/MODEL/eval_DATASET_SPLIT_MODE.json)"""
     json: bool = False
     """print the metrics as JSON on stdout instead of a table"""
+    examples: int = 4
+    """images drawn into OUT_examples.png (next to the JSON), chosen for class coverage; 0: no figure"""
 
 
 @dataclass(frozen=True)
@@ -180,12 +185,15 @@ def cmd_train(args: list[str]) -> None:
     if dry:
         print(json.dumps(to_dict(cfg), indent=2))
         return
-    print(f"run folder: {train(cfg)}")
+    summary = train_run(cfg)
+    if summary.loss_curve is not None:  # rank 0 (the only process under plain `lseg-nb train`)
+        print(summary.text())
 
 
 def cmd_demo(args: list[str]) -> None:
     a = parse_args(DemoArgs, args, "lseg-nb demo")
-    report = run_demo(demo_config(a.dataset, a.run_dir, a.steps, a.data_root, a.fold, a.max_images))
+    cfg = demo_config(a.dataset, a.run_dir, a.steps, a.data_root, a.fold, a.max_images)
+    report = run_demo(cfg, examples=a.examples)
     print((report / "report.md").read_text())
     print(f"report written to {report}")
 
@@ -214,6 +222,8 @@ def cmd_evaluate(args: list[str]) -> None:
         )
     if a.max_images is not None and a.max_images < 1:
         raise ConfigError(f"--max-images must be >= 1 (or omitted for all images), got {a.max_images}")
+    if a.examples < 0:
+        raise ConfigError(f"--examples must be >= 0 (0: no example figure), got {a.examples}")
     if a.model is not None:
         if a.dataset is None:
             raise ConfigError(
@@ -225,7 +235,7 @@ def cmd_evaluate(args: list[str]) -> None:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", a.model).strip("_")
         default = Path("runs", "eval", name, f"eval_{Path(a.dataset).stem}_{a.split}_{protocol.mode}.json")
         out = check_output_path(a.out or default, "--out")
-        result = evaluate_model(a.model, data, a.split, protocol, a.max_images)
+        result = evaluate_model(a.model, data, a.split, protocol, a.max_images, a.examples)
     else:
         run = Path(a.run)
         if not (run / "config.json").is_file():
@@ -248,13 +258,22 @@ def cmd_evaluate(args: list[str]) -> None:
             return
         protocol = _protocol(a, saved.eval)
         out = check_output_path(a.out or run / f"eval_{a.split}_{protocol.mode}.json", "--out")
-        result = evaluate_run(run, a.split, data, protocol, a.max_images)
-    result.save_json(out)
+        result = evaluate_run(run, a.split, data, protocol, a.max_images, a.examples)
+    record = evaluation_record(result, Path(data.dataset).stem, a.split, data.fold)
+    text = json.dumps(record, indent=2, allow_nan=False)
+    atomic_write_text(out, text + "\n")
+    figure = out.with_name(f"{out.stem}_examples.png") if result.examples else None
+    if figure is not None:
+        names = list(result.all_labels.class_names)
+        triples = [(e.image, e.pred, e.target) for e in result.examples]
+        atomic_save_figure(plot_examples(triples, names, result.unseen or ()), figure)
     if a.json:
-        print(json.dumps(result.to_dict(), indent=2, allow_nan=False))
+        print(text)  # stdout holds only the JSON, so it can be piped
     else:
-        print(evaluation_table(result))
-        print(f"metrics written to {out}")
+        print(evaluation_table(result, Path(data.dataset).stem, a.split, data.fold))
+        print(f"metrics (with confusion matrices) written to {out}")
+        if figure is not None:
+            print(f"{len(result.examples)} example images drawn into {figure}")
 
 
 def cmd_predict(args: list[str]) -> None:

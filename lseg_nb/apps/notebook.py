@@ -2,26 +2,28 @@
 
 Notebooks pass artifacts through run folders (never kernel state), so every notebook starts with
 ``load_run(ensure_run(run_dir))``: the run is trained with the small default config only when the folder holds
-no finished model yet.
+no finished model yet. Figures shown with ``show(fig, save=figure_dir(run, NOTEBOOK) / NAME)`` are also written as
+PNG files into the run folder, so results can be used without opening the notebook.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lseg_nb.apps.pipeline import demo_config
+from lseg_nb.apps.pipeline import demo_config, train_run
 from lseg_nb.apps.reports import metrics_rows as metrics_table  # noqa: F401 - notebook API
 from lseg_nb.config import ConfigError, TrainConfig, load_config
 from lseg_nb.data.experiment import Experiment, LabelSplit, make_experiment
 from lseg_nb.engine.runs import load_model
-from lseg_nb.engine.train import train
 from lseg_nb.models.lseg import LSeg
 from lseg_nb.utils.device import resolve_device
-from lseg_nb.utils.labels import clean_labels as parse_labels  # noqa: F401 - notebook API
+from lseg_nb.utils.io import atomic_save_figure
+from lseg_nb.utils.labels import clean_labels as parse_labels
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -33,6 +35,8 @@ RUN_FILES = {
     "metrics.jsonl": "one JSON record per logged step / evaluation",
     "checkpoints/last.pt": "latest training state for exact resume (weights_only-loadable)",
     "model.safetensors": "final weights + model config in the metadata (load_model / load_run)",
+    "loss_curve.png": "training loss and learning rate against the step",
+    "figures": "notebook figures as PNG files (figures/<notebook>/<name>.png)",
     "report": "demo report folder (metrics.json, report.md, figures)",
     "ablation": "text-encoder ablation reports and runs (notebook 08)",
 }
@@ -87,7 +91,10 @@ def ensure_run(
         print(
             f"no finished model in {run_dir}: training {cfg.steps} steps on {cfg.data.dataset} (fold {cfg.data.fold})"
         )
-    return Path(train(cfg))
+    summary = train_run(cfg)
+    if verbose:
+        print(summary.text())
+    return summary.run_dir
 
 
 @dataclass
@@ -116,6 +123,11 @@ class LoadedRun:
     def unseen(self) -> list[int]:
         return list(self.labels.unseen)
 
+    @property
+    def distractors(self) -> list[str]:
+        """The dataset's distractor words (its manifest's ``distractors``; empty when it lists none)."""
+        return list(self.experiment.manifest.distractors)
+
     def dataset(self, split: str = "test", max_images: int | None = None) -> Dataset:
         """Split ``split`` with eval transforms: items ``(normalised image (3, H, W), label (H, W))``."""
         data = dataclasses.replace(self.config.data, max_images=max_images)
@@ -132,6 +144,19 @@ def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
     cfg = load_config(TrainConfig, run_dir / "config.json")
     model = load_model(run_dir, map_location=str(resolve_device(device)))
     return LoadedRun(run_dir, cfg, model, make_experiment(cfg.data))
+
+
+def distractor_words(run: LoadedRun, distractors: str | list[str] | None = None) -> list[str]:
+    """Extra texts that compete with the class names: ``distractors`` (comma-separated or a list; ``""`` for
+    none) or, when ``None``, the run's dataset's own list (manifest field ``distractors``); class names are
+    dropped, since they already compete."""
+    if distractors is None:
+        words = run.distractors
+    elif isinstance(distractors, str) and not distractors.strip():
+        words = []
+    else:
+        words = parse_labels(distractors, "distractors")
+    return [w for w in words if w not in run.class_names]
 
 
 def run_labels(run_dir: str | Path) -> LabelSplit:
@@ -164,12 +189,31 @@ def run_files(run_dir: str | Path) -> list[dict[str, str]]:
     return rows
 
 
-def show(*figures: Figure) -> None:
-    """Display figures once in Jupyter (PNG, whatever the matplotlib backend); no-op outside IPython.
+def figure_dir(run_dir: str | Path | LoadedRun, notebook: str) -> Path:
+    """``run_dir/figures/<notebook>``: where a notebook saves its figures (see :func:`show`)."""
+    base = run_dir.run_dir if isinstance(run_dir, LoadedRun) else Path(run_dir)
+    return base / "figures" / notebook
+
+
+def _png_paths(save: str | Path, n: int) -> list[Path]:
+    path = Path(save)
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.name.removesuffix(".png")).strip("_") or "figure"
+    if n == 1:
+        return [path.with_name(f"{stem}.png")]
+    return [path.with_name(f"{stem}_{i}.png") for i in range(1, n + 1)]
+
+
+def show(*figures: Figure, save: str | Path | None = None) -> None:
+    """Display figures once in Jupyter (PNG, whatever the matplotlib backend); and with ``save`` (a path such as
+    ``figure_dir(run, "02_zero_shot_evaluation") / "examples"``) also write them as PNG files, atomically and
+    also outside IPython: ``NAME.png`` for one figure, ``NAME_1.png``, ``NAME_2.png``, ... for several.
 
     Registers a PNG formatter for figures when none is active (e.g. under ``MPLBACKEND=Agg``) and closes
     pyplot-managed figures after displaying them, so the inline backend does not show them a second time.
     """
+    if save is not None:
+        for fig, path in zip(figures, _png_paths(save, len(figures))):
+            atomic_save_figure(fig, path)
     try:
         from IPython import get_ipython
         from IPython.display import display

@@ -1,30 +1,38 @@
-"""End-to-end jobs shared by the CLI and the notebooks: evaluate a trained run (with its recipe's protocol, dense
-or the paper's episodic zero-shot one), score any weights on a paper benchmark, and the offline demo.
+"""End-to-end jobs shared by the CLI and the notebooks: train a run with a summary, evaluate a trained run (with
+its recipe's protocol, dense or the paper's episodic zero-shot one), score any weights on a paper benchmark, and
+the offline demo.
 
-The demo trains the small CPU config on a zero-shot fold, evaluates seen vs unseen classes on the test split and
-writes a report folder (``metrics.json``, ``report.md`` and PNG figures).
+Training ends with :class:`TrainSummary` (steps, wall time, final loss, where the run is, the next command) and a
+labelled ``loss_curve.png`` in the run folder. The demo trains the small CPU config on a zero-shot fold, evaluates
+seen vs unseen classes on the test split and writes a report folder (``metrics.json``, ``report.md`` and PNG
+figures).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import shlex
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from lseg_nb.apps.reports import percent
+from lseg_nb.apps.reports import data_line, inference_name, markdown_table, metrics_rows
 from lseg_nb.config import DataConfig, EvalConfig, TrainConfig, get_recipe, load_config
 from lseg_nb.data.benchmarks.registry import episode_source
 from lseg_nb.data.experiment import Experiment, make_experiment
 from lseg_nb.engine.evaluate import EvalResult, evaluate_split
 from lseg_nb.engine.fewshot import evaluate_ade20k, evaluate_source
 from lseg_nb.engine.runs import MetricsLog, load_model, load_model_or_spec
-from lseg_nb.engine.train import Trainer
+from lseg_nb.engine.train import Trainer, quiet_known_warnings
+from lseg_nb.models.text_encoder import TextEncoder
 from lseg_nb.utils.device import resolve_device
-from lseg_nb.utils.io import atomic_write_text
+from lseg_nb.utils.io import atomic_save_figure, atomic_write_text
 from lseg_nb.viz.segmentation import plot_examples, plot_loss_curve, plot_per_class_iou
 
 
@@ -34,11 +42,12 @@ def evaluate_run(
     data: DataConfig | None = None,
     protocol: EvalConfig | None = None,
     max_images: int | None = None,
-    examples: int = 0,
+    examples: int | Sequence[int] = 0,
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate the model of a finished run folder on its own dataset/fold (unless ``data`` overrides) with its
-    recipe's evaluation protocol (unless ``protocol`` overrides; the window is always ``model.crop_size``)."""
+    recipe's evaluation protocol (unless ``protocol`` overrides; the window is always ``model.crop_size``).
+    ``examples``: how many diverse images (or which indices) to keep with predictions for figures."""
     run_dir = Path(run_dir)
     cfg = load_config(TrainConfig, run_dir / "config.json")
     if data is not None:
@@ -106,7 +115,7 @@ def evaluate_model(
     split: str = "test",
     protocol: EvalConfig | None = None,
     max_images: int | None = None,
-    examples: int = 0,
+    examples: int | Sequence[int] = 0,
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate any model (or a run folder, ``.safetensors`` file or dense-CLIP spec such as
@@ -116,6 +125,110 @@ def evaluate_model(
         model = load_model_or_spec(model, map_location=str(resolve_device("auto")))
     exp = make_experiment(data)
     return evaluate_split(model, exp, split, data, protocol or EvalConfig(), max_images, examples, progress)
+
+
+def save_loss_curve(run_dir: str | Path) -> Path:
+    """Draw the run's ``metrics.jsonl`` (loss and learning rate, labelled) into ``run_dir/loss_curve.png``."""
+    run_dir = Path(run_dir)
+    fig = plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), run_dir.name)
+    atomic_save_figure(fig, run_dir / "loss_curve.png")
+    return run_dir / "loss_curve.png"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(round(seconds), 60)
+    return f"{minutes} min {sec:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """What one training call did: ``start_step`` -> ``step`` of ``total_steps`` in ``seconds`` (wall time of
+    this call, model building included), the last logged loss (``final_loss_step``: its step) and throughput,
+    and where the run and its loss curve are (``None`` on DDP ranks other than 0)."""
+
+    run_dir: Path
+    step: int
+    total_steps: int
+    start_step: int
+    seconds: float
+    final_loss: float | None
+    final_loss_step: int | None
+    images_per_s: float | None
+    loss_curve: Path | None
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+    def text(self) -> str:
+        """A few lines for people: steps, time, final loss, the run folder and the next command to run."""
+        run = shlex.quote(str(self.run_dir))
+        done = self.step - self.start_step
+        loss = (
+            "n/a"
+            if self.final_loss is None
+            else f"{self.final_loss:.4f} (logged at step {self.final_loss_step})"
+        )
+        if done == 0:
+            progress = f"nothing to train: the run is already at step {self.step} ({_duration(self.seconds)})"
+        else:
+            resumed = f" (resumed at step {self.start_step})" if self.start_step else ""
+            speed = "" if self.images_per_s is None else f", {self.images_per_s:.1f} images/s"
+            progress = f"{done} steps{resumed} in {_duration(self.seconds)}{speed}"
+        lines = [
+            f"training {'finished' if self.finished else 'paused'} at step {self.step} of {self.total_steps}: "
+            f"{progress}",
+            f"final training loss: {loss}",
+            f"run folder: {self.run_dir}"
+            + (f" (loss curve: {self.loss_curve.name})" if self.loss_curve is not None else ""),
+        ]
+        if self.finished:
+            lines += [
+                "next: evaluate it with",
+                f"  lseg-nb evaluate --run {run}",
+                f"  or segment an image: lseg-nb predict --weights {run} --image IMAGE --labels LABEL ...",
+            ]
+        else:
+            lines += [
+                "next: resume it with",
+                f"  lseg-nb train --config {shlex.quote(str(self.run_dir / 'config.json'))}",
+            ]
+        return "\n".join(lines)
+
+
+def _fit(
+    cfg: TrainConfig, text_encoder: TextEncoder | None = None, stop_at: int | None = None
+) -> tuple[Trainer, TrainSummary]:
+    t0 = time.perf_counter()
+    trainer = Trainer(cfg, text_encoder)
+    with quiet_known_warnings():
+        trainer.fit(stop_at)
+    seconds = time.perf_counter() - t0
+    main = trainer.dist.main  # under torchrun only rank 0 logs, so only it draws the curve
+    records = [r for r in MetricsLog(trainer.run_dir / "metrics.jsonl").read() if "loss" in r] if main else []
+    last = records[-1] if records else {}
+    summary = TrainSummary(
+        run_dir=trainer.run_dir,
+        step=trainer.step,
+        total_steps=cfg.steps,
+        start_step=trainer.start_step,
+        seconds=seconds,
+        final_loss=float(last["loss"]) if last and math.isfinite(last["loss"]) else None,
+        final_loss_step=int(last["step"]) if last else None,
+        images_per_s=last.get("images_per_s"),
+        loss_curve=save_loss_curve(trainer.run_dir) if main else None,
+    )
+    return trainer, summary
+
+
+def train_run(
+    cfg: TrainConfig, text_encoder: TextEncoder | None = None, stop_at: int | None = None
+) -> TrainSummary:
+    """Train (or resume) ``cfg`` like :func:`~lseg_nb.engine.train.train`, write ``loss_curve.png`` into the run
+    folder and return a :class:`TrainSummary` (print its ``text()``)."""
+    return _fit(cfg, text_encoder, stop_at)[1]
 
 
 def demo_config(
@@ -160,58 +273,39 @@ def write_report(
             result.all_labels.per_class_iou,
             names,
             unseen,
-            "per-class IoU (all labels, generalised zero-shot)",
+            "per-class IoU (all labels, generalised zero-shot)" if unseen else "per-class IoU (all labels)",
         ),
-        "loss_curve.png": plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read()),
+        "loss_curve.png": plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), run_dir.name),
     }
     for name, fig in figures.items():
-        fig.savefig(out / name, dpi=110, bbox_inches="tight")
+        atomic_save_figure(fig, out / name)
     atomic_write_text(out / "report.md", _report_markdown(metrics, result, list(figures)))
     return out
 
 
-def _fmt(v: float | None) -> str:
-    pct = percent(v)
-    return "n/a" if pct is None else f"{pct:.1f}"
-
-
 def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> str:
-    a, u = result.all_labels, result.unseen_only
     lines = [
         f"# lseg_nb demo report ({metrics['dataset']}, fold {metrics['fold']})",
         "",
         f"Unseen classes (never training targets): {', '.join(metrics['unseen_classes']) or 'none'}",
-        f"Evaluation protocol: {result.protocol or result.mode}; {result.num_images} test images.",
+        f"Scored: {data_line(result, metrics['dataset'], 'test', metrics['fold'])}.",
+        f"Inference: {inference_name(result)}. Values in %.",
         "",
-        "| setting | mIoU | pixel acc | seen mIoU | unseen mIoU | harmonic |",
-        "|---|---|---|---|---|---|",
-        f"| all labels (generalised) | {_fmt(a.miou)} | {_fmt(a.pixel_acc)} | {_fmt(a.seen_miou)} | "
-        f"{_fmt(a.unseen_miou)} | {_fmt(a.harmonic_iou)} |",
+        markdown_table(metrics_rows(result)),
+        "",
+        f"Training time: {metrics['train_seconds']} s.",
+        "",
     ]
-    if u is not None:
-        b = result.unseen_baseline
-        lines.append(f"| unseen labels only (ZS3Net-style) | {_fmt(u.miou)} | {_fmt(u.pixel_acc)} | | | |")
-        lines.append(
-            f"| chance for unseen-only: majority class ({b.majority_class}) | {_fmt(b.majority_miou)} | "
-            f"{_fmt(b.majority_pixel_acc)} | | | |"
-        )
-        lines.append(
-            f"| chance for unseen-only: uniform guess over {b.num_labels} labels | {_fmt(b.uniform_miou)} | "
-            f"{_fmt(b.uniform_pixel_acc)} | | | |"
-        )
-    lines += ["", f"Training time: {metrics['train_seconds']} s.", ""]
     lines += [f"![{f}]({f})" for f in figures]
     return "\n".join(lines) + "\n"
 
 
-def run_demo(cfg: TrainConfig | None = None) -> Path:
+def run_demo(cfg: TrainConfig | None = None, examples: int = 4) -> Path:
     """Train (or resume) ``cfg`` (default :func:`demo_config`), evaluate seen vs unseen on the test split and write
-    the report folder ``<run_dir>/report``."""
+    the report folder ``<run_dir>/report`` (``examples``: how many diverse test images its example figure shows;
+    the run folder also gets ``loss_curve.png``)."""
     cfg = cfg or demo_config()
-    t0 = time.perf_counter()
-    trainer = Trainer(cfg)
-    trainer.fit()
-    seconds = time.perf_counter() - t0
+    trainer, summary = _fit(cfg)
     result = evaluate_split(
         trainer.model,
         trainer.exp,
@@ -219,7 +313,7 @@ def run_demo(cfg: TrainConfig | None = None) -> Path:
         cfg.data,
         cfg.eval,
         cfg.data.max_images,
-        examples=4,
+        examples=examples,
         progress=cfg.progress,
     )
-    return write_report(Path(cfg.run_dir), result, trainer.exp, cfg, seconds)
+    return write_report(Path(cfg.run_dir), result, trainer.exp, cfg, summary.seconds)

@@ -1,6 +1,7 @@
 """Readable summaries of results for people: tables of evaluation settings (CLI, notebooks, reports).
 
-Every row names its setting and protocol; chance baselines sit next to the unseen-only score they qualify.
+Every row names its setting (which labels compete, which pixels are scored) and the header names the data and the
+inference protocol; chance baselines sit right below the score they qualify.
 """
 
 from __future__ import annotations
@@ -10,6 +11,18 @@ from typing import Any
 
 from lseg_nb.config import PUBLISHED_MIOU, RECIPES
 from lseg_nb.engine.evaluate import EvalResult
+from lseg_nb.engine.metrics import Baseline
+
+#: What each setting of an :class:`EvalResult` measures (also written into the CLI's JSON).
+SETTINGS = {
+    "all_labels": "every label competes and every labelled pixel is scored; with a zero-shot fold this is the "
+    "generalised zero-shot setting (seen / unseen / harmonic mIoU)",
+    "unseen_only": "ZS3Net/SPNet-style zero-shot setting: only the fold's unseen labels compete and only their "
+    "pixels are scored (not the LSeg paper's episodic protocol)",
+    "baseline": "chance scores of label-free guesses on the all-labels pixels: every pixel = the most frequent "
+    "class (majority) or a uniform random label (expected value)",
+    "unseen_baseline": "the same chance scores for the unseen-only setting (its labels and pixels)",
+}
 
 
 def percent(v: float | None) -> float | None:
@@ -17,48 +30,64 @@ def percent(v: float | None) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(100 * v, 1)
 
 
+def _labels(n: int) -> str:
+    return f"{n} label" if n == 1 else f"{n} labels"
+
+
+def _chance_rows(b: Baseline | None) -> list[dict[str, Any]]:
+    if b is None:
+        return []
+    return [
+        {
+            "setting": f"  chance: every pixel = majority class ({b.majority_class})",
+            "mIoU": percent(b.majority_miou),
+            "pixel acc": percent(b.majority_pixel_acc),
+        },
+        {
+            "setting": f"  chance: uniform guess over {_labels(b.num_labels)}",
+            "mIoU": percent(b.uniform_miou),
+            "pixel acc": percent(b.uniform_pixel_acc),
+        },
+    ]
+
+
 def metrics_rows(result: EvalResult) -> list[dict[str, Any]]:
-    """One row (values in %) per setting: all labels (generalised), unseen labels only (ZS3Net/SPNet-style) and
-    that setting's chance baselines (majority class, uniform guess)."""
+    """One row (values in %) per setting, each followed by its chance baselines (majority class, uniform guess).
+
+    With a zero-shot fold: all labels (generalised zero-shot: mIoU, pixel accuracy, seen / unseen / harmonic
+    mIoU), then unseen labels only (ZS3Net/SPNet-style). Without a fold: all labels (a fixed label set) only, and
+    the seen / unseen / harmonic columns are left out.
+    """
     a = result.all_labels
+    k = len(a.class_names)
+    zero_shot = bool(result.unseen)
+    split_cols = ("seen mIoU", "unseen mIoU", "harmonic")
     rows = [
         {
-            "setting": "all labels (generalised)" if result.unseen else "all labels",
+            "setting": f"all {k} labels (generalised zero-shot)"
+            if zero_shot
+            else f"all {k} labels (fixed set)",
             "mIoU": percent(a.miou),
             "pixel acc": percent(a.pixel_acc),
             "seen mIoU": percent(a.seen_miou),
             "unseen mIoU": percent(a.unseen_miou),
             "harmonic": percent(a.harmonic_iou),
         },
+        *_chance_rows(result.baseline),
     ]
-    u, b = result.unseen_only, result.unseen_baseline
-    if u is not None and b is not None:
-        empty = {"seen mIoU": None, "unseen mIoU": None, "harmonic": None}
+    u = result.unseen_only
+    if u is not None:
+        n = len(u.class_names)
         rows.append(
             {
-                "setting": "unseen labels only (ZS3Net-style)",
+                "setting": f"unseen {_labels(n)} only (ZS3Net/SPNet-style)",
                 "mIoU": percent(u.miou),
                 "pixel acc": percent(u.pixel_acc),
-                **empty,
             }
         )
-        rows.append(
-            {
-                "setting": f"  chance: majority class ({b.majority_class})",
-                "mIoU": percent(b.majority_miou),
-                "pixel acc": percent(b.majority_pixel_acc),
-                **empty,
-            }
-        )
-        rows.append(
-            {
-                "setting": f"  chance: uniform over {b.num_labels} labels",
-                "mIoU": percent(b.uniform_miou),
-                "pixel acc": percent(b.uniform_pixel_acc),
-                **empty,
-            }
-        )
-    return rows
+        rows += _chance_rows(result.unseen_baseline)
+    keys = ["setting", "mIoU", "pixel acc", *(split_cols if zero_shot else ())]
+    return [{key: row.get(key) for key in keys} for row in rows]
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -75,10 +104,66 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join([line(keys), line(["-" * w for w in widths]), *(line(c) for c in cells)])
 
 
-def evaluation_table(result: EvalResult) -> str:
-    """The CLI's summary of an evaluation: protocol line, then the settings table (values in %)."""
-    head = f"{result.num_images} images, protocol {result.protocol or result.mode} (values in %)"
-    return head + "\n" + format_table(metrics_rows(result))
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Rows of equal keys as a Markdown table (empty cells for missing values)."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    body = [[("" if r[k] is None else str(r[k]).strip()) for k in keys] for r in rows]
+    return "\n".join("| " + " | ".join(c) + " |" for c in [keys, ["---"] * len(keys), *body])
+
+
+def inference_name(result: EvalResult) -> str:
+    """The inference protocol of ``result`` in words, e.g. ``single (one pass over the whole image)``."""
+    name = result.protocol or result.mode
+    return name + " (one pass over the whole image)" if name == "single" else name
+
+
+def data_line(
+    result: EvalResult, dataset: str | None = None, split: str | None = None, fold: int | None = None
+) -> str:
+    """One line naming what was scored: dataset, split, fold with its unseen classes, number of images."""
+    parts = [p for p in (dataset, f"{split} split" if split else None) if p]
+    if result.unseen:
+        names = [result.all_labels.class_names[c] for c in result.unseen]
+        parts.append(
+            f"{'fold ' + str(fold) if fold is not None else 'zero-shot'} (unseen: {', '.join(names)})"
+        )
+    else:
+        parts.append("no zero-shot fold")
+    parts.append(f"{result.num_images} images")
+    return ", ".join(parts)
+
+
+def evaluation_table(
+    result: EvalResult, dataset: str | None = None, split: str | None = None, fold: int | None = None
+) -> str:
+    """The CLI's summary of an evaluation: what was scored, the inference protocol, then the settings table
+    (values in %). No confusion matrices (they are in the JSON file)."""
+    return "\n".join(
+        [
+            data_line(result, dataset, split, fold),
+            f"inference: {inference_name(result)}; values in %",
+            format_table(metrics_rows(result)),
+        ]
+    )
+
+
+def evaluation_record(
+    result: EvalResult, dataset: str | None = None, split: str | None = None, fold: int | None = None
+) -> dict[str, Any]:
+    """:meth:`EvalResult.to_dict` with the data it was scored on and what each setting means (the CLI's JSON)."""
+    names = list(result.all_labels.class_names)
+    return {
+        "dataset": dataset,
+        "split": split,
+        "fold": fold,
+        "unseen_classes": [names[c] for c in result.unseen] if result.unseen else [],
+        "settings": {
+            k: v for k, v in SETTINGS.items() if not k.startswith("unseen") or result.unseen_only is not None
+        },
+        **result.to_dict(),
+    }
 
 
 def _r1(v: float | None) -> float | None:

@@ -72,6 +72,8 @@ class DatasetManifest:
     zero_shot_folds: tuple[ZeroShotFold, ...] = ()
     description: str = ""
     path: Path | None = None
+    #: words that are not class names, for open-vocabulary diagnostics (nearest-text maps, neighbour ranks)
+    distractors: tuple[str, ...] = ()
 
     @property
     def split_names(self) -> list[str]:
@@ -322,10 +324,22 @@ def _parse_folds(value: Any, where: str) -> tuple[ZeroShotFold, ...]:
     return tuple(folds)
 
 
+def _parse_distractors(value: Any, classes: tuple[str, ...] | None, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list):
+        raise _fail(where, f"expected a list of words that are not class names, got {type(value).__name__}")
+    for i, w in enumerate(value):
+        _str(w, f"{where}[{i}]")
+        if w in value[:i]:
+            raise _fail(f"{where}[{i}]", f"{w!r} is listed twice")
+        if classes is not None and w in classes:
+            raise _fail(f"{where}[{i}]", f"{w!r} is a class name; distractors are texts besides the classes")
+    return tuple(value)
+
+
 def _parse(data: Any, path: Path) -> DatasetManifest:
     f = path.name
     required = {"name", "source_url", "licence", "layout", "splits"}
-    d = _mapping(data, f, required, {"classes", "zero_shot_folds", "description"})
+    d = _mapping(data, f, required, {"classes", "zero_shot_folds", "description", "distractors"})
     name = _str(d["name"], f"{f}: name")
     if not _NAME.match(name):
         raise _fail(f"{f}: name", f"{name!r} must be a plain folder name (letters, digits, '_', '-', '.')")
@@ -357,6 +371,7 @@ def _parse(data: Any, path: Path) -> DatasetManifest:
         zero_shot_folds=folds,
         description=_str(d["description"], f"{f}: description") if "description" in d else "",
         path=path,
+        distractors=_parse_distractors(d.get("distractors", []), classes, f"{f}: distractors"),
     )
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +157,81 @@ def _resolve_split(
     return seen_t, unseen_t
 
 
+def diverse_indices(
+    class_sets: Sequence[Iterable[int]], n: int, weights: Mapping[int, float] | None = None
+) -> list[int]:
+    """Pick ``n`` items greedily by class coverage: each next item adds the most not-yet-shown classes.
+
+    ``class_sets[i]``: the classes present in item ``i``. A class counts ``weights[c]`` (default 1). Ties go to
+    the item farthest (in index) from those already picked, then to the lowest index, so the choice is
+    deterministic and spread over the list. When no item adds a new class, coverage starts afresh (a second round
+    of the same rule). Returns indices in the order picked (at most ``len(class_sets)``).
+    """
+    if n < 0:
+        raise ValueError(f"the number of examples must be >= 0, got {n}")
+    sets = [frozenset(int(c) for c in s) for s in class_sets]
+    w = weights or {}
+    chosen: list[int] = []
+    shown: set[int] = set()
+    left = set(range(len(sets)))
+    while left and len(chosen) < n:
+        # gain in not-yet-shown classes, then distance to the picked items, then the lowest index
+        best = max(
+            left,
+            key=lambda i: (
+                sum(w.get(c, 1.0) for c in sets[i] - shown),
+                min((abs(i - j) for j in chosen), default=0),
+                -i,
+            ),
+        )
+        if shown and not sets[best] - shown:
+            shown = set()  # everything still available is already shown: start a new round
+            continue
+        chosen.append(best)
+        shown |= sets[best]
+        left.remove(best)
+    return chosen
+
+
+def _classes_of(dataset: Dataset, i: int, k: int) -> set[int]:
+    # A plain-layout dataset reads its label map without decoding the image; anything else yields (image, label).
+    raw = getattr(dataset, "raw_label", None)
+    label = np.asarray(raw(i)) if callable(raw) else torch.as_tensor(dataset[i][1]).numpy()
+    values = np.unique(label)
+    return {int(c) for c in values if 0 <= c < k}
+
+
+def example_indices(
+    dataset: Dataset, n: int, num_classes: int, max_images: int | None = None, unseen: Sequence[int] = ()
+) -> list[int]:
+    """``n`` diverse image indices of ``dataset`` (the first ``max_images``) for example figures, by ground-truth
+    class coverage (:func:`diverse_indices`; ``unseen`` classes count twice, so zero-shot figures show them).
+
+    Reads every label map once (not the images, for plain-layout datasets); deterministic for a dataset.
+    """
+    if n < 0:
+        raise ValueError(f"the number of examples must be >= 0, got {n}")
+    total = len(dataset) if max_images is None else min(len(dataset), max_images)
+    if n == 0:
+        return []
+    sets = [_classes_of(dataset, i, num_classes) for i in range(total)]
+    return diverse_indices(sets, n, {c: 2.0 for c in unseen})
+
+
+def _example_positions(
+    dataset: Dataset, n: int, k: int, examples: int | Sequence[int], unseen: Sequence[int]
+) -> dict[int, int]:
+    """``{dataset index: position in the figure}`` of the images kept for figures."""
+    if isinstance(examples, (int, np.integer)) and not isinstance(examples, bool):
+        chosen = example_indices(dataset, int(examples), k, n, unseen)
+    else:
+        chosen = [int(i) for i in examples]
+        bad = [i for i in chosen if not 0 <= i < n]
+        if bad or len(set(chosen)) != len(chosen):
+            raise ValueError(f"examples {chosen} must be distinct image indices in [0, {n})")
+    return {i: pos for pos, i in enumerate(chosen)}
+
+
 def evaluate(
     model: LSeg,
     dataset: Dataset,
@@ -168,7 +243,7 @@ def evaluate(
     batch_size: int = 1,
     max_images: int | None = None,
     progress: bool = True,
-    examples: int = 0,
+    examples: int | Sequence[int] = 0,
     background: int | None = None,
     **inference_kwargs: Any,
 ) -> EvalResult:
@@ -177,7 +252,8 @@ def evaluate(
     ``labels[c]`` is the text of class index ``c``. ``unseen`` (with ``seen`` defaulting to the remaining
     classes) adds the unseen-only setting (ZS3Net/SPNet-style) next to the generalised all-labels one. ``mode`` and
     ``inference_kwargs`` go to :func:`~lseg_nb.engine.inference.predict_logits`; ``background`` to the FB-IoU.
-    ``examples`` keeps the first N images with predictions for figures. Images of different sizes need
+    ``examples`` keeps images with predictions for figures: a list of dataset indices, or a number N of images
+    chosen by :func:`example_indices` (diverse by class coverage, deterministic). Images of different sizes need
     ``batch_size=1``.
     """
     k = len(labels)
@@ -187,6 +263,7 @@ def evaluate(
         )
     seen_t, unseen_t = _resolve_split(k, seen, unseen)
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
+    keep = _example_positions(dataset, n, k, examples, unseen_t or ())
     text_all = model.encode_text(list(labels))
     texts = [text_all] if unseen_t is None else [text_all, text_all[list(unseen_t)]]
     cm = torch.zeros(k, k, dtype=torch.long)
@@ -202,7 +279,7 @@ def evaluate(
                     logits[1].argmax(1).cpu(), _unseen_target(target, unseen_t, k), len(unseen_t), IGNORE
                 )
             for j in range(images.shape[0]):
-                if len(kept) < examples:
+                if start + j in keep:
                     img = denormalize(images[j], model.config.mean, model.config.std)
                     kept.append(EvalExample(start + j, img, pred[j].numpy(), target[j].numpy()))
             bar.update(images.shape[0])
@@ -220,7 +297,7 @@ def evaluate(
         seen=seen_t,
         unseen=unseen_t,
         unseen_confusion=cm_u.numpy() if cm_u is not None else None,
-        examples=tuple(kept),
+        examples=tuple(sorted(kept, key=lambda e: keep[e.index])),
         protocol=protocol_name(mode, inference_kwargs),
         baseline=chance_baseline(cm, names),
         unseen_baseline=chance_baseline(cm_u, unseen_names) if cm_u is not None else None,
@@ -247,13 +324,14 @@ def evaluate_split(
     data: DataConfig,
     protocol: EvalConfig,
     max_images: int | None = None,
-    examples: int = 0,
+    examples: int | Sequence[int] = 0,
     progress: bool = True,
 ) -> EvalResult:
     """Evaluate ``model`` on ``split`` of an experiment with its labels and seen/unseen partition.
 
     Normalisation and the window (``crop_size``) come from ``model.config`` (LSeg or a training-free model);
-    ``protocol`` is the evaluation protocol (a run's ``cfg.eval``, or e.g. ``OFFICIAL_EVAL``).
+    ``protocol`` is the evaluation protocol (a run's ``cfg.eval``, or e.g. ``OFFICIAL_EVAL``). ``examples``: image
+    indices, or how many diverse images (:func:`example_indices`) to keep with predictions for figures.
     """
     dataset = exp.dataset(
         split, model.config, dataclasses.replace(data, max_images=max_images or data.max_images)

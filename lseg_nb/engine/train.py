@@ -14,7 +14,8 @@ import random
 import sys
 import time
 import warnings
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -211,7 +212,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and self.device.type == "cuda")
-        self.step = 0
+        self.step = self.start_step = 0
         self.log = MetricsLog(self.run_dir / "metrics.jsonl")
         self.net: nn.Module = self.model
         if self.dist.world > 1:
@@ -339,6 +340,7 @@ class Trainer:
 
     def _fit(self, stop_at: int | None) -> Path:
         self.prepare_run_dir()
+        self.start_step = self.step  # where this call began (0, or the resumed checkpoint's step)
         batches = self._batches()
         end = min(self.cfg.steps, stop_at or self.cfg.steps)
         bar = tqdm(
@@ -376,7 +378,8 @@ class Trainer:
                     self.model,
                     self.exp,
                     cfg.data.val_split,
-                    cfg,
+                    cfg.data,
+                    cfg.eval,
                     max_images=cfg.eval_max_images,
                     progress=False,
                 )
@@ -385,8 +388,16 @@ class Trainer:
                 dist.barrier()  # the other ranks wait here, not inside the next all-reduce
 
 
-def train(cfg: TrainConfig, text_encoder: TextEncoder | None = None, stop_at: int | None = None) -> Path:
-    """Run (or resume) training as configured; returns the run folder."""
+@contextmanager
+def quiet_known_warnings() -> Iterator[None]:
+    """Silence the warnings every training step would repeat (bilinear upsampling backward is nondeterministic
+    on CUDA; the data order and augmentation stay deterministic)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*upsample_bilinear2d_backward.*")
+        yield
+
+
+def train(cfg: TrainConfig, text_encoder: TextEncoder | None = None, stop_at: int | None = None) -> Path:
+    """Run (or resume) training as configured; returns the run folder."""
+    with quiet_known_warnings():
         return Trainer(cfg, text_encoder).fit(stop_at)

@@ -138,17 +138,36 @@ def plot_per_class_iou(
     return fig
 
 
-def plot_loss_curve(records: Sequence[dict]) -> Figure:
-    """Training loss (and learning rate) against step from ``metrics.jsonl`` records."""
-    steps = [r["step"] for r in records if "loss" in r]
-    fig = Figure(figsize=(6, 3.5))
+def plot_loss_curve(records: Sequence[dict], run_name: str | None = None) -> Figure:
+    """Training loss (left axis) and learning rate (right axis) against the optimiser step, from
+    ``metrics.jsonl`` records (evaluation records are skipped); every line is in the legend and the title names
+    ``run_name``."""
+    logged = [r for r in records if "loss" in r]
+    steps = [r["step"] for r in logged]
+    fig = Figure(figsize=(6.5, 3.8))
     ax = fig.subplots()
-    ax.plot(steps, [r["loss"] for r in records if "loss" in r], label="loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss")
-    ax2 = ax.twinx()
-    ax2.plot(steps, [r["lr"] for r in records if "loss" in r], color="tab:gray", alpha=0.6, label="lr")
-    ax2.set_ylabel("learning rate")
-    ax.set_title("training")
+    marker = "." if len(steps) <= 30 else None  # short runs: show the logged points themselves
+    lines = ax.plot(
+        steps, [r["loss"] for r in logged], color="tab:blue", marker=marker, label="training loss"
+    )
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss (per-pixel cross-entropy)", color="tab:blue")
+    if any("lr" in r for r in logged):
+        ax2 = ax.twinx()
+        lines += ax2.plot(
+            [r["step"] for r in logged if "lr" in r],
+            [r["lr"] for r in logged if "lr" in r],
+            color="tab:gray",
+            linestyle="--",
+            label="learning rate (right axis)",
+        )
+        ax2.set_ylabel("learning rate", color="tab:gray")
+        ax2.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    if not logged:
+        ax.text(0.5, 0.5, "no training steps logged yet", ha="center", va="center", transform=ax.transAxes)
+    ax.legend(handles=lines, loc="upper right", fontsize=8)
+    ax.set_title(
+        f"training loss and learning rate: {run_name}" if run_name else "training loss and learning rate"
+    )
     fig.tight_layout()
     return fig

@@ -1,0 +1,115 @@
+"""Readable evaluation summaries: the settings table, its header, the JSON record and Markdown."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lseg_nb.apps.reports import (
+    evaluation_record,
+    evaluation_table,
+    format_table,
+    markdown_table,
+    metrics_rows,
+)
+from lseg_nb.engine.evaluate import evaluate
+
+NAMES = ["a", "b", "c"]
+
+
+@pytest.fixture
+def zero_shot(tiny_model, images, labels):
+    return evaluate(tiny_model, list(zip(images, labels)), NAMES, unseen=[2], progress=False)
+
+
+@pytest.fixture
+def fixed(tiny_model, images, labels):
+    return evaluate(tiny_model, list(zip(images, labels)), NAMES, progress=False)
+
+
+def test_zero_shot_rows_name_each_setting_and_its_chance_baselines(zero_shot):
+    rows = metrics_rows(zero_shot)
+    assert [r["setting"].strip() for r in rows] == [
+        "all 3 labels (generalised zero-shot)",
+        f"chance: every pixel = majority class ({zero_shot.baseline.majority_class})",
+        "chance: uniform guess over 3 labels",
+        "unseen 1 label only (ZS3Net/SPNet-style)",
+        "chance: every pixel = majority class (c)",
+        "chance: uniform guess over 1 label",
+    ]
+    general, g_major, g_uniform, unseen_only, majority, uniform = rows
+    assert list(general) == ["setting", "mIoU", "pixel acc", "seen mIoU", "unseen mIoU", "harmonic"]
+    assert general["mIoU"] == round(100 * zero_shot.all_labels.miou, 1)
+    assert general["seen mIoU"] == round(100 * zero_shot.all_labels.seen_miou, 1)
+    assert g_uniform["pixel acc"] == round(100 / 3, 1) and g_uniform["seen mIoU"] is None
+    assert g_major["pixel acc"] == round(100 * zero_shot.baseline.majority_pixel_acc, 1)
+    assert unseen_only["mIoU"] == round(100 * zero_shot.unseen_only.miou, 1)
+    assert majority["pixel acc"] == 100.0  # one unseen class: the majority guess is always right
+    assert uniform["pixel acc"] == 100.0
+    assert "paper" not in " ".join(r["setting"] for r in rows)
+
+
+def test_fold_less_rows_leave_out_the_seen_unseen_columns(fixed):
+    rows = metrics_rows(fixed)
+    assert [r["setting"].strip().split(" (")[0] for r in rows] == [
+        "all 3 labels",
+        "chance: every pixel = majority class",
+        "chance: uniform guess over 3 labels",
+    ]
+    assert rows[0]["setting"] == "all 3 labels (fixed set)"
+    assert all(list(r) == ["setting", "mIoU", "pixel acc"] for r in rows)
+
+
+def test_table_names_data_protocol_and_has_no_matrices(zero_shot, fixed):
+    text = evaluation_table(zero_shot, "toy", "test", 0)
+    lines = text.splitlines()
+    assert lines[0] == "toy, test split, fold 0 (unseen: c), 2 images"
+    assert lines[1] == "inference: single (one pass over the whole image); values in %"
+    assert lines[2].split() == [
+        "setting",
+        "mIoU",
+        "pixel",
+        "acc",
+        "seen",
+        "mIoU",
+        "unseen",
+        "mIoU",
+        "harmonic",
+    ]
+    assert len(lines) == 3 + 1 + 6  # header, rule, six rows
+    assert "confusion" not in text and "[" not in text
+    assert len({len(line) for line in lines[2:]}) == 1  # fixed-width columns
+    plain = evaluation_table(fixed, "toy", "val")
+    assert plain.splitlines()[0] == "toy, val split, no zero-shot fold, 2 images"
+    assert "seen mIoU" not in plain and "harmonic" not in plain
+
+
+def test_record_is_json_with_the_data_and_setting_names(zero_shot, fixed):
+    record = json.loads(json.dumps(evaluation_record(zero_shot, "toy", "test", 0), allow_nan=False))
+    assert (record["dataset"], record["split"], record["fold"], record["unseen_classes"]) == (
+        "toy",
+        "test",
+        0,
+        ["c"],
+    )
+    assert record["confusion"] == zero_shot.confusion.tolist()
+    assert "ZS3Net/SPNet-style" in record["settings"]["unseen_only"]
+    assert set(evaluation_record(fixed)["settings"]) == {"all_labels", "baseline"}
+
+
+def test_text_and_markdown_tables():
+    rows = [{"setting": "x", "mIoU": 1.5, "seen": None}, {"setting": "  longer", "mIoU": 10.0, "seen": 2.0}]
+    assert format_table(rows).splitlines() == [
+        "setting   mIoU  seen",
+        "--------  ----  ----",
+        "x          1.5     -",
+        "  longer  10.0   2.0",
+    ]
+    assert markdown_table(rows).splitlines() == [
+        "| setting | mIoU | seen |",
+        "| --- | --- | --- |",
+        "| x | 1.5 |  |",
+        "| longer | 10.0 | 2.0 |",
+    ]
+    assert format_table([]) == "" and markdown_table([]) == ""
