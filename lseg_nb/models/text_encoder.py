@@ -23,9 +23,14 @@ MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 class TextEncoder(nn.Module):
-    """Base class: subclasses implement ``_embed(texts) -> (N, D)`` and set ``dim``."""
+    """Base class: subclasses implement ``_embed(texts) -> (N, D)`` and set ``dim``.
+
+    ``chunk_size``: at most this many prompt texts go through ``_embed`` at once, so a large label x template set
+    (150 ADE20K labels x 80 ImageNet templates = 12,000 texts) needs the memory of one chunk, not of all texts.
+    """
 
     dim: int
+    chunk_size: int = 256
 
     def __init__(self, templates: Sequence[str] = ("{}",)) -> None:
         super().__init__()
@@ -65,7 +70,11 @@ class TextEncoder(nn.Module):
         missing = list(dict.fromkeys(lab for lab in labels if lab not in self._cache))
         if missing:
             texts = [t.format(lab) for lab in missing for t in self.templates]
-            emb = F.normalize(self._embed(texts).float().cpu(), dim=-1)
+            step = max(1, int(self.chunk_size))
+            emb = torch.cat(
+                [self._embed(texts[i : i + step]).float().cpu() for i in range(0, len(texts), step)]
+            )
+            emb = F.normalize(emb, dim=-1)
             emb = emb.view(len(missing), len(self.templates), -1).mean(1)
             for lab, e in zip(missing, F.normalize(emb, dim=-1)):
                 self._cache[lab] = e
