@@ -23,7 +23,7 @@ TRAIN = "01_train"
 # outputs a successful run must show, so a notebook that silently draws nothing fails.
 SMALL: dict[str, dict] = {
     "01_train": {"params": {"steps": 3, "batch_size": 4, "max_images": 8}, "figures": 1},
-    "02_zero_shot_evaluation": {"params": {"max_images": 2, "n_examples": 2}, "figures": 3},
+    "02_zero_shot_evaluation": {"params": {"max_images": 2, "n_examples": 2, "amp": "bf16"}, "figures": 3},
     "03_label_explorer": {"params": {"max_images": 3, "index": 1}, "figures": 1},
     "04_nearest_neighbours": {"params": {"max_images": 2, "per_class": 50, "max_total": 500}, "figures": 2},
     "05_umap": {

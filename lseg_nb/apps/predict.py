@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,27 +26,36 @@ def to_input(image: np.ndarray, model: LSeg) -> torch.Tensor:
     return normalize_image(x, model.config.mean, model.config.std).unsqueeze(0)
 
 
-def segment(model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single") -> np.ndarray:
-    """Per-pixel index into ``labels`` for an RGB uint8 image."""
+def segment(
+    model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single", **options: Any
+) -> np.ndarray:
+    """Per-pixel index into ``labels`` for an RGB uint8 image; ``options`` (``amp``, ``window_batch``,
+    ``compile``, ...) go to :func:`~lseg_nb.engine.inference.predict_logits`."""
     labels = clean_labels(labels, "--labels")
     device = model_device(model)
     text = model.encode_text(labels).to(device)
-    logits = predict_logits(model, to_input(image, model).to(device), text, mode=mode)
+    logits = predict_logits(model, to_input(image, model).to(device), text, mode=mode, **options)
     return logits[0].argmax(0).cpu().numpy()
 
 
 def predict_image(
-    weights: str | Path, image_path: str | Path, labels: Sequence[str], out: str | Path, mode: str = "single"
+    weights: str | Path,
+    image_path: str | Path,
+    labels: Sequence[str],
+    out: str | Path,
+    mode: str = "single",
+    **options: Any,
 ) -> dict[str, float]:
     """Segment ``image_path`` with ``labels``, save an overlay figure to ``out``, return each label's pixel share.
 
-    ``weights``: run folder, ``.safetensors`` file or dense-CLIP spec (``maskclip:ViT-B-16/openai``).
+    ``weights``: run folder, ``.safetensors`` file or dense-CLIP spec (``maskclip:ViT-B-16/openai``). The model
+    runs on the GPU when there is one; ``options`` as in :func:`segment`.
     """
     labels = clean_labels(labels, "--labels")  # one cleaned list for the model, the figure and the shares
     out = check_output_path(out, "--out")  # before the work: a bad path must not lose the result
     image = read_rgb(image_path)
     model = load_model_or_spec(weights, map_location=str(resolve_device("auto")))
-    pred = segment(model, image, labels, mode)
+    pred = segment(model, image, labels, mode, **options)
     fig = plot_examples([(image, pred, pred)], list(labels))
     fig.axes[2].set_title("prediction (colour key)")
     atomic_save_figure(fig, out)
