@@ -32,6 +32,19 @@ def tiny_model(text_encoder):
 
 
 @pytest.fixture
+def block_model(text_encoder):
+    """The tiny model with two bottleneck regularisation blocks: logits are non-linear in the pixel embeddings."""
+    torch.manual_seed(0)
+    return create_model(
+        "lseg_small_cpu",
+        text_encoder=text_encoder,
+        head_block="bottleneck",
+        block_depth=2,
+        **tiny_config_overrides(),
+    )
+
+
+@pytest.fixture
 def tiny_vit(text_encoder):
     torch.manual_seed(0)
     return create_model(

@@ -39,6 +39,7 @@ def tiny_base(root: Path) -> TrainConfig:
         log_every=1,
         checkpoint_every=0,
         progress=False,
+        device="cpu",  # compares reproduced evaluations exactly: the CPU, also on a machine with a GPU
     )
 
 

@@ -72,6 +72,10 @@ def test_binary_areas_hand_computed():
     inter, union = binary_areas(pred, target)
     # 10 scored pixels; fg: pred 5, gt 4, both 2 -> union 7; bg: pred 5, gt 6, both 3 -> union 8.
     assert inter.tolist() == [3, 2] and union.tolist() == [8, 7]
+    # a batch of episodes: one row of areas per episode
+    # (an all-background prediction: bg I 6 U 10, fg I 0 U 4)
+    inter2, union2 = binary_areas(torch.stack([pred, pred * 0]), torch.stack([target, target]))
+    assert inter2.tolist() == [[3, 2], [6, 0]] and union2.tolist() == [[8, 7], [10, 4]]
 
 
 def test_hsnet_scores_hand_computed():
@@ -113,12 +117,13 @@ class PlantedModel(nn.Module):
         self.preds = [torch.as_tensor(preds[k]) for k in self.keys]
 
     def encode_text(self, labels):
-        assert labels[0] == "others" and len(labels) == 2
-        return torch.tensor([[-1.0], [float(self.keys.index(labels[1]))]])
+        return torch.tensor([[-1.0 if lab == "others" else float(self.keys.index(lab))] for lab in labels])
 
     def forward(self, x, text):
-        fg = self.preds[int(text[1, 0])].float()
-        return torch.stack([1 - fg, fg])[None]
+        """``text``: one ``["others", class]`` pair per image ``(B, 2, 1)``."""
+        assert text.shape == (x.shape[0], 2, 1) and (text[:, 0, 0] == -1).all()
+        fg = torch.stack([self.preds[int(c)] for c in text[:, 1, 0]]).float()
+        return torch.stack([1 - fg, fg], dim=1)
 
 
 def _planted_source(tmp_path: Path, episodes: list[Episode]) -> EpisodeSource:
@@ -149,6 +154,9 @@ PLANTED = {
 def test_planted_two_episodes_fb_iou_and_miou_by_hand(tmp_path):
     source = _planted_source(tmp_path, [Episode("a", 1), Episode("b", 2)])
     r = evaluate_episodes(PlantedModel(PLANTED), source, image_size=4, progress=False)
+    # one episode per forward pass gives the same areas as both in one batch
+    r1 = evaluate_episodes(PlantedModel(PLANTED), source, image_size=4, progress=False, batch_size=1)
+    assert r1["intersection"] == r["intersection"] and r1["union"] == r["union"]
     # a/class1: 14 scored pixels (two boundary pixels ignored); fg gt 4, pred 4, both 3 -> I 3, U 5;
     #           bg I = 14 - 5 = 9, U = 10 + 10 - 9 = 11.
     # b/class2: 16 pixels; fg gt 4, pred 3, both 2 -> I 2, U 5; bg I = 16 - 5 = 11, U = 12 + 13 - 11 = 14.

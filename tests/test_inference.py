@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from lseg_nb.config import OFFICIAL_EVAL, EvalConfig
 from lseg_nb.engine.inference import (
     Predictor,
     _window_starts,
     eval_mode,
     predict_logits,
     predict_logits_multi,
+    protocol_kwargs,
+    scaled_size,
 )
 
 LABELS = ["sky", "cow", "grass"]
@@ -179,3 +183,146 @@ def test_predictor_similarity_is_the_unscaled_cosine(tiny_model, odd_images):
     assert sim.shape == (3, *odd_images.shape[-2:]) and sim.abs().max() <= 1 + 1e-6
     # no head block here: logits are the cosine times the logit scale, upsampled the same way
     torch.testing.assert_close(sim * tiny_model.head.scale, p.predict(LABELS), rtol=1e-4, atol=1e-4)
+
+
+# ---------------------------------------------------------------- batched windows vs window-by-window
+
+
+def _reference(model, x, text, crop, stride_ratio=2 / 3, scales=None, flip=False, base_size=None):
+    """The protocol spelled out one window at a time with the plain forward pass (no batching, no fusion):
+    pad to the size multiple, crop back; windows averaged over overlaps; views resized back and averaged."""
+    model.eval()
+    m = model.size_multiple
+
+    def single(v):
+        h, w = v.shape[-2:]
+        vp = F.pad(v, (0, -w % m, 0, -h % m))
+        return model(vp, text)[..., :h, :w]
+
+    def sliding(v):
+        h, w = v.shape[-2:]
+        if h <= crop and w <= crop:
+            return single(v)
+        vp = F.pad(v, (0, max(crop - w, 0), 0, max(crop - h, 0)))
+        ph, pw = vp.shape[-2:]
+        out, count = torch.zeros(v.shape[0], text.shape[0], ph, pw), torch.zeros(ph, pw)
+        stride = int(crop * stride_ratio)
+        for h0 in _window_starts(ph, crop, stride):
+            for w0 in _window_starts(pw, crop, stride):
+                out[..., h0 : h0 + crop, w0 : w0 + crop] += single(vp[..., h0 : h0 + crop, w0 : w0 + crop])
+                count[h0 : h0 + crop, w0 : w0 + crop] += 1
+        return (out / count)[..., :h, :w]
+
+    with torch.no_grad():
+        if scales is None:
+            return sliding(x)
+        h, w = x.shape[-2:]
+        total, n = torch.zeros(x.shape[0], text.shape[0], h, w), 0
+        for s in scales:
+            xs = F.interpolate(x, size=scaled_size(h, w, s, base_size), mode="bilinear", align_corners=True)
+            for flipped in (False, True) if flip else (False,):
+                logit = sliding(xs.flip(-1) if flipped else xs)
+                logit = logit.flip(-1) if flipped else logit
+                total += F.interpolate(logit, size=(h, w), mode="bilinear", align_corners=True)
+                n += 1
+        return total / n
+
+
+@pytest.mark.parametrize("window_batch", [1, 64])
+def test_batched_sliding_with_overlap_equals_window_by_window(tiny_model, window_batch):
+    x = torch.randn(2, 3, 48, 80, generator=torch.Generator().manual_seed(7))  # 2 x 4 windows, stride 21 < 32
+    text = tiny_model.encode_text(LABELS)
+    out = predict_logits(tiny_model, x, text, "sliding", crop_size=32, window_batch=window_batch)
+    torch.testing.assert_close(out, _reference(tiny_model, x, text, crop=32), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("model_name", "window_batch"), [("tiny_model", 1), ("tiny_model", 5), ("block_model", 64)]
+)
+def test_batched_multiscale_flip_equals_window_by_window(request, model_name, window_batch):
+    """Base size 48, window 32 on a 40x56 image: scale 0.5 fits one window (width 24, padded: the mirror runs
+    apart), 1.0 slides over two symmetric window columns without padding (each window fused with its mirror at the
+    embedding resolution), 1.5 over three asymmetric columns (the mirrored view is windowed on its own)."""
+    model = request.getfixturevalue(model_name)
+    x = torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(8))
+    text = model.encode_text(LABELS)
+    scales = (0.5, 1.0, 1.5)
+    ref = _reference(model, x, text, crop=32, scales=scales, flip=True, base_size=48)
+    out = predict_logits(
+        model, x, text, "multiscale", crop_size=32, scales=scales, base_size=48, window_batch=window_batch
+    )
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_single_window_mirror_equals_window_by_window(block_model):
+    """A 32x64 view fits one window with no padding: the image and its mirror are fused before upsampling."""
+    x = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(9))
+    text = block_model.encode_text(LABELS)
+    out = predict_logits(block_model, x, text, "multiscale", crop_size=64, scales=(1.0,), flip=True)
+    ref = _reference(block_model, x, text, crop=64, scales=(1.0,), flip=True)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_scaled_size_matches_the_official_sizes():
+    """Official rule (base 520): long side ceil(520 s), short side int(h * long / w + 0.5); 512x683 image."""
+    longs = [scaled_size(512, 683, s, 520)[1] for s in OFFICIAL_EVAL.scales]
+    assert longs == [260, 390, 520, 650, 780, 910]
+    assert [scaled_size(512, 683, s, 520)[0] for s in OFFICIAL_EVAL.scales] == [
+        int(512 * long / 683 + 0.5) for long in longs
+    ]
+    assert scaled_size(512, 683, 1.0, 520) == (390, 520)
+    assert scaled_size(683, 512, 1.75, 520) == (910, 682)  # portrait: the height is the long side
+    assert scaled_size(50, 70, 0.5, None) == (25, 35)  # relative
+
+
+def test_bf16_autocast_on_cpu_is_close_but_not_identical(tiny_model, odd_images):
+    text = tiny_model.encode_text(LABELS)
+    kw = dict(mode="sliding", crop_size=48)
+    fp32 = predict_logits(tiny_model, odd_images, text, **kw)
+    bf16 = predict_logits(tiny_model, odd_images, text, amp="bf16", **kw)
+    assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
+    assert (bf16 - fp32).abs().max() < 0.5  # logits span about +-14 (scale 1/0.07)
+    assert (bf16.argmax(1) == fp32.argmax(1)).float().mean() > 0.9
+
+
+def test_amp_choices_are_checked(tiny_model, images):
+    text = tiny_model.encode_text(LABELS)
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        predict_logits(tiny_model, images, text, amp="fp16")
+    with pytest.raises(ValueError, match="amp must be one of"):
+        predict_logits(tiny_model, images, text, amp="fp8")
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        Predictor(tiny_model, amp="fp16")
+    with pytest.raises(ValueError, match="window_batch"):
+        predict_logits(tiny_model, images, text, window_batch=0)
+
+
+def test_protocol_kwargs_carry_execution_options():
+    kw = protocol_kwargs(EvalConfig(mode="sliding", amp="bf16", window_batch=4, compile=True), 96)
+    assert kw["amp"] == "bf16" and kw["window_batch"] == 4 and kw["compile"] is True and kw["crop_size"] == 96
+    assert EvalConfig(amp="bf16").name == "single, bf16 autocast" and EvalConfig().name == "single"
+
+
+def test_compile_goes_through_torch_compile_once_and_changes_nothing(tiny_model, images, monkeypatch):
+    """compile=True wraps the image encoder in torch.compile once per model class (the eager backend keeps this
+    fast on CPU; inductor is the default on a real run)."""
+    from lseg_nb.engine import inference
+
+    compiled: list[object] = []
+    real = torch.compile
+
+    def spy(fn, **kw):
+        compiled.append(fn)
+        return real(fn, **{**kw, "backend": "eager"})
+
+    monkeypatch.setattr(torch, "compile", spy)
+    monkeypatch.setattr(inference, "_COMPILED", {})
+    text = tiny_model.encode_text(LABELS)
+    ref = predict_logits(tiny_model, images, text)
+    out = predict_logits(tiny_model, images, text, compile=True)
+    assert len(compiled) == 1 and compiled[0] is type(tiny_model).encode_image
+    torch.testing.assert_close(out, ref)
+    p = Predictor(tiny_model, compile=True)
+    p.set_image(images[0])
+    torch.testing.assert_close(p.predict(text), ref[0])
+    assert len(compiled) == 1

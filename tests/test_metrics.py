@@ -10,7 +10,14 @@ import pytest
 import torch
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 
-from lseg_nb.engine.metrics import SegMetrics, chance_baseline, compute_metrics, confusion_matrix, fb_iou
+from lseg_nb.engine.metrics import (
+    SegMetrics,
+    chance_baseline,
+    compute_metrics,
+    confusion_matrices,
+    confusion_matrix,
+    fb_iou,
+)
 
 # rows = target, cols = prediction
 CM = np.array([[3, 1, 0], [0, 2, 2], [1, 0, 1]])
@@ -164,3 +171,22 @@ def test_segmetrics_is_frozen():
     assert isinstance(m, SegMetrics)
     with pytest.raises(AttributeError):
         m.miou = 1.0  # type: ignore[misc]
+
+
+def test_confusion_matrices_per_image_sum_to_the_dataset_matrix():
+    g = torch.Generator().manual_seed(2)
+    pred, target = torch.randint(0, 3, (4, 5, 6), generator=g), torch.randint(0, 4, (4, 5, 6), generator=g)
+    target[0, 0] = 255  # void, and class 3 is outside the 3 scored classes: both dropped
+    per_image = confusion_matrices(pred, target, 3)
+    assert per_image.shape == (4, 3, 3)
+    for i in range(4):
+        assert torch.equal(per_image[i], confusion_matrix(pred[i], target[i], 3))
+    assert torch.equal(per_image.sum(0), confusion_matrix(pred, target, 3))
+
+
+def test_unchecked_counting_never_reads_device_values():
+    """check=False counts without a host read: it runs on 'meta' tensors (shapes only), the checked form cannot."""
+    pred = torch.zeros(2, 4, 4, dtype=torch.long, device="meta")
+    assert confusion_matrix(pred, pred, 3, check=False).shape == (3, 3)
+    with pytest.raises(Exception):  # noqa: B017 - the range check reads the predictions on the host
+        confusion_matrix(pred, pred, 3)

@@ -192,3 +192,21 @@ def test_open_clip_text_tower_with_random_weights_builds_through_open_clip():
     assert e.shape == (2, 512) and torch.allclose(e.norm(dim=1), torch.ones(2), atol=1e-5)
     assert te.model.visual is None  # the image tower is dropped
     assert all(not p.requires_grad for p in te.parameters())
+
+
+def test_text_encoder_embeds_large_label_template_sets_in_chunks():
+    from lseg_nb.config import TextEncoderConfig
+    from lseg_nb.models import create_text_encoder
+
+    cfg = TextEncoderConfig(kind="open_clip", name="ViT-B-32", pretrained=None, templates=("a {}", "{} here"))
+    te = create_text_encoder(cfg)
+    labels = [f"label {i}" for i in range(5)]
+    whole = te.encode(labels)  # 10 texts, one chunk
+    te.clear_cache()
+    seen: list[int] = []
+    embed = te._embed
+    te._embed = lambda texts: (seen.append(len(texts)), embed(texts))[1]
+    te.chunk_size = 3
+    chunked = te.encode(labels)
+    assert seen == [3, 3, 3, 1]
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-5)

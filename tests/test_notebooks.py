@@ -25,7 +25,7 @@ TRAIN = "01_train"
 SMALL: dict[str, dict] = {
     "01_train": {"params": {"steps": 3, "batch_size": 4, "max_images": 8}, "figures": 1},
     "02_zero_shot_evaluation": {
-        "params": {"max_images": 2, "n_examples": 2},
+        "params": {"max_images": 2, "n_examples": 2, "amp": "bf16"},
         "figures": 3,
         "writes": [
             "figures/02_zero_shot_evaluation/per_class_iou_all_labels.png",

@@ -46,9 +46,21 @@ def test_demo_writes_a_report_on_synthetic_data(tmp_path):
         "blue",
         "--out",
         str(out),
+        "--amp",
+        "bf16",
     ]
     assert main(args) == 0
     assert out.stat().st_size > 0
+    # execution options on the command line: bf16 is named in the protocol, the window batch changes nothing
+    evaluate = ["evaluate", "--run", str(tmp_path / "demo"), "--max-images", "1", "--mode", "sliding"]
+    for extra, name in (([], "a"), (["--window-batch", "1"], "b"), (["--amp", "bf16"], "c")):
+        assert main([*evaluate, *extra, "--out", str(tmp_path / f"{name}.json")]) == 0
+    a, b, c = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "abc")
+    assert (
+        a["confusion"] == b["confusion"]
+        and a["protocol"] == b["protocol"] == "sliding(stride 0.67, window 96)"
+    )
+    assert c["protocol"] == "sliding(stride 0.67, window 96), bf16 autocast"
 
 
 @pytest.mark.slow

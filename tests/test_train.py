@@ -48,6 +48,7 @@ def tiny_cfg(root: Path, run_dir: Path, **kw) -> TrainConfig:
         log_every=1,
         checkpoint_every=2,
         progress=False,
+        device="cpu",  # these tests mean the CPU (exact comparisons), also on a machine with a GPU
     )
     return TrainConfig(**{**base, **kw})
 
@@ -184,8 +185,11 @@ def test_learnable_logit_scale_gets_no_weight_decay(synth_root, tmp_path):
 
 
 def test_run_folder_records_provenance_and_reloads(synth_root, tmp_path):
-    run = train(tiny_cfg(synth_root, tmp_path / "run", steps=2))
-    assert load_config(TrainConfig, run / "config.json") == tiny_cfg(synth_root, tmp_path / "run", steps=2)
+    kw = dict(steps=2, eval_every=2, eval_max_images=1)
+    run = train(tiny_cfg(synth_root, tmp_path / "run", **kw))
+    assert load_config(TrainConfig, run / "config.json") == tiny_cfg(synth_root, tmp_path / "run", **kw)
+    [ev] = [r for r in MetricsLog(run / "metrics.jsonl").read() if "eval" in r]
+    assert ev["step"] == 2 and ev["eval"]["num_images"] == 1 and ev["eval"]["protocol"] == "single"
     env = json.loads((run / "environment.json").read_text())
     assert env["packages"]["torch"] == metadata.version("torch")
     assert len(env["manifests"]["synthetic_textures"]) == 64
@@ -264,10 +268,11 @@ def test_ddp_ranks_see_disjoint_shards(synth_root, tmp_path):
 def test_ddp_on_two_cpu_processes_matches_one_process_with_the_total_batch(synth_root, tmp_path):
     base = bn_free_cfg(synth_root, tmp_path / "x", steps=2, optimizer="sgd", lr=0.05, checkpoint_every=0)
     runs = {}
-    for nproc, batch in ((2, 2), (1, 4)):
+    # 2 processes x 2 micro-batches of 1 (gradients all-reduced once, after the last) = 1 process x batch 4
+    for nproc, batch, accum in ((2, 1, 2), (1, 4, 1)):
         run = tmp_path / f"ddp{nproc}"
         cfg_file = tmp_path / f"cfg{nproc}.json"
-        save_json(dataclasses.replace(base, run_dir=str(run), batch_size=batch), cfg_file)
+        save_json(dataclasses.replace(base, run_dir=str(run), batch_size=batch, grad_accum=accum), cfg_file)
         proc = _torchrun(cfg_file, nproc, [])
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.loads((run / "environment.json").read_text())["world_size"] == nproc

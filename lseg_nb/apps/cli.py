@@ -113,6 +113,14 @@ class EvaluateArgs:
     scales: tuple[float, ...] | None = None
     flip: bool | None = None
     stride_ratio: float | None = None
+    amp: Literal["none", "bf16", "fp16"] | None = None
+    """autocast precision of the network (fp16 needs a GPU); recorded in the protocol name"""
+    window_batch: int | None = None
+    """sliding/multiscale: windows per forward pass (memory bound; results unchanged)"""
+    compile: bool | None = None
+    """torch.compile the image encoder (pays off on a GPU over many images)"""
+    num_workers: int | None = None
+    """data-loading worker processes (default 0 on CPU, min(8, CPUs) on a GPU)"""
     max_images: int | None = None
     out: str | None = None
     """JSON file for the metrics (default RUN/eval_SPLIT_MODE.json, runs/eval/MODEL/eval_DATASET_SPLIT_MODE.json)"""
@@ -132,6 +140,12 @@ class PredictArgs:
     labels: tuple[str, ...]
     out: str = "prediction.png"
     mode: Literal["single", "sliding", "multiscale"] = "single"
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    """autocast precision of the network (fp16 needs a GPU); the GPU is used when there is one"""
+    window_batch: int = 16
+    """sliding/multiscale: windows per forward pass"""
+    compile: bool = False
+    """torch.compile the image encoder"""
 
 
 @dataclass(frozen=True)
@@ -208,6 +222,9 @@ def _protocol(a: EvaluateArgs, run_eval: EvalConfig) -> EvalConfig:
             ("scales", a.scales),
             ("flip", a.flip),
             ("stride_ratio", a.stride_ratio),
+            ("amp", a.amp),
+            ("window_batch", a.window_batch),
+            ("compile", a.compile),
         )
         if v is not None
     }
@@ -230,7 +247,7 @@ def cmd_evaluate(args: list[str]) -> None:
                 f"--model {a.model} has no run folder to take the data from: add --dataset (e.g. --dataset "
                 "msrc_v2 --fold 0)"
             )
-        data = DataConfig(dataset=a.dataset, data_root=a.data_root, fold=a.fold)
+        data = DataConfig(dataset=a.dataset, data_root=a.data_root, fold=a.fold, num_workers=a.num_workers)
         protocol = _protocol(a, EvalConfig())
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", a.model).strip("_")
         default = Path("runs", "eval", name, f"eval_{Path(a.dataset).stem}_{a.split}_{protocol.mode}.json")
@@ -245,7 +262,12 @@ def cmd_evaluate(args: list[str]) -> None:
         saved = load_config(TrainConfig, run / "config.json")
         changes = {
             k: v
-            for k, v in (("dataset", a.dataset), ("data_root", a.data_root), ("fold", a.fold))
+            for k, v in (
+                ("dataset", a.dataset),
+                ("data_root", a.data_root),
+                ("fold", a.fold),
+                ("num_workers", a.num_workers),
+            )
             if v is not None
         }
         data = dataclasses.replace(saved.data, **changes)
@@ -278,7 +300,16 @@ def cmd_evaluate(args: list[str]) -> None:
 
 def cmd_predict(args: list[str]) -> None:
     a = parse_args(PredictArgs, args, "lseg-nb predict")
-    areas = predict_image(a.weights, a.image, list(a.labels), a.out, a.mode)
+    areas = predict_image(
+        a.weights,
+        a.image,
+        list(a.labels),
+        a.out,
+        a.mode,
+        amp=a.amp,
+        window_batch=a.window_batch,
+        compile=a.compile,
+    )
     for label, share in areas.items():
         print(f"{label:>24s}: {100 * share:5.1f}% of pixels")
     print(f"figure written to {a.out}")

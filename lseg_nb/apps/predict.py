@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,43 +27,58 @@ def to_input(image: np.ndarray, model: LSeg) -> torch.Tensor:
     return normalize_image(x, model.config.mean, model.config.std).unsqueeze(0)
 
 
-def segment(model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single") -> np.ndarray:
-    """Per-pixel index into ``labels`` for an RGB uint8 image (labels: distinct, non-empty strings)."""
+def segment(
+    model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single", **options: Any
+) -> np.ndarray:
+    """Per-pixel index into ``labels`` for an RGB uint8 image; ``options`` (``amp``, ``window_batch``,
+    ``compile``, ...) go to :func:`~lseg_nb.engine.inference.predict_logits`."""
     labels = clean_labels(labels, "labels")
     device = model_device(model)
     text = model.encode_text(labels).to(device)
-    logits = predict_logits(model, to_input(image, model).to(device), text, mode=mode)
+    logits = predict_logits(model, to_input(image, model).to(device), text, mode=mode, **options)
     return logits[0].argmax(0).cpu().numpy()
 
 
 def predict_figure(
-    model: LSeg, image: np.ndarray, labels: Sequence[str], mode: str = "single", title: str = "image"
+    model: LSeg,
+    image: np.ndarray,
+    labels: Sequence[str],
+    mode: str = "single",
+    title: str = "image",
+    **options: Any,
 ) -> tuple[Figure, dict[str, float]]:
     """Segment an RGB uint8 image: image | overlay figure and each label's pixel share.
 
     The figure's key lists the labels found in the image with their shares; labels covering no pixel are
-    named once as "not found".
+    named once as "not found". ``options`` as in :func:`segment`.
     """
     names = clean_labels(labels, "labels")
-    pred = segment(model, image, names, mode)
+    pred = segment(model, image, names, mode, **options)
     counts = np.bincount(pred.ravel(), minlength=len(names))
     fig = plot_label_query(image, pred, names, title=title, omit_absent=True)
     return fig, {lab: float(c) / pred.size for lab, c in zip(names, counts)}
 
 
 def predict_image(
-    weights: str | Path, image_path: str | Path, labels: Sequence[str], out: str | Path, mode: str = "single"
+    weights: str | Path,
+    image_path: str | Path,
+    labels: Sequence[str],
+    out: str | Path,
+    mode: str = "single",
+    **options: Any,
 ) -> dict[str, float]:
     """Segment ``image_path`` with ``labels``, save :func:`predict_figure` to ``out``, return the pixel shares.
 
     ``weights``: run folder, ``.safetensors`` file or dense-CLIP spec (``maskclip:ViT-B-16/openai``). Labels,
     the output path and the image are checked before the model is loaded: bad input fails fast, and a bad
     ``out`` never costs the work.
+    The model runs on the GPU when there is one; ``options`` (``amp``, ``window_batch``, ``compile``) as in
+    :func:`segment`.
     """
     names = clean_labels(labels, "--labels")  # one cleaned list for the model, the figure and the shares
     out = check_output_path(out, "--out")
     image = read_rgb(image_path)
     model = load_model_or_spec(weights, map_location=str(resolve_device("auto")))
-    fig, shares = predict_figure(model, image, names, mode, Path(image_path).name)
+    fig, shares = predict_figure(model, image, names, mode, Path(image_path).name, **options)
     atomic_save_figure(fig, out)
     return shares

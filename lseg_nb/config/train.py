@@ -91,6 +91,11 @@ class EvalConfig:
     size, or with ``base_size`` so that its long side is ``ceil(base_size * scale)`` (the official protocol:
     ``base_size=520``, scales 0.5-1.75, flip, 480 windows, stride 2/3) — run with sliding windows and, with
     ``flip``, mirrored; the logits are averaged at the input size.
+
+    Execution: ``amp`` runs the network under bf16/fp16 autocast (``fp16`` needs CUDA; logits are accumulated in
+    float32); it changes the numbers slightly, so it is part of :attr:`name`. ``window_batch``: at most this many
+    windows (and mirrored windows) per forward pass, to bound memory. ``compile``: ``torch.compile`` the image
+    encoder. Neither of the last two changes results beyond float rounding.
     """
 
     protocol: EvalProtocol = "dense"
@@ -99,6 +104,9 @@ class EvalConfig:
     base_size: int | None = None
     scales: tuple[float, ...] = OFFICIAL_SCALES
     flip: bool = True
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    window_batch: int = 16
+    compile: bool = False
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -111,16 +119,27 @@ class EvalConfig:
             "eval.scales",
             f"must be a non-empty list of positive numbers, got {self.scales}",
         )
+        require(self.window_batch >= 1, "eval.window_batch", f"must be >= 1, got {self.window_batch}")
 
     @property
     def name(self) -> str:
-        """Short protocol name for reports, e.g. ``multiscale(base 520, 6 scales, flip)``."""
+        """Short protocol name for reports, e.g. ``multiscale(base 520, 6 scales, flip)``; ``amp`` other than
+        ``none`` is appended (``single, bf16 autocast``)."""
+        return self.describe()
+
+    def describe(self, window: int | None = None) -> str:
+        """:attr:`name`, with the window size (``model.crop_size``) of sliding and multi-scale inference."""
         if self.protocol == "episodic":
             return "episodic(['others', class])"
-        if self.mode != "multiscale":
-            return self.mode if self.mode == "single" else f"sliding(stride {self.stride_ratio:.2f})"
-        base = f"base {self.base_size}" if self.base_size else "relative"
-        return f"multiscale({base}, {len(self.scales)} scales{', flip' if self.flip else ''})"
+        win = f", window {window}" if window else ""
+        if self.mode == "single":
+            name = "single"
+        elif self.mode == "sliding":
+            name = f"sliding(stride {self.stride_ratio:.2f}{win})"
+        else:
+            base = f"base {self.base_size}" if self.base_size else "relative"
+            name = f"multiscale({base}, {len(self.scales)} scales{', flip' if self.flip else ''}{win})"
+        return name if self.amp == "none" else f"{name}, {self.amp} autocast"
 
 
 def _demo_model() -> ModelConfig:

@@ -69,6 +69,9 @@ class SeededDataset(Dataset):
     class the base dataset names as a third item element (the benchmarks' listed episodes; mapped through ``lut``,
     and refused when it is not a training label, e.g. an unseen class), or else a class present in the target,
     drawn uniformly (any label when none is present).
+
+    An item is ``data[idx]`` (epoch from :meth:`set_epoch`) or ``data[(epoch, idx)]``: the form used by
+    :func:`~lseg_nb.data.loading.train_loader`, whose worker processes never see ``set_epoch`` calls.
     """
 
     def __init__(
@@ -90,12 +93,13 @@ class SeededDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def key(self, idx: int) -> int:
-        """The seed of item ``idx`` in the current epoch."""
-        return zlib.crc32(f"{self.seed}:{self.epoch}:{idx}".encode())
+    def key(self, idx: int, epoch: int | None = None) -> int:
+        """The seed of item ``idx`` in ``epoch`` (default: the current epoch)."""
+        return zlib.crc32(f"{self.seed}:{self.epoch if epoch is None else epoch}:{idx}".encode())
 
-    def __getitem__(self, idx: int) -> tuple[Tensor, ...]:
-        key = self.key(idx)
+    def __getitem__(self, idx: int | tuple[int, int]) -> tuple[Tensor, ...]:
+        epoch, idx = idx if isinstance(idx, tuple) else (None, idx)
+        key = self.key(idx, epoch)
         if self.generator is not None:
             self.generator.manual_seed(key)
         item = self.base[idx]

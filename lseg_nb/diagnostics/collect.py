@@ -1,8 +1,9 @@
 """Dataset-level collectors feeding the diagnostics: pixel embeddings, per-pixel logits and example images.
 
 Every item of ``dataset`` is ``(normalised image (3, H, W) float, label (H, W) long, 255 = void)`` with labels
-indexing the full class list. Images are processed one at a time (datasets such as MSRC-v2 mix image sizes),
-zero-padded at the bottom/right to the backbone's size multiple exactly as :mod:`lseg_nb.engine.inference` does; the
+indexing the full class list. Images are loaded and checked by the shared loader
+(:func:`~lseg_nb.data.loading.eval_batches`, worker processes when the model is on a GPU) and processed one at a
+time on the model's device (datasets such as MSRC-v2 mix image sizes), zero-padded at the bottom/right to the backbone's size multiple exactly as :mod:`lseg_nb.engine.inference` does; the
 padding is labelled ``ignore_index`` so it never enters a statistic.
 """
 
@@ -18,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from lseg_nb.data.loading import eval_batches
 from lseg_nb.data.transforms import denormalize
 from lseg_nb.diagnostics.nearest_text import nearest_text_map
 from lseg_nb.diagnostics.sampling import sample_pixels
@@ -27,26 +29,25 @@ from lseg_nb.models import LSeg
 from lseg_nb.utils.device import model_device
 
 
-def _item(dataset: Dataset, i: int) -> tuple[Tensor, Tensor]:
-    item = dataset[i]
-    if not isinstance(item, tuple | list) or len(item) < 2:
-        raise ValueError(f"dataset[{i}] must be (image, label), got {type(item).__name__}")
-    image, label = torch.as_tensor(item[0]), torch.as_tensor(item[1]).long()
-    if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-        raise ValueError(
-            f"dataset[{i}] image must be a normalised float (3, H, W) tensor, got {tuple(image.shape)}"
-        )
-    if label.shape != image.shape[1:]:
-        raise ValueError(
-            f"dataset[{i}] label must be (H, W) = {tuple(image.shape[1:])}, got {tuple(label.shape)}"
-        )
-    return image, label
-
-
-def _count(dataset: Dataset, max_images: int | None) -> int:
+def _items(
+    model: LSeg,
+    dataset: Dataset,
+    max_images: int | None = None,
+    indices: Sequence[int] | None = None,
+    num_classes: int | None = None,
+    ignore_index: int = 255,
+) -> Iterator[tuple[int, Tensor, Tensor]]:
+    """``(index, image (3, H, W), label (H, W))`` one image at a time through the shared loader (checked items,
+    worker processes when the model is on a GPU)."""
     if max_images is not None and max_images < 1:
         raise ValueError(f"max_images must be >= 1 or None, got {max_images}")
-    return len(dataset) if max_images is None else min(len(dataset), max_images)
+    if indices is None:
+        indices = range(len(dataset) if max_images is None else min(len(dataset), max_images))
+    batches = eval_batches(
+        dataset, model_device(model), indices=indices, num_classes=num_classes, ignore_index=ignore_index
+    )
+    for index, image, label in batches:
+        yield int(index[0]), image[0], label[0]
 
 
 def embed_padded(model: LSeg, image: Tensor) -> tuple[Tensor, tuple[int, int]]:
@@ -68,8 +69,9 @@ def iter_pixel_embeddings(
     Feed it to :func:`~lseg_nb.diagnostics.sample_pixels` or :func:`~lseg_nb.diagnostics.joint_umap`, which
     nearest-resize the labels onto the embedding grid.
     """
-    for i in tqdm(range(_count(dataset, max_images)), desc="embed", unit="img", disable=not progress):
-        image, label = _item(dataset, i)
+    items = _items(model, dataset, max_images, ignore_index=ignore_index)
+    total = len(dataset) if max_images is None else min(len(dataset), max_images)
+    for _, image, label in tqdm(items, total=total, desc="embed", unit="img", disable=not progress):
         emb, (hp, wp) = embed_padded(model, image)
         h, w = label.shape
         yield emb, F.pad(label, (0, wp - w, 0, hp - h), value=ignore_index)[None]
@@ -117,14 +119,10 @@ def collect_logits(
     text = model.encode_text(list(labels))
     rng = np.random.default_rng(seed)
     out_logits, out_target = [], []
-    for i in tqdm(range(_count(dataset, max_images)), desc="logits", unit="img", disable=not progress):
-        image, label = _item(dataset, i)
-        bad = label[(label != ignore_index) & ((label < 0) | (label >= len(labels)))].unique().tolist()
-        if bad:
-            raise ValueError(
-                f"dataset[{i}] holds class indices {bad[:10]} but only {len(labels)} labels were given"
-            )
-        logits = predict_logits(model, image[None], text, mode=mode)[0].float().cpu()
+    items = _items(model, dataset, max_images, num_classes=len(labels), ignore_index=ignore_index)
+    total = len(dataset) if max_images is None else min(len(dataset), max_images)
+    for _, image, label in tqdm(items, total=total, desc="logits", unit="img", disable=not progress):
+        logits = predict_logits(model, image[None], text, mode=mode)[0].cpu()
         valid = torch.nonzero(label.reshape(-1) != ignore_index)[:, 0]
         if pixels_per_image is not None and len(valid) > pixels_per_image:
             valid = valid[torch.from_numpy(np.sort(rng.choice(len(valid), pixels_per_image, replace=False)))]
@@ -168,8 +166,7 @@ def collect_examples(
     text = model.encode_text(list(class_names)).float().cpu()
     vocab_emb = model.encode_text(list(vocabulary)).float().cpu() if vocabulary is not None else None
     out = []
-    for i in indices:
-        image, label = _item(dataset, int(i))
+    for i, image, label in _items(model, dataset, indices=[int(i) for i in indices]):
         emb, padded = embed_padded(model, image)
         h, w = label.shape
         with eval_mode(model), torch.inference_mode():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import torch
 
 from lseg_nb.config import ConfigError, TextEncoderConfig, TrainConfig, load_config, to_dict
 from lseg_nb.data.experiment import Experiment, SeededDataset, make_experiment
+from lseg_nb.data.loading import train_loader
 from lseg_nb.diagnostics.ablation_report import (
     PROJ,
     AblationReport,
@@ -69,22 +70,6 @@ def _swapped_model(
     return model
 
 
-def _endless_batches(
-    data: SeededDataset, batch_size: int, seed: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Shuffled full batches forever; epoch ``e`` uses permutation seed ``seed + e`` (deterministic)."""
-    if len(data) < batch_size:
-        raise ValueError(f"the training split has {len(data)} images, fewer than one batch ({batch_size})")
-    epoch = 0
-    while True:
-        data.set_epoch(epoch)
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-        for i in range(0, len(order) - batch_size + 1, batch_size):
-            images, target = zip(*[data[j] for j in order[i : i + batch_size]])
-            yield torch.stack(images), torch.stack(target)
-        epoch += 1
-
-
 def _unfreeze_proj_only(model: LSeg, seed: int) -> list[torch.nn.Parameter]:
     """Re-initialise ``head.proj`` with ``seed``; freeze everything else (eval mode keeps BatchNorm stats)."""
     torch.manual_seed(seed)
@@ -109,23 +94,30 @@ def refit_head_projection(
 
     Everything else is frozen and stays in eval mode (BatchNorm statistics unchanged); the loss is
     :func:`~lseg_nb.engine.loss.pixel_cross_entropy` over the seen labels with unseen pixels ignored, the augmentation
-    that of ``cfg.data``; AdamW with cosine decay. Returns the loss of every step.
+    that of ``cfg.data``; AdamW with cosine decay. Batches come from the training loader
+    (:func:`~lseg_nb.data.loading.train_loader`: epoch ``e`` shuffled with seed ``cfg.seed + e``, augmentation keyed
+    on (seed, epoch, index), worker processes on a GPU). Returns the loss of every step.
     """
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
+    generator = torch.Generator()
     data = SeededDataset(
-        exp.dataset(cfg.data.train_split, cfg.model, cfg.data, train=True),
+        exp.dataset(cfg.data.train_split, cfg.model, cfg.data, train=True, generator=generator),
         cfg.seed,
         exp.labels.train_lut(cfg.ignore_index),
+        generator,
     )
     text_emb = model.encode_text(exp.labels.seen_names).to(device)
     params = _unfreeze_proj_only(model, cfg.seed)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
-    batches, losses = _endless_batches(data, batch_size or cfg.batch_size, cfg.seed), []
+    loader = train_loader(
+        data, batch_size or cfg.batch_size, cfg.seed, device, num_workers=cfg.data.num_workers
+    )
+    batches, losses = iter(loader), []
     for _ in tqdm(range(steps), desc="re-fit head.proj", disable=not progress):
-        images, target = (t.to(device) for t in next(batches))
+        images, target = (t.to(device, non_blocking=True) for t in next(batches))
         with torch.no_grad():
             feats = model.decoder(model.image_encoder(images))
         logits = model.head.logits(model.head.embed(feats), text_emb, images.shape[-2:])
@@ -134,9 +126,9 @@ def refit_head_projection(
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(loss.item())
+        losses.append(loss.detach())
     model.requires_grad_(False)
-    return losses
+    return torch.stack(losses).tolist() if losses else []  # one read of the losses, not one per step
 
 
 def _load_run(run_dir: Path) -> tuple[TrainConfig, dict[str, torch.Tensor]]:

@@ -27,10 +27,12 @@ from tqdm.auto import tqdm
 
 from lseg_nb.config import DataConfig, EvalConfig
 from lseg_nb.data.experiment import Experiment
+from lseg_nb.data.loading import eval_batches
 from lseg_nb.data.transforms import denormalize
 from lseg_nb.engine.inference import Mode, predict_logits_multi, protocol_kwargs
 from lseg_nb.engine.metrics import Baseline, SegMetrics, chance_baseline, compute_metrics, confusion_matrix
 from lseg_nb.models import LSeg
+from lseg_nb.utils.device import model_device
 from lseg_nb.utils.io import atomic_write_text
 
 IGNORE = 255
@@ -92,46 +94,12 @@ class EvalResult:
         atomic_write_text(path, json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
 
 
-def _sample(dataset: Dataset, i: int, k: int) -> tuple[Tensor, Tensor]:
-    item = dataset[i]
-    if not isinstance(item, (tuple, list)) or len(item) < 2:
-        raise ValueError(f"dataset[{i}] must be (image, label), got {type(item).__name__}")
-    image, label = torch.as_tensor(item[0]), torch.as_tensor(item[1])
-    if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-        raise ValueError(
-            f"dataset[{i}] image must be a normalised float (3, H, W) tensor, got {image.dtype} {tuple(image.shape)}"
-        )
-    if label.shape != image.shape[1:] or label.is_floating_point():
-        raise ValueError(
-            f"dataset[{i}] label must be an integer (H, W) = {tuple(image.shape[1:])} tensor, got {label.dtype} {tuple(label.shape)}"
-        )
-    label = label.long()
-    bad = label[(label != IGNORE) & ((label < 0) | (label >= k))]
-    if bad.numel():
-        raise ValueError(
-            f"dataset[{i}] label holds class indices {sorted(set(bad.tolist()))[:10]} but only {k} labels were "
-            f"given (valid: 0..{k - 1}, {IGNORE} = void): pass one label text per class index"
-        )
-    return image, label
-
-
-def _batches(dataset: Dataset, n: int, batch_size: int, k: int):
-    for start in range(0, n, batch_size):
-        items = [_sample(dataset, i, k) for i in range(start, min(start + batch_size, n))]
-        sizes = {tuple(img.shape) for img, _ in items}
-        if len(sizes) > 1:
-            raise ValueError(
-                f"images {start}..{start + len(items) - 1} differ in size {sorted(sizes)}: use batch_size=1"
-            )
-        yield start, torch.stack([img for img, _ in items]), torch.stack([lab for _, lab in items])
-
-
-def _unseen_target(target: Tensor, unseen: Sequence[int], k: int) -> Tensor:
-    """Map class ``unseen[j]`` to ``j`` and every other pixel (seen classes, void) to void."""
+def _unseen_lut(unseen: Sequence[int], k: int, device: torch.device) -> Tensor:
+    """Lookup table: class ``unseen[j]`` -> ``j``, every other value (seen classes, void) -> void."""
     lut = torch.full((max(IGNORE, k) + 1,), IGNORE, dtype=torch.long)
     for j, c in enumerate(unseen):
         lut[c] = j
-    return lut[target]
+    return lut.to(device)
 
 
 def _resolve_split(
@@ -245,6 +213,7 @@ def evaluate(
     progress: bool = True,
     examples: int | Sequence[int] = 0,
     background: int | None = None,
+    num_workers: int | None = None,
     **inference_kwargs: Any,
 ) -> EvalResult:
     """Score ``model`` on ``dataset`` items ``(image (3, H, W) normalised float, label (H, W) long, 255 = void)``.
@@ -254,7 +223,9 @@ def evaluate(
     ``inference_kwargs`` go to :func:`~lseg_nb.engine.inference.predict_logits`; ``background`` to the FB-IoU.
     ``examples`` keeps images with predictions for figures: a list of dataset indices, or a number N of images
     chosen by :func:`example_indices` (diverse by class coverage, deterministic). Images of different sizes need
-    ``batch_size=1``.
+    ``batch_size=1``. Items are loaded by :func:`~lseg_nb.data.loading.eval_batches` (``num_workers``: worker
+    processes, default 0 on CPU and ``min(8, CPUs)`` on a GPU); confusion matrices are counted on the model's
+    device and read once at the end.
     """
     k = len(labels)
     if k < 1 or batch_size < 1:
@@ -264,25 +235,36 @@ def evaluate(
     seen_t, unseen_t = _resolve_split(k, seen, unseen)
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     keep = _example_positions(dataset, n, k, examples, unseen_t or ())
+    device = model_device(model)
     text_all = model.encode_text(list(labels))
     texts = [text_all] if unseen_t is None else [text_all, text_all[list(unseen_t)]]
-    cm = torch.zeros(k, k, dtype=torch.long)
-    cm_u = torch.zeros(len(unseen_t), len(unseen_t), dtype=torch.long) if unseen_t else None
+    cm = torch.zeros(k, k, dtype=torch.long, device=device)
+    cm_u = torch.zeros(len(unseen_t), len(unseen_t), dtype=torch.long, device=device) if unseen_t else None
+    lut_u = _unseen_lut(unseen_t, k, device) if unseen_t else None
     kept: list[EvalExample] = []
+    batches = eval_batches(
+        dataset, device, indices=range(n), batch_size=batch_size, num_classes=k, num_workers=num_workers
+    )
     with tqdm(total=n, desc=f"evaluate ({mode})", unit="img", disable=not progress) as bar:
-        for start, images, target in _batches(dataset, n, batch_size, k):
-            logits = predict_logits_multi(model, images, texts, mode, **inference_kwargs)
-            pred = logits[0].argmax(1).cpu()
-            cm += confusion_matrix(pred, target, k, IGNORE)
+        for index, images, target in batches:
+            logits = predict_logits_multi(
+                model, images.to(device, non_blocking=True), texts, mode, **inference_kwargs
+            )
+            target = target.to(device, non_blocking=True)
+            pred = logits[0].argmax(1)
+            cm += confusion_matrix(pred, target, k, IGNORE, check=False)  # argmax: in range by construction
             if cm_u is not None:
                 cm_u += confusion_matrix(
-                    logits[1].argmax(1).cpu(), _unseen_target(target, unseen_t, k), len(unseen_t), IGNORE
+                    logits[1].argmax(1), lut_u[target], len(unseen_t), IGNORE, check=False
                 )
             for j in range(images.shape[0]):
-                if start + j in keep:
+                if int(index[j]) in keep:
                     img = denormalize(images[j], model.config.mean, model.config.std)
-                    kept.append(EvalExample(start + j, img, pred[j].numpy(), target[j].numpy()))
+                    kept.append(
+                        EvalExample(int(index[j]), img, pred[j].cpu().numpy(), target[j].cpu().numpy())
+                    )
             bar.update(images.shape[0])
+    cm, cm_u = cm.cpu(), cm_u.cpu() if cm_u is not None else None  # the one read of the counts
     names = [str(lab) for lab in labels]
     bg_u = unseen_t.index(background) if unseen_t and background in unseen_t else None
     unseen_names = [names[c] for c in unseen_t] if unseen_t else []
@@ -310,11 +292,10 @@ def protocol_name(mode: str, kwargs: dict[str, Any]) -> str:
         mode=mode,  # type: ignore[arg-type]
         **{k: (tuple(v) if k == "scales" else v) for k, v in kwargs.items() if k in _PROTOCOL_FIELDS},
     )
-    window = kwargs.get("crop_size")
-    return cfg.name + (f" window {window}" if window and mode != "single" else "")
+    return cfg.describe(kwargs.get("crop_size"))
 
 
-_PROTOCOL_FIELDS = ("stride_ratio", "base_size", "scales", "flip")
+_PROTOCOL_FIELDS = ("stride_ratio", "base_size", "scales", "flip", "amp")
 
 
 def evaluate_split(
@@ -330,8 +311,9 @@ def evaluate_split(
     """Evaluate ``model`` on ``split`` of an experiment with its labels and seen/unseen partition.
 
     Normalisation and the window (``crop_size``) come from ``model.config`` (LSeg or a training-free model);
-    ``protocol`` is the evaluation protocol (a run's ``cfg.eval``, or e.g. ``OFFICIAL_EVAL``). ``examples``: image
-    indices, or how many diverse images (:func:`example_indices`) to keep with predictions for figures.
+    ``protocol`` is the evaluation protocol (a run's ``cfg.eval``, or e.g. ``OFFICIAL_EVAL``) with its execution
+    options (``amp``, ``window_batch``, ``compile``); ``data.num_workers`` sets the loader's worker processes.
+    ``examples``: image indices, or how many diverse images (:func:`example_indices`) to keep with predictions.
     """
     dataset = exp.dataset(
         split, model.config, dataclasses.replace(data, max_images=max_images or data.max_images)
@@ -346,5 +328,6 @@ def evaluate_split(
         max_images=max_images,
         progress=progress,
         examples=examples,
+        num_workers=data.num_workers,
         **protocol_kwargs(protocol, model.config.crop_size),
     )

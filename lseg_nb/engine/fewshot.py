@@ -15,11 +15,13 @@ seeded draws, FSS every test image once. Results are in percent.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from lseg_nb.config import OFFICIAL_EVAL
@@ -33,22 +35,31 @@ from lseg_nb.data.benchmarks.base import (
     load_query,
     resize_labels,
 )
+from lseg_nb.data.loading import eval_batches
 from lseg_nb.engine.evaluate import EvalResult, evaluate
 from lseg_nb.engine.inference import embed_padded, eval_mode, protocol_kwargs
-from lseg_nb.engine.metrics import compute_metrics, confusion_matrix
+from lseg_nb.engine.metrics import compute_metrics, confusion_matrices, confusion_matrix
 from lseg_nb.utils.device import model_device
 
 EPISODIC = "episodic binary zero-shot (paper protocol: HSNet episodes, ['others', class], 480x480)"
 
 
-def binary_areas(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-    """Background/foreground intersection and union ``(2,)`` int64 of one episode.
+def binary_areas(pred: Tensor, target: Tensor, check: bool = True) -> tuple[Tensor, Tensor]:
+    """Background/foreground intersection and union (int64) of one episode, or of a batch of episodes.
 
-    ``pred``: ``(H, W)`` in {0, 1}; ``target``: ``(H, W)`` in {0, 1, 255}; pixels with target 255 are ignored.
+    ``pred``: ``(..., H, W)`` in {0, 1}; ``target``: ``(..., H, W)`` in {0, 1, 255}; pixels with target 255 are
+    ignored. Returns two ``(..., 2)`` tensors on the inputs' device (``(2,)`` for one episode). ``check=False``
+    skips the host-side range check of ``pred`` (for an argmax over two labels).
     """
-    cm = confusion_matrix(pred, target, num_classes=2, ignore_index=IGNORE)
-    inter = cm.diag()
-    return inter, cm.sum(0) + cm.sum(1) - inter
+    lead, hw = pred.shape[:-2], pred.shape[-2:]
+    if target.shape != pred.shape or len(hw) != 2:
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be (..., H, W) alike"
+        )
+    cm = confusion_matrices(pred.reshape(-1, *hw), target.reshape(-1, *hw), 2, IGNORE, check)
+    inter = cm.diagonal(dim1=-2, dim2=-1)
+    union = cm.sum(-2) + cm.sum(-1) - inter
+    return inter.reshape(*lead, 2), union.reshape(*lead, 2)
 
 
 def hsnet_scores(inter: Tensor, union: Tensor, class_ids: list[int]) -> tuple[float, float]:
@@ -64,20 +75,64 @@ def hsnet_scores(inter: Tensor, union: Tensor, class_ids: list[int]) -> tuple[fl
     return miou, fb_iou
 
 
-def _query(source: EpisodeSource, image_id: str, what: str, image_size: int, model: nn.Module) -> Tensor:
+def _query(
+    source: EpisodeSource,
+    image_id: str,
+    what: str,
+    image_size: int,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> Tensor:
     path = source.image_path(image_id)
     if not path.is_file():
         raise FileNotFoundError(f"{what}: {path} does not exist ({source.benchmark}; run `lseg-nb prepare`)")
-    return load_query(path, image_size, model.config.mean, model.config.std)
+    return load_query(path, image_size, mean, std)
 
 
 def load_episode(
     source: EpisodeSource, episode: Episode, image_size: int, model: nn.Module
 ) -> tuple[Tensor, Tensor]:
     """Normalised query ``(1, 3, S, S)`` and binary target ``(S, S)`` (0/1, 255 void) of one episode."""
-    what = f"episode {episode.image_id}__{episode.class_id:02d}"
-    x = _query(source, episode.image_id, what, image_size, model)
-    return x, class_target(resize_labels(source.class_map(episode.image_id), image_size), episode.class_id)
+    return _QueryItems(source, [episode], image_size, model.config.mean, model.config.std).load(0)
+
+
+class _QueryItems(Dataset):
+    """Queries as loader items ``(query (3, S, S), target (S, S))``: episodes (the binary target of their class)
+    or image ids (the class map through ``lut``). Plain data only: worker processes copy nothing large."""
+
+    def __init__(
+        self,
+        source: EpisodeSource,
+        keys: Sequence[Episode | str],
+        image_size: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        lut: Tensor | None = None,
+    ) -> None:
+        self.source, self.keys, self.image_size, self.lut = source, list(keys), image_size, lut
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def load(self, i: int) -> tuple[Tensor, Tensor]:
+        key = self.keys[i]
+        episode = isinstance(key, Episode)
+        image_id = key.image_id if episode else key
+        what = f"episode {key.image_id}__{key.class_id:02d}" if episode else f"image {key}"
+        x = _query(self.source, image_id, what, self.image_size, self.mean, self.std)
+        mask = resize_labels(self.source.class_map(image_id), self.image_size)
+        return x, class_target(mask, key.class_id) if episode else self.lut[mask]
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        x, target = self.load(i)
+        return x[0], target
+
+
+def _episode_texts(model: nn.Module, names: Sequence[str], class_ids: Sequence[int]) -> Tensor:
+    """``(C, 2, D)``: the label pair ``["others", class]`` of each class id (1-based), encoded in one call."""
+    emb = model.encode_text([OTHERS, *(names[c - 1] for c in class_ids)])
+    return torch.stack([emb[:1].expand(len(class_ids), -1), emb[1:]], dim=1)
 
 
 def evaluate_episodes(
@@ -86,31 +141,50 @@ def evaluate_episodes(
     image_size: int = 480,
     max_episodes: int | None = None,
     progress: bool = True,
+    batch_size: int = 8,
+    num_workers: int | None = None,
 ) -> dict[str, Any]:
     """Score ``model`` on the served episodes of ``source`` (paper protocol; one loop for every benchmark).
 
     A repeated episode is computed once and counted as often as it is served. ``max_episodes`` keeps the first N
     served episodes (quick runs; the number is then not the paper's). Returns mIoU and FB-IoU (percent), per-class
     foreground IoU, episodes per class, the accumulated ``(2, C)`` intersection/union and ``source.info``.
+    Episodes go through the model ``batch_size`` at a time, each with its own label pair; queries are loaded by
+    :func:`~lseg_nb.data.loading.eval_batches` (``num_workers``); the areas are summed on the model's device.
     """
     served = list(source.episodes[:max_episodes] if max_episodes is not None else source.episodes)
     counts = Counter(served)
+    distinct = list(counts)
     names, k = source.class_names, len(source.class_names)
-    inter = torch.zeros(2, k, dtype=torch.long)
-    union = torch.zeros(2, k, dtype=torch.long)
-    texts: dict[int, Tensor] = {}
     device = model_device(model)
-    with eval_mode(model), torch.inference_mode():
-        for ep, weight in tqdm(
-            counts.items(), desc=f"{source.benchmark} fold {source.fold}", disable=not progress
-        ):
-            x, target = load_episode(source, ep, image_size, model)
-            if ep.class_id not in texts:
-                texts[ep.class_id] = model.encode_text([OTHERS, names[ep.class_id - 1]]).to(device)
-            pred = model(x.to(device), texts[ep.class_id]).argmax(1)[0].cpu()
-            i, u = binary_areas(pred, target)
-            inter[:, ep.class_id - 1] += weight * i
-            union[:, ep.class_id - 1] += weight * u
+    inter = torch.zeros(2, k, dtype=torch.long, device=device)
+    union = torch.zeros(2, k, dtype=torch.long, device=device)
+    weight = torch.tensor([counts[ep] for ep in distinct], dtype=torch.long, device=device)
+    column = torch.tensor([ep.class_id - 1 for ep in distinct], dtype=torch.long, device=device)
+    class_ids = sorted({ep.class_id for ep in distinct})
+    items = _QueryItems(source, distinct, image_size, model.config.mean, model.config.std)
+    batches = eval_batches(
+        items, device, batch_size=batch_size, num_classes=2, ignore_index=IGNORE, num_workers=num_workers
+    )
+    with (
+        eval_mode(model),
+        torch.inference_mode(),
+        tqdm(total=len(distinct), desc=f"{source.benchmark} fold {source.fold}", disable=not progress) as bar,
+    ):
+        row = torch.full((k + 1,), -1, dtype=torch.long)
+        row[class_ids] = torch.arange(len(class_ids))
+        pairs = _episode_texts(model, names, class_ids).to(device) if class_ids else None
+        row = row.to(device)
+        for index, x, target in batches:
+            index = index.to(device)
+            col = column[index]
+            logits = model(x.to(device, non_blocking=True), pairs[row[col + 1]])
+            i, u = binary_areas(logits.argmax(1), target.to(device, non_blocking=True), check=False)
+            w = weight[index][:, None]
+            inter.index_add_(1, col, (i * w).T)
+            union.index_add_(1, col, (u * w).T)
+            bar.update(len(index))
+    inter, union = inter.cpu(), union.cpu()  # the one read of the counts
     classes = list(source.class_ids)
     miou, fb_iou = hsnet_scores(inter, union, classes)
     per_ep = Counter(ep.class_id for ep in served)
@@ -229,6 +303,7 @@ def evaluate_generalised(
     max_images: int | None = None,
     progress: bool = True,
     label_chunk: int = 64,
+    num_workers: int | None = None,
 ) -> dict[str, Any]:
     """Generalised setting (NOT reported in the paper): several labels compete at once on each query image.
 
@@ -252,14 +327,19 @@ def evaluate_generalised(
         lut[c] = pos
     images = source.images[:max_images] if max_images is not None else source.images
     device = model_device(model)
-    cm = torch.zeros(len(labels), len(labels), dtype=torch.long)
+    cm = torch.zeros(len(labels), len(labels), dtype=torch.long, device=device)
+    items = _QueryItems(source, images, image_size, model.config.mean, model.config.std, lut)
+    batches = eval_batches(items, device, num_classes=len(labels), num_workers=num_workers)
     with eval_mode(model), torch.inference_mode():
         text = model.encode_text(labels).to(device)
-        for image_id in tqdm(images, desc=f"{source.benchmark} generalised ({scope})", disable=not progress):
-            x = _query(source, image_id, f"image {image_id}", image_size, model)
-            target = lut[resize_labels(source.class_map(image_id), image_size)]
-            pred = _argmax_chunked(model, x.to(device), text, label_chunk).cpu()
-            cm += confusion_matrix(pred, target, len(labels), IGNORE)
+        for _, x, target in tqdm(
+            batches, total=len(images), desc=f"{source.benchmark} generalised ({scope})", disable=not progress
+        ):
+            pred = _argmax_chunked(model, x.to(device, non_blocking=True), text, label_chunk)
+            cm += confusion_matrix(
+                pred[None], target.to(device, non_blocking=True), len(labels), IGNORE, False
+            )
+    cm = cm.cpu()
     unseen = [position[c] for c in source.class_ids]
     seen = [p for p in range(1, len(labels)) if p not in set(unseen)] if scope == "all" else None
     m = compute_metrics(cm, labels, seen=seen, unseen=unseen if seen is not None else None, background=0)

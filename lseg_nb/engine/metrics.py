@@ -19,30 +19,54 @@ from torch import Tensor
 from lseg_nb.utils.parsing import json_safe
 
 
-def confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255) -> Tensor:
+def confusion_matrix(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255, check: bool = True
+) -> Tensor:
     """Count (target, prediction) pairs: ``cm[t, p]`` = number of pixels of class ``t`` predicted as ``p``.
 
     ``pred`` and ``target``: integer tensors of the same shape ``(...)`` (e.g. ``(B, H, W)``).
     Pixels whose target equals ``ignore_index`` or lies outside ``[0, num_classes)`` are dropped (so a restricted
     label set can be scored by mapping the other classes to ``ignore_index``). Predictions outside
-    ``[0, num_classes)`` raise ``ValueError``: they indicate a label-set mismatch, not void pixels.
+    ``[0, num_classes)`` raise ``ValueError``: they indicate a label-set mismatch, not void pixels. That check
+    reads the predictions on the host; ``check=False`` skips it for predictions that are in range by
+    construction (an argmax over ``num_classes`` labels), so counting on a GPU never waits for it.
     Returns an int64 ``(num_classes, num_classes)`` tensor on the inputs' device.
     """
+    if pred.shape != target.shape:
+        raise ValueError(
+            f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape"
+        )
+    return confusion_matrices(pred.reshape(1, -1), target.reshape(1, -1), num_classes, ignore_index, check)[0]
+
+
+def confusion_matrices(
+    pred: Tensor, target: Tensor, num_classes: int, ignore_index: int = 255, check: bool = True
+) -> Tensor:
+    """One confusion matrix per leading index: ``(N, ...)`` inputs -> int64 ``(N, C, C)`` (see
+    :func:`confusion_matrix`, which this generalises). No host synchronisation when ``check=False``."""
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if pred.shape != target.shape:
+    if pred.shape != target.shape or pred.ndim < 1:
         raise ValueError(
             f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape"
         )
     if pred.is_floating_point() or target.is_floating_point():
         raise TypeError("pred and target must be integer class-index tensors (use logits.argmax(1) for pred)")
-    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
-    if pred.numel() and (pred.min() < 0 or pred.max() >= num_classes):
-        bad = sorted(set(pred.unique().tolist()) - set(range(num_classes)))[:10]
-        raise ValueError(f"predictions hold class indices {bad} outside [0, {num_classes})")
-    keep = (target != ignore_index) & (target >= 0) & (target < num_classes)
-    idx = target[keep] * num_classes + pred[keep]
-    return torch.bincount(idx, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    n, c = pred.shape[0], num_classes
+    pred, target = pred.reshape(n, -1).long(), target.reshape(n, -1).long()
+    if check and pred.numel() and (pred.min() < 0 or pred.max() >= c):
+        bad = sorted(set(pred.unique().tolist()) - set(range(c)))[:10]
+        raise ValueError(f"predictions hold class indices {bad} outside [0, {c})")
+    keep = (target != ignore_index) & (target >= 0) & (target < c)
+    # dropped pixels go to one extra bin: a fixed-size count without boolean indexing (no device sync)
+    offset = torch.arange(n, device=pred.device)[:, None] * (c * c)
+    idx = torch.where(keep, offset + target * c + pred, n * c * c).reshape(-1)
+    if idx.device.type == "cpu":
+        counts = torch.bincount(idx, minlength=n * c * c + 1)
+    else:  # bincount sizes its output from the maximum, which a GPU has to report to the host first
+        counts = torch.zeros(n * c * c + 1, dtype=torch.long, device=idx.device)
+        counts.scatter_add_(0, idx, torch.ones_like(idx))
+    return counts[:-1].reshape(n, c, c)
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from lseg_nb.config import ConfigError, TrainConfig, load_config, save_json, to_dict
 from lseg_nb.data.experiment import Experiment, SeededDataset, make_experiment
+from lseg_nb.data.loading import train_loader
 from lseg_nb.engine.evaluate import evaluate_split
 from lseg_nb.engine.loss import binary_zero_shot_loss, pixel_cross_entropy
 from lseg_nb.engine.runs import (
@@ -41,7 +40,7 @@ from lseg_nb.engine.runs import (
 )
 from lseg_nb.models.lseg import LSeg, build_lseg
 from lseg_nb.models.text_encoder import TextEncoder
-from lseg_nb.utils.device import resolve_device
+from lseg_nb.utils.device import autocast, resolve_device
 from lseg_nb.utils.io import atomic_write_text, check_output_dir, clean_stale_tmp
 
 
@@ -135,36 +134,11 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return 0.5 * (1 + math.cos(math.pi * t))
 
 
-def _batches(sampler: DistributedSampler, data: SeededDataset, cfg: TrainConfig, start: int, pin: bool):
-    """Endless batches; epoch ``e`` uses permutation seed (seed, e); the ``start`` batches already seen are skipped
-    without being loaded."""
-    epoch, skip = divmod(start, max(1, len(sampler) // cfg.batch_size))
-    if len(sampler) < cfg.batch_size:
-        raise ValueError(
-            f"the training split has {len(data)} images, fewer than one batch ({cfg.batch_size}) per process: "
-            "lower batch_size or raise max_images"
-        )
-    workers = cfg.data.num_workers
-    if workers is None:  # automatic: load in the main process on CPU, keep a GPU fed with worker processes
-        workers = min(8, os.cpu_count() or 1) if pin else 0
-    while True:
-        sampler.set_epoch(epoch)
-        data.set_epoch(epoch)
-        idx = list(sampler)
-        chunks = [
-            idx[i : i + cfg.batch_size] for i in range(0, len(idx) - cfg.batch_size + 1, cfg.batch_size)
-        ]
-        loader = DataLoader(data, batch_sampler=chunks[skip:], num_workers=workers, pin_memory=pin)
-        yield from loader
-        epoch, skip = epoch + 1, 0
-
-
 def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.amp == "none":
-        return nullcontext()
-    if cfg.amp == "fp16" and device.type != "cuda":
-        raise ConfigError("amp='fp16' needs a CUDA device; use amp='bf16' or 'none' on CPU")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.amp == "bf16" else torch.float16)
+    try:
+        return autocast(cfg.amp, device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
@@ -215,9 +189,10 @@ class Trainer:
         self.step = self.start_step = 0
         self.log = MetricsLog(self.run_dir / "metrics.jsonl")
         self.net: nn.Module = self.model
+        self.ddp: nn.parallel.DistributedDataParallel | None = None
         if self.dist.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+            self.net = self.ddp = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
             self.net = torch.compile(self.net)
 
@@ -235,11 +210,17 @@ class Trainer:
             episodes,
             self.cfg.ignore_index,
         )
-        sampler = DistributedSampler(
-            data, self.dist.world, self.dist.rank, shuffle=True, seed=self.cfg.seed, drop_last=True
+        loader = train_loader(
+            data,
+            self.cfg.batch_size,
+            self.cfg.seed,
+            self.device,
+            world=self.dist.world,
+            rank=self.dist.rank,
+            start=self.step * self.cfg.grad_accum,
+            num_workers=self.cfg.data.num_workers,
         )
-        start = self.step * self.cfg.grad_accum
-        return _batches(sampler, data, self.cfg, start, pin=self.device.type == "cuda")
+        return iter(loader)
 
     def prepare_run_dir(self) -> None:
         """Write config/environment, or resume from ``checkpoints/last.pt`` when the folder holds this run."""
@@ -307,31 +288,50 @@ class Trainer:
         )
 
     def train_step(self, batches) -> float:
-        """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss."""
+        """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss (waits for the device)."""
+        loss = self._step(batches).item()
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss} at step {self.step}: lower lr or disable amp")
+        return loss
+
+    def _step(self, batches) -> torch.Tensor:
+        """One optimiser step; the mean loss stays on the device, so nothing here waits for the GPU. DDP
+        all-reduces gradients once per step: every micro-batch but the last runs under ``no_sync``."""
         self.net.train()
         self.optimizer.zero_grad(set_to_none=True)
-        total = 0.0
-        for _ in range(self.cfg.grad_accum):
+        total = torch.zeros((), device=self.device)
+        for i in range(self.cfg.grad_accum):
             images, target, *cls = (t.to(self.device, non_blocking=True) for t in next(batches))
-            with _autocast(self.cfg, self.device):
-                loss = self._loss(images, target, cls[0] if cls else None) / self.cfg.grad_accum
-            self.scaler.scale(loss).backward()
-            total += loss.item()
-        if not math.isfinite(total):
-            raise FloatingPointError(
-                f"loss became {total} at step {self.step + 1}; training stopped before this step changed any "
-                f"weights, and {self.run_dir / 'checkpoints' / 'last.pt'} keeps the last checkpoint saved before "
-                "it: lower lr or disable amp (in a new run_dir)"
-            )
+            last = i == self.cfg.grad_accum - 1
+            with self.ddp.no_sync() if self.ddp is not None and not last else nullcontext():
+                with _autocast(self.cfg, self.device):
+                    loss = self._loss(images, target, cls[0] if cls else None) / self.cfg.grad_accum
+                self.scaler.scale(loss).backward()
+            total += loss.detach().float()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
         self.step += 1
         return total
 
+    def _sync_point(self) -> bool:
+        """Steps at which the host reads the loss: logging, checkpointing, evaluation, the last step."""
+        cfg, s = self.cfg, self.step
+        return (
+            s % cfg.log_every == 0
+            or s == cfg.steps
+            or bool(cfg.checkpoint_every and s % cfg.checkpoint_every == 0)
+            or bool(cfg.eval_every and s % cfg.eval_every == 0)
+        )
+
     def fit(self, stop_at: int | None = None) -> Path:
         """Train to ``cfg.steps`` (or pause at ``stop_at``, e.g. to simulate an interruption), holding the run
-        folder's lock (:class:`~lseg_nb.engine.runs.RunLock`) throughout."""
+        folder's lock (:class:`~lseg_nb.engine.runs.RunLock`) throughout.
+
+        The loss is read on the host only at :meth:`_sync_point` steps on a GPU (every step on the CPU, where
+        reading it costs nothing); a non-finite loss is caught there, before a checkpoint could store damaged
+        weights, so ``last.pt`` keeps the last good state.
+        """
         with RunLock(self.run_dir) if self.dist.main else nullcontext():
             if self.dist.main:  # under the lock no other writer exists: leftovers are from a crash
                 for folder in (self.run_dir, self.run_dir / "checkpoints"):
@@ -351,10 +351,30 @@ class Trainer:
             mininterval=0.1 if sys.stderr.isatty() else 10.0,  # keep CI / nohup logs short
         )
         t0, seen = time.perf_counter(), 0
+        finite, since = torch.ones((), dtype=torch.bool, device=self.device), self.step + 1
+        on_cpu = self.device.type == "cpu"  # reading the loss never waits for a device there
         while self.step < end:
-            loss = self.train_step(batches)
+            loss_t = self._step(batches)
+            finite &= torch.isfinite(loss_t)
             seen += self.cfg.batch_size * self.cfg.grad_accum * self.dist.world
             bar.update(1)
+            sync = self._sync_point() or self.step == end
+            if not (sync or on_cpu):
+                continue
+            if not bool(finite):
+                when = (
+                    f"at step {self.step}" if since == self.step else f"between steps {since} and {self.step}"
+                )
+                raise FloatingPointError(
+                    f"loss became {loss_t.item()} {when}; training stopped before a checkpoint could store the "
+                    f"damaged weights: {self.run_dir / 'checkpoints' / 'last.pt'} keeps the last checkpoint saved "
+                    "before it. Lower lr or disable amp (in a new run_dir)"
+                )
+            if not sync:
+                since = self.step + 1
+                continue
+            loss = loss_t.item()
+            since = self.step + 1
             bar.set_postfix(loss=f"{loss:.4f}")
             self._after_step(loss, seen / (time.perf_counter() - t0))
         bar.close()

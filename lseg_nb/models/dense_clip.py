@@ -232,9 +232,14 @@ class DenseCLIP(nn.Module):
         text = F.normalize(text_emb.to(device=pixel_emb.device, dtype=pixel_emb.dtype), dim=-1)
         pattern = "bdhw,kd->bkhw" if text.ndim == 2 else "bdhw,bkd->bkhw"
         out = torch.einsum(pattern, pixel_emb, text) * self.logit_scale
-        if size is not None and tuple(out.shape[-2:]) != tuple(size):
-            out = F.interpolate(out, size=tuple(size), mode="bilinear", align_corners=False)
-        return out
+        return self.upsample_logits(out, size)
+
+    def upsample_logits(self, logits: Tensor, size: tuple[int, int] | None) -> Tensor:
+        """Resize logit maps ``(B, K, h, w)`` as :meth:`logits_from_embeddings` does (bilinear,
+        ``align_corners=False``); unchanged when ``size`` is ``None`` or already the map size."""
+        if size is None or tuple(logits.shape[-2:]) == tuple(size):
+            return logits
+        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
     def forward(self, images: Tensor, text_emb: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` or ``(B, K, D)`` -> logits ``(B, K, H, W)``."""

@@ -89,6 +89,12 @@ class LSegHead(nn.Module):
         out = torch.einsum(pattern, pixel_emb, text_emb) * self.scale.to(pixel_emb.dtype)
         for i in range(self.block_depth):
             out = self.block(out, act=i < self.block_depth - 1)
-        if size is not None and tuple(out.shape[-2:]) != tuple(size):
-            out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
-        return out
+        return self.upsample(out, size)
+
+    @staticmethod
+    def upsample(logits: Tensor, size: tuple[int, int] | None) -> Tensor:
+        """Logit maps ``(B, K, h, w)`` resized to ``size`` (bilinear, ``align_corners=True`` as the official
+        ``output_conv``); unchanged when ``size`` is ``None`` or already the map size."""
+        if size is None or tuple(logits.shape[-2:]) == tuple(size):
+            return logits
+        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=True)

@@ -57,6 +57,11 @@ class LSeg(nn.Module):
         """Cached pixel embeddings + text embeddings -> logits ``(B, K, *size)``."""
         return self.head.logits(pixel_emb, text_emb, size)
 
+    def upsample_logits(self, logits: Tensor, size: tuple[int, int]) -> Tensor:
+        """Resize logit maps ``(B, K, h, w)`` exactly as :meth:`logits_from_embeddings` does (so inference can
+        combine maps at the embedding resolution and upsample once)."""
+        return self.head.upsample(logits, size)
+
     def forward(self, images: Tensor, text_emb: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` or ``(B, K, D)`` -> logits ``(B, K, H, W)``."""
         check_text_embeddings(

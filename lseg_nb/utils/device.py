@@ -1,11 +1,14 @@
-"""Device resolution shared by training, evaluation, prediction and the notebooks."""
+"""Device resolution and mixed precision shared by training, evaluation, prediction and the notebooks."""
 
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch import nn
+
+AMP_CHOICES = ("none", "bf16", "fp16")
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -39,3 +42,15 @@ def model_device(model: nn.Module) -> torch.device:
     for t in (*model.parameters(), *model.buffers()):
         return t.device
     return torch.device("cpu")
+
+
+def autocast(amp: str, device: torch.device) -> AbstractContextManager:
+    """Autocast context for ``amp`` on ``device``: ``none`` (float32), ``bf16`` (CUDA and CPU) or ``fp16`` (not
+    on CPU). Raises ``ValueError`` naming the fix for an unknown choice or fp16 on the CPU."""
+    if amp not in AMP_CHOICES:
+        raise ValueError(f"amp must be one of {list(AMP_CHOICES)}, got {amp!r}")
+    if amp == "none":
+        return nullcontext()
+    if amp == "fp16" and device.type == "cpu":
+        raise ValueError("amp='fp16' needs a CUDA device; use amp='bf16' or 'none' on CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
