@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from lseg_nb.config import OFFICIAL_SCALES, EvalConfig
 from lseg_nb.models import LSeg
+from lseg_nb.models.text_encoder import check_text_embeddings
 from lseg_nb.utils.device import autocast, model_device
 
 Mode = Literal["single", "sliding", "multiscale"]
@@ -82,13 +83,12 @@ def _check_images(images: Tensor) -> None:
 
 
 def _check_text(model: LSeg, text_embs: Sequence[Tensor]) -> None:
-    dim = model.text_dim
     for t in text_embs:
-        if t.ndim != 2 or t.shape[1] != dim or t.shape[0] < 1:
-            raise ValueError(
-                f"text embeddings must be (K >= 1, {dim}), got {tuple(t.shape)}: "
-                "use model.encode_text(labels) of the text encoder the model was built with"
-            )
+        check_text_embeddings(
+            t,
+            model.text_dim,
+            hint="use model.encode_text(labels) of the text encoder the model was built with",
+        )
 
 
 def _pad_to(x: Tensor, h: int, w: int) -> Tensor:
