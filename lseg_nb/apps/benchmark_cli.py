@@ -88,6 +88,7 @@ def cmd_benchmark(args: list[str]) -> None:
         _emit(json_safe(result), out, a.json)
         return
     result.save_json(out)
-    print(json.dumps(result.to_dict(), indent=2, allow_nan=False) if a.json else evaluation_table(result))
+    table = evaluation_table(result, name, "validation")
+    print(json.dumps(result.to_dict(), indent=2, allow_nan=False) if a.json else table)
     if not a.json:
         print(f"metrics written to {out}")
