@@ -412,3 +412,21 @@ def test_evaluate_without_a_fold(trained_run, tmp_path, capsys):
     assert (tmp_path / "nofold_examples.png").is_file()
     assert main([*args, "--examples", "-1"]) == 2
     assert "--examples must be >= 0" in capsys.readouterr().err
+
+
+def test_evaluate_calibrate_seen_reports_both_generalised_rows(trained_run, tmp_path, capsys):
+    out = tmp_path / "cal.json"
+    args = ["evaluate", "--run", str(trained_run), "--max-images", "2", "--examples", "0", "--calibrate-seen"]
+    assert main([*args, "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    settings = [re.split(r"\s{2,}", line.strip())[0] for line in lines[4:6]]
+    assert settings[0] == "all 16 labels (generalised zero-shot)"
+    assert settings[1].startswith("all 16 labels, seen-bias calibrated (offset ")
+    saved = json.loads(out.read_text())
+    assert saved["calibrated"] is not None and saved["seen_offset"] >= 0
+    assert saved["calibrated"]["num_pixels"] == saved["all_labels"]["num_pixels"]
+    # without a fold there is nothing to calibrate: one clear error
+    weights = str(trained_run / "model.safetensors")
+    nofold = ["evaluate", "--model", weights, "--dataset", "synthetic_textures", "--calibrate-seen"]
+    assert main([*nofold, "--out", str(tmp_path / "x.json")]) == 2
+    assert "seen-bias calibration needs a zero-shot fold" in capsys.readouterr().err

@@ -64,13 +64,29 @@ def test_msrc_manifest_folds_are_consecutive_groups():
     assert m.class_names() == MSRC_CLASSES
     assert m.split_names == ["train", "val", "test"]
     assert all(s.sha256 is not None for s in m.splits)
-    assert len(m.zero_shot_folds) == 4
+    assert len(m.zero_shot_folds) == 5
     for i in range(4):
         seen, unseen = m.fold(i)
         assert unseen == list(range(6 * i, min(6 * i + 6, 23)))
         assert sorted(seen + unseen) == list(range(23))
     assert m.fold("fold3") == m.fold(3)
     assert m.fold_classes(3)[1] == ["road", "cat", "dog", "body", "boat"]
+
+
+def test_msrc_neighbour_fold_keeps_a_seen_neighbour_per_unseen_class():
+    m = load_manifest("msrc_v2")
+    assert m.fold("neighbours") == m.fold(4)
+    seen, unseen = m.fold_classes("neighbours")
+    assert unseen == ["sheep", "face", "bicycle", "flower", "cat", "boat"]  # class-index order
+    neighbour = {
+        "sheep": "cow",
+        "bicycle": "car",
+        "flower": "grass",
+        "face": "body",
+        "cat": "dog",
+        "boat": "water",
+    }
+    assert set(neighbour) == set(unseen) and set(neighbour.values()) <= set(seen)
 
 
 def test_synthetic_manifest_folds_form_latin_square():

@@ -88,6 +88,17 @@ def test_demo_refuses_non_positive_steps_before_any_work(tmp_path, steps):
     assert demo_config(steps=7).steps == 7
 
 
+def test_demo_folds_default_to_the_recipe_and_can_be_chosen():
+    """The MSRC-v2 demo trains the `neighbours` fold (each unseen class keeps a seen neighbour; fold 0 holds cow,
+    horse and sheep out together and its unseen-only score was below chance); --fold still picks any fold."""
+    msrc = demo_config("msrc_v2")
+    assert msrc.data.fold == 4 == get_recipe("demo_msrc_v2").data.fold and msrc.steps == 900
+    assert demo_config().data.fold == 0
+    assert (
+        demo_config("msrc_v2", fold=1).data.fold == 1 and demo_config("msrc_v2", fold=None).data.fold is None
+    )
+
+
 def _tiny(run_dir, steps: int) -> TrainConfig:
     model = get_config(
         "lseg_small_cpu", features=8, crop_size=64, text=TextEncoderConfig(kind="random", dim=16)

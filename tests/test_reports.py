@@ -113,3 +113,19 @@ def test_text_and_markdown_tables():
         "| longer | 10.0 | 2.0 |",
     ]
     assert format_table([]) == "" and markdown_table([]) == ""
+
+
+def test_calibrated_row_follows_the_generalised_one(tiny_model, images, labels, zero_shot):
+    cal = evaluate(tiny_model, list(zip(images, labels)), NAMES, unseen=[2], progress=False, seen_offset=1.5)
+    rows = metrics_rows(cal)
+    assert rows[0] == metrics_rows(zero_shot)[0]  # the uncalibrated model stays first
+    assert rows[1]["setting"] == "all 3 labels, seen-bias calibrated (offset 1.50 from val)"
+    assert rows[1]["unseen mIoU"] == round(100 * cal.calibrated.unseen_miou, 1)
+    assert rows[1]["harmonic"] == (
+        None
+        if cal.calibrated.harmonic_iou != cal.calibrated.harmonic_iou
+        else round(100 * cal.calibrated.harmonic_iou, 1)
+    )
+    assert len(rows) == len(metrics_rows(zero_shot)) + 1
+    assert "calibrated" in evaluation_record(cal)["settings"]
+    assert "calibrated" not in evaluation_record(zero_shot)["settings"]

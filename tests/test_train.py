@@ -432,3 +432,39 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(synth_root, tmp_path):
     assert losses("killed") == losses("straight")
     a, b = load_model(tmp_path / "killed").state_dict(), load_model(tmp_path / "straight").state_dict()
     assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _closed_set_cfg(root: Path, run_dir: Path, vocabulary: tuple[str, ...] | None = None) -> TrainConfig:
+    cfg = tiny_cfg(root, run_dir)
+    seen = vocabulary or tuple(
+        Trainer(dataclasses.replace(cfg, run_dir=str(run_dir) + "_probe")).labels.seen_names
+    )
+    text = TextEncoderConfig(kind="learned", vocabulary=seen, dim=16)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text=text))
+
+
+def test_closed_set_baseline_learns_its_label_table_and_reloads(synth_root, tmp_path):
+    """The closed-set baseline (text.kind='learned') trains its label rows with the head; everything else is the
+    LSeg recipe. The trained table is saved with the run and reloaded; unseen labels cannot be scored."""
+    cfg = _closed_set_cfg(synth_root, tmp_path / "run")
+    trainer = Trainer(cfg)
+    table = trainer.model.text_encoder.table
+    before = table.detach().clone()
+    group = next(g for g in parameter_groups(trainer.model, cfg) if any(p is table for p in g["params"]))
+    assert group["lr"] == pytest.approx(cfg.lr * cfg.decoder_lr_mult)  # trains with the head
+    trainer.fit()
+    assert not torch.allclose(before, table.detach())
+    model = load_model(tmp_path / "run")
+    seen = list(cfg.model.text.vocabulary)
+    assert torch.equal(model.encode_text(seen), trainer.model.encode_text(seen))
+    unseen = trainer.labels.unseen_names[0]
+    with pytest.raises(KeyError, match=f"cannot score \\['{unseen}'\\]"):
+        model.encode_text([unseen])
+
+
+def test_closed_set_baseline_needs_every_training_label(synth_root, tmp_path):
+    cfg = _closed_set_cfg(synth_root, tmp_path / "run", vocabulary=("not a class",))
+    with pytest.raises(ConfigError, match="text.vocabulary lacks training labels"):
+        Trainer(cfg)
+    with pytest.raises(ConfigError, match="text.vocabulary"):
+        TextEncoderConfig(kind="learned")

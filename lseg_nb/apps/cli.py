@@ -70,8 +70,9 @@ class DemoArgs:
     data_root: str | None = None
     run_dir: str = "runs/demo"
     steps: int | None = None
-    """training steps (default: the recipe's, 250 synthetic / 400 MSRC-v2)"""
-    fold: int | None = 0
+    """training steps (default: the recipe's, 250 synthetic / 900 MSRC-v2)"""
+    fold: int | None = None
+    """zero-shot fold (default: the recipe's, 0 synthetic / 4 = 'neighbours' MSRC-v2)"""
     max_images: int | None = None
     """cap images per split (smoke runs)"""
     examples: int = 4
@@ -128,6 +129,8 @@ class EvaluateArgs:
     """print the metrics as JSON on stdout instead of a table"""
     examples: int = 4
     """images drawn into OUT_examples.png (next to the JSON), chosen for class coverage; 0: no figure"""
+    calibrate_seen: bool = False
+    """zero-shot fold: also score all labels after seen-bias calibration (a seen-logit offset fitted on val)"""
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,8 @@ def cmd_train(args: list[str]) -> None:
 
 def cmd_demo(args: list[str]) -> None:
     a = parse_args(DemoArgs, args, "lseg-nb demo")
-    cfg = demo_config(a.dataset, a.run_dir, a.steps, a.data_root, a.fold, a.max_images)
+    fold = "recipe" if a.fold is None else a.fold
+    cfg = demo_config(a.dataset, a.run_dir, a.steps, a.data_root, fold, a.max_images)
     report = run_demo(cfg, examples=a.examples)
     print((report / "report.md").read_text())
     print(f"report written to {report}")
@@ -252,7 +256,9 @@ def cmd_evaluate(args: list[str]) -> None:
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", a.model).strip("_")
         default = Path("runs", "eval", name, f"eval_{Path(a.dataset).stem}_{a.split}_{protocol.mode}.json")
         out = check_output_path(a.out or default, "--out")
-        result = evaluate_model(a.model, data, a.split, protocol, a.max_images, a.examples)
+        result = evaluate_model(
+            a.model, data, a.split, protocol, a.max_images, a.examples, calibrate_seen=a.calibrate_seen
+        )
     else:
         run = Path(a.run)
         if not (run / "config.json").is_file():
@@ -272,15 +278,18 @@ def cmd_evaluate(args: list[str]) -> None:
         }
         data = dataclasses.replace(saved.data, **changes)
         if saved.eval.protocol == "episodic":
-            if a.official or a.mode is not None:
+            if a.official or a.mode is not None or a.calibrate_seen:
                 raise ConfigError(
-                    f"{run} is scored with its recipe's episodic protocol: drop --official / --mode"
+                    f"{run} is scored with its recipe's episodic protocol: drop --official / --mode / "
+                    "--calibrate-seen"
                 )
             evaluate_episodic_run(run, data, a.max_images, a.out, a.json)
             return
         protocol = _protocol(a, saved.eval)
         out = check_output_path(a.out or run / f"eval_{a.split}_{protocol.mode}.json", "--out")
-        result = evaluate_run(run, a.split, data, protocol, a.max_images, a.examples)
+        result = evaluate_run(
+            run, a.split, data, protocol, a.max_images, a.examples, calibrate_seen=a.calibrate_seen
+        )
     record = evaluation_record(result, Path(data.dataset).stem, a.split, data.fold)
     text = json.dumps(record, indent=2, allow_nan=False)
     atomic_write_text(out, text + "\n")

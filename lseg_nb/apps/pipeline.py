@@ -18,17 +18,18 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
 from lseg_nb.apps.reports import data_line, inference_name, markdown_table, metrics_rows
-from lseg_nb.config import DataConfig, EvalConfig, TrainConfig, get_recipe, load_config
+from lseg_nb.config import ConfigError, DataConfig, EvalConfig, TrainConfig, get_recipe, load_config
 from lseg_nb.data.benchmarks.registry import episode_source
 from lseg_nb.data.experiment import Experiment, make_experiment
 from lseg_nb.engine.evaluate import EvalResult, evaluate_split
 from lseg_nb.engine.fewshot import evaluate_ade20k, evaluate_source
 from lseg_nb.engine.runs import MetricsLog, load_model, load_model_or_spec
+from lseg_nb.engine.seen_bias import fit_split_seen_offset
 from lseg_nb.engine.train import Trainer, quiet_known_warnings
 from lseg_nb.models.text_encoder import TextEncoder
 from lseg_nb.utils.device import resolve_device
@@ -44,17 +45,46 @@ def evaluate_run(
     max_images: int | None = None,
     examples: int | Sequence[int] = 0,
     progress: bool = True,
+    calibrate_seen: bool = False,
 ) -> EvalResult:
     """Evaluate the model of a finished run folder on its own dataset/fold (unless ``data`` overrides) with its
     recipe's evaluation protocol (unless ``protocol`` overrides; the window is always ``model.crop_size``).
-    ``examples``: how many diverse images (or which indices) to keep with predictions for figures."""
+    ``examples``: how many diverse images (or which indices) to keep with predictions for figures.
+    ``calibrate_seen``: also report the generalised setting after seen-bias calibration (see :func:`score_split`)."""
     run_dir = Path(run_dir)
     cfg = load_config(TrainConfig, run_dir / "config.json")
     if data is not None:
         cfg = dataclasses.replace(cfg, data=data)
     model = load_model(run_dir, map_location=str(resolve_device("auto")))
     exp = make_experiment(cfg.data)
-    return evaluate_split(model, exp, split, cfg.data, protocol or cfg.eval, max_images, examples, progress)
+    return score_split(
+        model, exp, split, cfg.data, protocol or cfg.eval, max_images, examples, progress, calibrate_seen
+    )
+
+
+def score_split(
+    model: nn.Module,
+    exp: Experiment,
+    split: str,
+    data: DataConfig,
+    protocol: EvalConfig,
+    max_images: int | None = None,
+    examples: int | Sequence[int] = 0,
+    progress: bool = True,
+    calibrate_seen: bool = False,
+) -> EvalResult:
+    """:func:`~lseg_nb.engine.evaluate.evaluate_split`, with ``calibrate_seen`` first fitting the seen-class logit
+    offset on the validation split (:func:`~lseg_nb.engine.seen_bias.fit_split_seen_offset`, the whole split) and
+    scoring the generalised setting with and without it (``result.calibrated``)."""
+    offset = None
+    if calibrate_seen:
+        if not exp.labels.unseen:
+            raise ConfigError(
+                "seen-bias calibration needs a zero-shot fold (seen and unseen classes): pass --fold or drop "
+                "--calibrate-seen"
+            )
+        offset = fit_split_seen_offset(model, exp, data, protocol, progress=progress).offset
+    return evaluate_split(model, exp, split, data, protocol, max_images, examples, progress, offset)
 
 
 def evaluate_benchmark_run(
@@ -117,14 +147,17 @@ def evaluate_model(
     max_images: int | None = None,
     examples: int | Sequence[int] = 0,
     progress: bool = True,
+    calibrate_seen: bool = False,
 ) -> EvalResult:
     """Evaluate any model (or a run folder, ``.safetensors`` file or dense-CLIP spec such as
     ``maskclip:ViT-B-16/openai``) on ``data``'s dataset and fold with ``protocol`` (default: single pass);
-    normalisation and window size come from ``model.config``."""
+    normalisation and window size come from ``model.config``. ``calibrate_seen``: see :func:`score_split`."""
     if not isinstance(model, nn.Module):
         model = load_model_or_spec(model, map_location=str(resolve_device("auto")))
     exp = make_experiment(data)
-    return evaluate_split(model, exp, split, data, protocol or EvalConfig(), max_images, examples, progress)
+    return score_split(
+        model, exp, split, data, protocol or EvalConfig(), max_images, examples, progress, calibrate_seen
+    )
 
 
 def save_loss_curve(run_dir: str | Path) -> Path:
@@ -236,12 +269,15 @@ def demo_config(
     run_dir: str = "runs/demo",
     steps: int | None = None,
     data_root: str | None = None,
-    fold: int | None = 0,
+    fold: int | None | Literal["recipe"] = "recipe",
     max_images: int | None = None,
 ) -> TrainConfig:
     """The demo's training config: recipe ``demo_synthetic`` or ``demo_msrc_v2`` (any other manifest: the MSRC
-    recipe's model and schedule on that dataset), with the given folder, steps, data root, fold and image cap."""
+    recipe's model and schedule on that dataset), with the given folder, steps, data root, fold (default: the
+    recipe's, 0 synthetic / 4 = ``neighbours`` MSRC-v2; another manifest: 0) and image cap."""
     recipe = get_recipe("demo_synthetic" if dataset == "synthetic_textures" else "demo_msrc_v2")
+    if fold == "recipe":
+        fold = recipe.data.fold if dataset in ("synthetic_textures", "msrc_v2") else 0
     data = dataclasses.replace(
         recipe.data, dataset=dataset, data_root=data_root, fold=fold, max_images=max_images
     )
@@ -301,12 +337,12 @@ def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> s
 
 
 def run_demo(cfg: TrainConfig | None = None, examples: int = 4) -> Path:
-    """Train (or resume) ``cfg`` (default :func:`demo_config`), evaluate seen vs unseen on the test split and write
-    the report folder ``<run_dir>/report`` (``examples``: how many diverse test images its example figure shows;
+    """Train (or resume) ``cfg`` (default :func:`demo_config`), evaluate seen vs unseen on the test split (with and
+    without seen-bias calibration fitted on the validation split) and write the report folder ``<run_dir>/report`` (``examples``: how many diverse test images its example figure shows;
     the run folder also gets ``loss_curve.png``)."""
     cfg = cfg or demo_config()
     trainer, summary = _fit(cfg)
-    result = evaluate_split(
+    result = score_split(
         trainer.model,
         trainer.exp,
         cfg.data.test_split,
@@ -315,5 +351,6 @@ def run_demo(cfg: TrainConfig | None = None, examples: int = 4) -> Path:
         cfg.data.max_images,
         examples=examples,
         progress=cfg.progress,
+        calibrate_seen=bool(trainer.exp.labels.unseen),
     )
     return write_report(Path(cfg.run_dir), result, trainer.exp, cfg, summary.seconds)

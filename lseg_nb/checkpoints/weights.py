@@ -72,6 +72,8 @@ def save_lseg_nb(model: LSeg, path: str | Path, metadata: dict[str, str] | None 
     te = model.text_encoder
     if isinstance(te, OpenCLIPTextEncoder) and _openai_text(tensors):
         meta |= {"text_encoder": "openai_clip_state_dict", "text_quick_gelu": str(te.quick_gelu).lower()}
+    elif te.trainable:  # the closed-set baseline's learned label table is part of the trained weights
+        meta["text_encoder"] = "learned"
     else:
         meta["text_encoder"] = "config"
         tensors = {k: v for k, v in tensors.items() if not k.startswith("text_encoder.")}

@@ -7,7 +7,7 @@ from typing import Literal
 
 from lseg_nb.config.serialize import check_fields, require
 
-TextEncoderKind = Literal["open_clip", "sentence_transformers", "random", "one_hot"]
+TextEncoderKind = Literal["open_clip", "sentence_transformers", "random", "one_hot", "learned"]
 Readout = Literal["ignore", "add", "project"]
 HeadBlock = Literal["none", "bottleneck", "depthwise"]
 Activation = Literal["relu", "lrelu", "tanh"]
@@ -20,7 +20,10 @@ class TextEncoderConfig:
     ``name``: open_clip model name (``ViT-B-32``) or sentence-transformers name/path (``all-MiniLM-L6-v2``).
     ``pretrained``: open_clip pretrained tag (``openai``) or a local checkpoint path; ``None`` = random weights.
     ``dim``: embedding size for the ``random`` encoder (others report their own).
-    ``vocabulary``: label set of the ``one_hot`` encoder (labels outside it cannot be embedded).
+    ``vocabulary``: label set of the ``one_hot`` and ``learned`` encoders (labels outside it cannot be embedded).
+    ``learned``: NOT a text encoder - the closed-set baseline. Each vocabulary label gets a trainable ``dim``-d
+    vector (seeded random init) learned with the rest of the model: a cosine linear classifier over a fixed label
+    set, with everything else (image encoder, decoder, head, loss, temperature) identical to LSeg.
     ``templates``: prompt templates with ``{}``; each template's embedding is L2-normalised, the templates are
     averaged and the mean is normalised again.
     """
@@ -36,6 +39,11 @@ class TextEncoderConfig:
     def __post_init__(self) -> None:
         check_fields(self)
         require(self.dim >= 1, "text.dim", f"must be >= 1, got {self.dim}")
+        require(
+            self.kind not in ("one_hot", "learned") or bool(self.vocabulary),
+            "text.vocabulary",
+            f"the {self.kind} encoder needs its label set (e.g. the training labels)",
+        )
         require(bool(self.templates), "text.templates", "needs at least one template such as '{}'")
         for t in self.templates:
             require("{}" in t, "text.templates", f"template {t!r} has no '{{}}' placeholder for the label")

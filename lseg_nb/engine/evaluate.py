@@ -58,6 +58,9 @@ class EvalResult:
     ``unseen_only``/``unseen_confusion``/``unseen_baseline`` exist only when unseen classes were given;
     ``unseen_confusion`` is indexed by position in ``unseen``. ``protocol`` names the inference protocol.
     ``baseline``/``unseen_baseline``: chance scores (majority class, uniform guess) on the same pixels.
+    ``seen_offset``/``calibrated``/``calibrated_confusion``: with a seen-class logit offset (seen-bias
+    calibration), the all-labels setting scored again with ``seen_offset`` subtracted from the seen labels' logits;
+    ``all_labels`` stays the uncalibrated model.
     """
 
     all_labels: SegMetrics
@@ -72,6 +75,9 @@ class EvalResult:
     protocol: str = ""
     baseline: Baseline | None = None
     unseen_baseline: Baseline | None = None
+    seen_offset: float | None = None
+    calibrated: SegMetrics | None = None
+    calibrated_confusion: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe summary (examples are left out; NaN -> ``None``)."""
@@ -85,7 +91,12 @@ class EvalResult:
             "unseen_only": self.unseen_only.to_dict() if self.unseen_only is not None else None,
             "baseline": self.baseline.to_dict() if self.baseline is not None else None,
             "unseen_baseline": self.unseen_baseline.to_dict() if self.unseen_baseline is not None else None,
+            "seen_offset": self.seen_offset,
+            "calibrated": self.calibrated.to_dict() if self.calibrated is not None else None,
             "confusion": self.confusion.tolist(),
+            "calibrated_confusion": self.calibrated_confusion.tolist()
+            if self.calibrated_confusion is not None
+            else None,
             "unseen_confusion": self.unseen_confusion.tolist() if self.unseen_confusion is not None else None,
         }
 
@@ -102,9 +113,10 @@ def _unseen_lut(unseen: Sequence[int], k: int, device: torch.device) -> Tensor:
     return lut.to(device)
 
 
-def _resolve_split(
+def resolve_split(
     k: int, seen: Sequence[int] | None, unseen: Sequence[int] | None
 ) -> tuple[tuple[int, ...] | None, tuple[int, ...] | None]:
+    """Checked ``(seen, unseen)`` class indices of ``k`` labels (``seen`` defaults to the rest of ``unseen``)."""
     if unseen is None:
         if seen is not None:
             raise ValueError(
@@ -214,6 +226,7 @@ def evaluate(
     examples: int | Sequence[int] = 0,
     background: int | None = None,
     num_workers: int | None = None,
+    seen_offset: float | None = None,
     **inference_kwargs: Any,
 ) -> EvalResult:
     """Score ``model`` on ``dataset`` items ``(image (3, H, W) normalised float, label (H, W) long, 255 = void)``.
@@ -225,14 +238,21 @@ def evaluate(
     chosen by :func:`example_indices` (diverse by class coverage, deterministic). Images of different sizes need
     ``batch_size=1``. Items are loaded by :func:`~lseg_nb.data.loading.eval_batches` (``num_workers``: worker
     processes, default 0 on CPU and ``min(8, CPUs)`` on a GPU); confusion matrices are counted on the model's
-    device and read once at the end.
+    device and read once at the end. ``seen_offset`` (``None``: not calibrated): also score the all-labels
+    setting with this value
+    subtracted from the seen labels' logits (``calibrated``; seen-class bias calibration, fitted on validation
+    data by :func:`~lseg_nb.engine.seen_bias.fit_seen_offset`; needs ``unseen``).
     """
     k = len(labels)
     if k < 1 or batch_size < 1:
         raise ValueError(
             f"need at least one label and batch_size >= 1, got {k} labels, batch_size={batch_size}"
         )
-    seen_t, unseen_t = _resolve_split(k, seen, unseen)
+    seen_t, unseen_t = resolve_split(k, seen, unseen)
+    if seen_offset is not None and seen_t is None:
+        raise ValueError(
+            "seen_offset calibrates seen vs unseen labels: pass unseen=... (the held-out classes)"
+        )
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     keep = _example_positions(dataset, n, k, examples, unseen_t or ())
     device = model_device(model)
@@ -241,6 +261,11 @@ def evaluate(
     cm = torch.zeros(k, k, dtype=torch.long, device=device)
     cm_u = torch.zeros(len(unseen_t), len(unseen_t), dtype=torch.long, device=device) if unseen_t else None
     lut_u = _unseen_lut(unseen_t, k, device) if unseen_t else None
+    shift = torch.zeros(k, device=device)
+    cm_c = None
+    if seen_offset is not None:
+        shift[list(seen_t)] = float(seen_offset)
+        cm_c = torch.zeros(k, k, dtype=torch.long, device=device)
     kept: list[EvalExample] = []
     batches = eval_batches(
         dataset, device, indices=range(n), batch_size=batch_size, num_classes=k, num_workers=num_workers
@@ -253,6 +278,9 @@ def evaluate(
             target = target.to(device, non_blocking=True)
             pred = logits[0].argmax(1)
             cm += confusion_matrix(pred, target, k, IGNORE, check=False)  # argmax: in range by construction
+            if cm_c is not None:
+                pred_c = (logits[0] - shift[None, :, None, None]).argmax(1)
+                cm_c += confusion_matrix(pred_c, target, k, IGNORE, check=False)
             if cm_u is not None:
                 cm_u += confusion_matrix(
                     logits[1].argmax(1), lut_u[target], len(unseen_t), IGNORE, check=False
@@ -283,6 +311,11 @@ def evaluate(
         protocol=protocol_name(mode, inference_kwargs),
         baseline=chance_baseline(cm, names),
         unseen_baseline=chance_baseline(cm_u, unseen_names) if cm_u is not None else None,
+        seen_offset=seen_offset,
+        calibrated=compute_metrics(cm_c.cpu(), names, seen_t, unseen_t, background)
+        if cm_c is not None
+        else None,
+        calibrated_confusion=cm_c.cpu().numpy() if cm_c is not None else None,
     )
 
 
@@ -307,6 +340,7 @@ def evaluate_split(
     max_images: int | None = None,
     examples: int | Sequence[int] = 0,
     progress: bool = True,
+    seen_offset: float | None = None,
 ) -> EvalResult:
     """Evaluate ``model`` on ``split`` of an experiment with its labels and seen/unseen partition.
 
@@ -314,6 +348,7 @@ def evaluate_split(
     ``protocol`` is the evaluation protocol (a run's ``cfg.eval``, or e.g. ``OFFICIAL_EVAL``) with its execution
     options (``amp``, ``window_batch``, ``compile``); ``data.num_workers`` sets the loader's worker processes.
     ``examples``: image indices, or how many diverse images (:func:`example_indices`) to keep with predictions.
+    ``seen_offset``: see :func:`evaluate`.
     """
     dataset = exp.dataset(
         split, model.config, dataclasses.replace(data, max_images=max_images or data.max_images)
@@ -329,5 +364,6 @@ def evaluate_split(
         progress=progress,
         examples=examples,
         num_workers=data.num_workers,
+        seen_offset=seen_offset,
         **protocol_kwargs(protocol, model.config.crop_size),
     )

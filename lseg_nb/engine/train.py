@@ -85,11 +85,14 @@ def parameter_groups(model: LSeg, cfg: TrainConfig) -> list[dict]:
     official ``pretrained`` part (image encoder incl. the ViT readout, plus the DPT reassemble layers) at ``lr``,
     ``scratch`` (``layer_rn``, fusion blocks, head) at ``lr * decoder_lr_mult``. ``lr`` is
     ``cfg.effective_lr``. With ``no_decay_norm_bias``, each group is split into decay / no-decay parts.
-    The frozen text encoder never enters the optimiser.
+    A frozen text encoder never enters the optimiser; a learned label table (closed-set baseline) joins the head.
     """
     lr = cfg.effective_lr
+    # a frozen text encoder never trains; the closed-set baseline's label table trains with the head
     named = [
-        (n, p) for n, p in model.named_parameters() if p.requires_grad and not n.startswith("text_encoder.")
+        (n, p)
+        for n, p in model.named_parameters()
+        if p.requires_grad and (model.text_encoder.trainable or not n.startswith("text_encoder."))
     ]
     if cfg.param_groups == "official":
         low = ("image_encoder.", "decoder.reassemble.")
@@ -181,6 +184,15 @@ class Trainer:
                 f"({self.labels.seen_names[cfg.ignore_index]!r}): it must be >= the number of training labels "
                 f"({len(self.labels.seen)}); the default 255 works for up to 255 classes"
             )
+        self.learned_labels = self.model.text_encoder.trainable  # closed-set baseline: rows change every step
+        if self.learned_labels:
+            vocab = set(getattr(self.model.text_encoder, "vocabulary", ()))
+            need = [*self.labels.seen_names, *(["others"] if cfg.loss == "binary" else [])]
+            if missing := [n for n in need if n not in vocab]:
+                raise ConfigError(
+                    f"model.text.vocabulary lacks training labels {missing}: the learned label table "
+                    f"(closed-set baseline) needs every one, e.g. vocabulary = the fold's seen class names"
+                )
         self.text_emb = self.model.encode_text(self.labels.seen_names).to(self.device)
         self.others_emb = self.model.encode_text(["others"]).to(self.device) if cfg.loss == "binary" else None
         self.optimizer = build_optimizer(self.model, cfg)
@@ -275,6 +287,10 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
 
     def _loss(self, images: torch.Tensor, target: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
+        if self.learned_labels:
+            self.text_emb = self.model.text_encoder(self.labels.seen_names)
+            if self.cfg.loss == "binary":
+                self.others_emb = self.model.text_encoder(["others"])
         if self.cfg.loss == "ce":
             return pixel_cross_entropy(self.net(images, self.text_emb), target, self.cfg.ignore_index)
         # (B, 2, D): "others" and the episode class of each image, chosen by the dataset (seed, epoch, index)

@@ -70,8 +70,10 @@ class LSeg(nn.Module):
         return self.head.logits(self.encode_image(images), text_emb, images.shape[-2:])
 
     def trainable_state_dict(self) -> dict[str, Tensor]:
-        """Everything but the frozen text encoder (which is rebuilt from ``config.text``)."""
-        return {k: v for k, v in self.state_dict().items() if not k.startswith("text_encoder.")}
+        """Everything but a frozen text encoder (rebuilt from ``config.text``); a trainable label table (the
+        closed-set baseline) is kept."""
+        keep_text = self.text_encoder.trainable
+        return {k: v for k, v in self.state_dict().items() if keep_text or not k.startswith("text_encoder.")}
 
 
 def build_lseg(cfg: ModelConfig, text_encoder: TextEncoder | None = None) -> LSeg:

@@ -42,6 +42,8 @@ class TextEncoder(nn.Module):
 
     dim: int
     chunk_size: int = 256
+    #: False for every real text encoder (frozen); True only for the closed-set baseline's learned label table.
+    trainable: bool = False
 
     def __init__(self, templates: Sequence[str] = ("{}",)) -> None:
         super().__init__()
@@ -329,6 +331,50 @@ class OneHotTextEncoder(TextEncoder):
         return F.one_hot(torch.tensor([self.index[t] for t in texts]), self.dim).float()
 
 
+class LearnedLabelEmbedding(TextEncoder):
+    """The closed-set baseline: label ``i`` of a fixed vocabulary -> a trainable vector (a cosine linear
+    classifier once normalised). Trained with the model (``trainable``); :meth:`forward` keeps the gradient,
+    :meth:`encode` returns the current rows without one (never cached: the weights change while training)."""
+
+    trainable = True
+
+    def __init__(self, vocabulary: Sequence[str], dim: int = 512, seed: int = 0) -> None:
+        super().__init__(("{}",))
+        if not vocabulary:
+            raise ValueError(
+                "LearnedLabelEmbedding needs a non-empty vocabulary (TextEncoderConfig.vocabulary)"
+            )
+        self.vocabulary = list(dict.fromkeys(vocabulary))
+        self.index = {v: i for i, v in enumerate(self.vocabulary)}
+        self.dim = dim
+        gen = torch.Generator().manual_seed(seed)
+        self.table = nn.Parameter(torch.randn(len(self.vocabulary), dim, generator=gen) / dim**0.5)
+
+    def train(self, mode: bool = True) -> TextEncoder:
+        return nn.Module.train(
+            self, mode
+        )  # nothing mode-dependent; keeps the base class's freeze-on-train off
+
+    def _rows(self, labels: Sequence[str]) -> Tensor:
+        unknown = [t for t in labels if t not in self.index]
+        if unknown:
+            raise KeyError(
+                f"the closed-set baseline (learned label table) cannot score {unknown}: it only knows the labels "
+                f"it was trained on, {self.vocabulary}"
+            )
+        return self.table[torch.tensor([self.index[t] for t in labels], device=self.table.device)]
+
+    def forward(self, labels: Sequence[str]) -> Tensor:
+        """Unit embeddings ``(K, D)`` on the table's device, with gradient (for training)."""
+        return F.normalize(self._rows(list(labels)), dim=-1)
+
+    @torch.no_grad()
+    def encode(self, labels: Sequence[str]) -> Tensor:
+        if isinstance(labels, str):
+            raise TypeError("encode() takes a list of labels, not a single string")
+        return self.forward(labels).float().cpu()
+
+
 def create_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
     """Instantiate the text encoder described by ``cfg``."""
     if cfg.kind == "open_clip":
@@ -339,4 +385,6 @@ def create_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
         return RandomTextEncoder(cfg.dim, cfg.seed, cfg.templates)
     if cfg.kind == "one_hot":
         return OneHotTextEncoder(cfg.vocabulary)
+    if cfg.kind == "learned":
+        return LearnedLabelEmbedding(cfg.vocabulary, cfg.dim, cfg.seed)
     raise ValueError(f"unknown text encoder kind {cfg.kind!r}")
