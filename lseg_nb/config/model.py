@@ -40,9 +40,9 @@ class TextEncoderConfig:
         check_fields(self)
         require(self.dim >= 1, "text.dim", f"must be >= 1, got {self.dim}")
         require(
-            self.kind not in ("one_hot", "learned") or bool(self.vocabulary),
+            self.kind != "learned" or bool(self.vocabulary),
             "text.vocabulary",
-            f"the {self.kind} encoder needs its label set (e.g. the training labels)",
+            "the learned label table (closed-set baseline) needs its label set, e.g. the training labels",
         )
         require(bool(self.templates), "text.templates", "needs at least one template such as '{}'")
         for t in self.templates:
