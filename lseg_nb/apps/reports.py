@@ -11,7 +11,7 @@ from typing import Any
 
 from lseg_nb.config import PUBLISHED_MIOU, RECIPES
 from lseg_nb.engine.evaluate import EvalResult
-from lseg_nb.engine.metrics import Baseline
+from lseg_nb.engine.metrics import Baseline, SegMetrics
 
 #: What each setting of an :class:`EvalResult` measures (also written into the CLI's JSON).
 SETTINGS = {
@@ -53,43 +53,36 @@ def _chance_rows(b: Baseline | None) -> list[dict[str, Any]]:
     ]
 
 
+def _row(setting: str, m: SegMetrics) -> dict[str, Any]:
+    return {
+        "setting": setting,
+        "mIoU": percent(m.miou),
+        "pixel acc": percent(m.pixel_acc),
+        "seen mIoU": percent(m.seen_miou),
+        "unseen mIoU": percent(m.unseen_miou),
+        "harmonic": percent(m.harmonic_iou),
+    }
+
+
 def metrics_rows(result: EvalResult) -> list[dict[str, Any]]:
     """One row (values in %) per setting, each followed by its chance baselines (majority class, uniform guess).
 
     With a zero-shot fold: all labels (generalised zero-shot: mIoU, pixel accuracy, seen / unseen / harmonic
-    mIoU; then the same seen-bias calibrated when the result has it), then unseen labels only (ZS3Net/SPNet-style). Without a fold: all labels (a fixed label set) only, and
-    the seen / unseen / harmonic columns are left out.
+    mIoU; then the same after seen-bias calibration when the result has it), then unseen labels only
+    (ZS3Net/SPNet-style). Without a fold: all labels (a fixed label set) only, and the seen / unseen / harmonic
+    columns are left out.
     """
     a = result.all_labels
     k = len(a.class_names)
     zero_shot = bool(result.unseen)
     split_cols = ("seen mIoU", "unseen mIoU", "harmonic")
     rows = [
-        {
-            "setting": f"all {k} labels (generalised zero-shot)"
-            if zero_shot
-            else f"all {k} labels (fixed set)",
-            "mIoU": percent(a.miou),
-            "pixel acc": percent(a.pixel_acc),
-            "seen mIoU": percent(a.seen_miou),
-            "unseen mIoU": percent(a.unseen_miou),
-            "harmonic": percent(a.harmonic_iou),
-        },
-        *_chance_rows(result.baseline),
+        _row(f"all {k} labels (generalised zero-shot)" if zero_shot else f"all {k} labels (fixed set)", a)
     ]
-    c = result.calibrated
-    if c is not None:
-        rows.insert(
-            1,
-            {
-                "setting": f"all {k} labels, seen-bias calibrated (offset {result.seen_offset:.2f} from val)",
-                "mIoU": percent(c.miou),
-                "pixel acc": percent(c.pixel_acc),
-                "seen mIoU": percent(c.seen_miou),
-                "unseen mIoU": percent(c.unseen_miou),
-                "harmonic": percent(c.harmonic_iou),
-            },
-        )
+    if result.calibrated is not None:
+        offset = f"offset {result.seen_offset:.2f} from val"
+        rows.append(_row(f"all {k} labels, seen-bias calibrated ({offset})", result.calibrated))
+    rows += _chance_rows(result.baseline)
     u = result.unseen_only
     if u is not None:
         n = len(u.class_names)
