@@ -19,7 +19,8 @@ only unseen labels, only unseen pixels) beside its chance baselines, closed-set 
 only seen pixels: the fixed-label comparison with ``closed_nb``), per-class IoU and, for each unseen class, the
 seen class that takes most of its pixels.
 
-Usage (each run ~7-9 min on 2 CPU cores; results are cached per run, so the script can be stopped and rerun):
+Usage (each run took 8-16 min here, one thread, two runs side by side on 2 cores; results are cached per run,
+so the script can be stopped and rerun):
     LSEG_NB_SHARED=../shared python benchmarks/msrc_zero_shot.py --runs minilm_nb random_nb ...
     python benchmarks/msrc_zero_shot.py --report        # markdown tables from the cached results
 """
@@ -125,11 +126,10 @@ def score(name: str, cfg: TrainConfig, train_seconds: float) -> dict:
     if cfg.model.text.kind == "learned":
         return out
     seen, unseen = list(lab.seen), list(lab.unseen)
-    plain = evaluate(model, test, names, seen=seen, unseen=unseen, progress=False)
+    # the offset is fitted on the validation split; one test pass scores with and without it
     fit = fit_seen_offset(model, exp.dataset("val", model.config, cfg.data), names, unseen, progress=False)
-    cal = evaluate(model, test, names, seen=seen, unseen=unseen, progress=False, seen_offset=fit.offset)
-    for key, res in (("generalised", plain), ("generalised_calibrated", cal)):
-        a = res.all_labels
+    result = evaluate(model, test, names, seen=seen, unseen=unseen, progress=False, seen_offset=fit.offset)
+    for key, a in (("generalised", result.all_labels), ("generalised_calibrated", result.calibrated)):
         out[key] = {
             "miou": _pct(a.miou),
             "seen_miou": _pct(a.seen_miou),
@@ -140,7 +140,7 @@ def score(name: str, cfg: TrainConfig, train_seconds: float) -> dict:
         "offset": round(fit.offset, 3),
         "val_harmonic": _pct(float(np.nanmax(fit.harmonic))),
     }
-    u, b = plain.unseen_only, plain.unseen_baseline
+    u, b = result.unseen_only, result.unseen_baseline
     out["unseen_only"] = {
         "miou": _pct(u.miou),
         "pixel_acc": _pct(u.pixel_acc),
@@ -150,8 +150,8 @@ def score(name: str, cfg: TrainConfig, train_seconds: float) -> dict:
         "majority_class": b.majority_class,
         "per_class_iou": {n: _pct(v) for n, v in zip(u.class_names, u.per_class_iou)},
     }
-    out["generalised_per_class_iou"] = {n: _pct(v) for n, v in zip(names, plain.all_labels.per_class_iou)}
-    cm = plain.confusion
+    out["generalised_per_class_iou"] = {n: _pct(v) for n, v in zip(names, result.all_labels.per_class_iou)}
+    cm = result.confusion
     taken = {}
     for c in unseen:
         row = cm[c]

@@ -458,7 +458,7 @@ def test_closed_set_baseline_learns_its_label_table_and_reloads(synth_root, tmp_
     seen = list(cfg.model.text.vocabulary)
     assert torch.equal(model.encode_text(seen), trainer.model.encode_text(seen))
     unseen = trainer.labels.unseen_names[0]
-    with pytest.raises(KeyError, match=f"cannot score \\['{unseen}'\\]"):
+    with pytest.raises(KeyError, match=f"only scores labels it was trained on, not \\['{unseen}'\\]"):
         model.encode_text([unseen])
 
 

@@ -292,7 +292,8 @@ def evaluate(
                         EvalExample(int(index[j]), img, pred[j].cpu().numpy(), target[j].cpu().numpy())
                     )
             bar.update(images.shape[0])
-    cm, cm_u = cm.cpu(), cm_u.cpu() if cm_u is not None else None  # the one read of the counts
+    # the one read of the counts
+    cm, cm_u, cm_c = (m.cpu() if m is not None else None for m in (cm, cm_u, cm_c))
     names = [str(lab) for lab in labels]
     bg_u = unseen_t.index(background) if unseen_t and background in unseen_t else None
     unseen_names = [names[c] for c in unseen_t] if unseen_t else []
@@ -312,10 +313,8 @@ def evaluate(
         baseline=chance_baseline(cm, names),
         unseen_baseline=chance_baseline(cm_u, unseen_names) if cm_u is not None else None,
         seen_offset=seen_offset,
-        calibrated=compute_metrics(cm_c.cpu(), names, seen_t, unseen_t, background)
-        if cm_c is not None
-        else None,
-        calibrated_confusion=cm_c.cpu().numpy() if cm_c is not None else None,
+        calibrated=compute_metrics(cm_c, names, seen_t, unseen_t, background) if cm_c is not None else None,
+        calibrated_confusion=cm_c.numpy() if cm_c is not None else None,
     )
 
 

@@ -286,15 +286,20 @@ class Trainer:
         self.step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
 
+    def _label_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Training-label and "others" embeddings: the fixed text embeddings, or (closed-set baseline) the learned
+        table's current rows, with gradient."""
+        if not self.learned_labels:
+            return self.text_emb, self.others_emb
+        table = self.model.text_encoder
+        return table(self.labels.seen_names), table(["others"]) if self.cfg.loss == "binary" else None
+
     def _loss(self, images: torch.Tensor, target: torch.Tensor, cls: torch.Tensor | None) -> torch.Tensor:
-        if self.learned_labels:
-            self.text_emb = self.model.text_encoder(self.labels.seen_names)
-            if self.cfg.loss == "binary":
-                self.others_emb = self.model.text_encoder(["others"])
+        text_emb, others_emb = self._label_embeddings()
         if self.cfg.loss == "ce":
-            return pixel_cross_entropy(self.net(images, self.text_emb), target, self.cfg.ignore_index)
+            return pixel_cross_entropy(self.net(images, text_emb), target, self.cfg.ignore_index)
         # (B, 2, D): "others" and the episode class of each image, chosen by the dataset (seed, epoch, index)
-        pairs = torch.cat([self.others_emb.expand(len(cls), 1, -1), self.text_emb[cls][:, None]], dim=1)
+        pairs = torch.cat([others_emb.expand(len(cls), 1, -1), text_emb[cls][:, None]], dim=1)
         return binary_zero_shot_loss(
             self.net(images, pairs),
             target,

@@ -311,24 +311,35 @@ class RandomTextEncoder(TextEncoder):
         return torch.stack([torch.randn(self.dim, generator=g) for g in gens])
 
 
+class _Vocabulary:
+    """A fixed label set (order kept, duplicates dropped) and the position of each label in it."""
+
+    def __init__(self, vocabulary: Sequence[str], owner: str) -> None:
+        if not vocabulary:
+            raise ValueError(f"{owner} needs a non-empty vocabulary (TextEncoderConfig.vocabulary)")
+        self.labels = list(dict.fromkeys(vocabulary))
+        self.index = {v: i for i, v in enumerate(self.labels)}
+
+    def positions(self, labels: Sequence[str], refusal: str) -> list[int]:
+        """Positions of ``labels``; a ``KeyError`` starting with ``refusal`` names the unknown ones."""
+        unknown = [t for t in labels if t not in self.index]
+        if unknown:
+            raise KeyError(f"{refusal} {unknown}: not in its vocabulary {self.labels}")
+        return [self.index[t] for t in labels]
+
+
 class OneHotTextEncoder(TextEncoder):
     """Ablation: label i of a fixed vocabulary -> basis vector e_i; other labels cannot be embedded."""
 
     def __init__(self, vocabulary: Sequence[str]) -> None:
         super().__init__(("{}",))
-        if not vocabulary:
-            raise ValueError("OneHotTextEncoder needs a non-empty vocabulary (TextEncoderConfig.vocabulary)")
-        self.vocabulary = list(dict.fromkeys(vocabulary))
-        self.index = {v: i for i, v in enumerate(self.vocabulary)}
+        self.vocab = _Vocabulary(vocabulary, "OneHotTextEncoder")
+        self.vocabulary = self.vocab.labels
         self.dim = len(self.vocabulary)
 
     def _embed(self, texts: list[str]) -> Tensor:
-        unknown = [t for t in texts if t not in self.index]
-        if unknown:
-            raise KeyError(
-                f"one-hot text encoder cannot embed {unknown}: not in its vocabulary {self.vocabulary}"
-            )
-        return F.one_hot(torch.tensor([self.index[t] for t in texts]), self.dim).float()
+        rows = self.vocab.positions(texts, "one-hot text encoder cannot embed")
+        return F.one_hot(torch.tensor(rows), self.dim).float()
 
 
 class LearnedLabelEmbedding(TextEncoder):
@@ -340,29 +351,16 @@ class LearnedLabelEmbedding(TextEncoder):
 
     def __init__(self, vocabulary: Sequence[str], dim: int = 512, seed: int = 0) -> None:
         super().__init__(("{}",))
-        if not vocabulary:
-            raise ValueError(
-                "LearnedLabelEmbedding needs a non-empty vocabulary (TextEncoderConfig.vocabulary)"
-            )
-        self.vocabulary = list(dict.fromkeys(vocabulary))
-        self.index = {v: i for i, v in enumerate(self.vocabulary)}
+        self.vocab = _Vocabulary(vocabulary, "LearnedLabelEmbedding")
+        self.vocabulary = self.vocab.labels
         self.dim = dim
         gen = torch.Generator().manual_seed(seed)
         self.table = nn.Parameter(torch.randn(len(self.vocabulary), dim, generator=gen) / dim**0.5)
 
-    def train(self, mode: bool = True) -> TextEncoder:
-        return nn.Module.train(
-            self, mode
-        )  # nothing mode-dependent; keeps the base class's freeze-on-train off
-
     def _rows(self, labels: Sequence[str]) -> Tensor:
-        unknown = [t for t in labels if t not in self.index]
-        if unknown:
-            raise KeyError(
-                f"the closed-set baseline (learned label table) cannot score {unknown}: it only knows the labels "
-                f"it was trained on, {self.vocabulary}"
-            )
-        return self.table[torch.tensor([self.index[t] for t in labels], device=self.table.device)]
+        refusal = "the closed-set baseline (learned label table) only scores labels it was trained on, not"
+        rows = self.vocab.positions(labels, refusal)
+        return self.table[torch.tensor(rows, device=self.table.device)]
 
     def forward(self, labels: Sequence[str]) -> Tensor:
         """Unit embeddings ``(K, D)`` on the table's device, with gradient (for training)."""
