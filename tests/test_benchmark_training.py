@@ -19,9 +19,10 @@ from lseg_nb.apps.cli import main
 from lseg_nb.config import DataConfig, TextEncoderConfig, TrainConfig, get_recipe
 from lseg_nb.data.benchmarks import coco20i, fss1000
 from lseg_nb.data.benchmarks.training import FSS_TRAIN_CLASSES
-from lseg_nb.data.experiment import LabelSplit, SeededDataset, make_experiment
+from lseg_nb.data.experiment import SeededDataset, make_experiment
 from lseg_nb.engine.train import Trainer, train
 from lseg_nb.models import get_config
+from lseg_nb.utils.labels import LabelSplit
 
 H, W = 16, 32  # fixture images; the 64x64 square resize repeats each pixel 4x vertically, 2x horizontally
 

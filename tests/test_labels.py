@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lseg_nb.utils.labels import clean_labels
+from lseg_nb.utils.labels import LabelSplit, clean_labels
 
 
 @pytest.mark.parametrize(
@@ -32,7 +33,7 @@ def test_comma_separated_text():
 
 # Labels as people type them: words with inner spaces, padded with spaces/tabs, sometimes blank.
 label = st.one_of(
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=","), max_size=12),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=",|"), max_size=12),
     st.sampled_from(["", " ", "\t", "cat", " cat", "dog ", "red stripes"]),
 )
 
@@ -60,3 +61,45 @@ def test_cleaning_is_idempotent(labels):
     except ValueError:
         return
     assert clean_labels(once) == once
+
+
+# --- LabelSplit: classes with several names, the partition, void and background -------------------------------
+
+
+def test_label_split_parses_several_names_per_class() -> None:
+    s = LabelSplit.from_labels("sky, sofa|couch, person | man", unseen=["sofa"])
+    assert s.names == (("sky",), ("sofa", "couch"), ("person", "man"))
+    assert s.class_names == ("sky", "sofa", "person")
+    assert s.texts == ("sky", "sofa", "couch", "person", "man")
+    assert s.owner == (0, 1, 1, 2, 2)
+    assert (s.seen, s.unseen, s.unseen_names) == ((0, 2), (1,), ["sofa"])
+    assert s.multi_name and s.is_zero_shot
+    assert LabelSplit.from_dict(s.to_dict()) == s
+
+
+def test_label_split_refuses_a_name_in_two_classes_and_a_bad_partition() -> None:
+    with pytest.raises(ValueError, match=r"'couch' is given twice in the label set \(classes 1 and 2\)"):
+        LabelSplit(("sky", "sofa|couch", "couch"))
+    with pytest.raises(ValueError, match=r"classes \[2\] are neither seen nor unseen"):
+        LabelSplit(("a", "b", "c"), (0,), (1,))
+    with pytest.raises(ValueError, match=r"classes \[1\] are listed twice"):
+        LabelSplit(("a", "b"), (0, 1), (1,))
+    with pytest.raises(ValueError, match="blank name"):
+        LabelSplit(("a", "b|"))
+
+
+def test_label_split_void_defaults_past_the_classes() -> None:
+    assert LabelSplit(("a", "b")).void == 255
+    many = LabelSplit(tuple(f"c{i}" for i in range(300)))
+    assert many.void == 300 and many.lut_size() == 301
+    with pytest.raises(ValueError, match="collides with a class index"):
+        LabelSplit(("a", "b"), void=1)
+
+
+def test_label_split_lookup_tables_map_other_values_to_void() -> None:
+    s = LabelSplit(("a", "b", "c"), (0, 2), (1,))
+    label = torch.tensor([0, 1, 2, 255])
+    assert s.train_lut()[label].tolist() == [0, 255, 1, 255]
+    assert s.target_lut(s.unseen)[label].tolist() == [255, 0, 255, 255]
+    sub = s.subset(s.unseen)
+    assert sub.names == (("b",),) and sub.seen == (0,) and sub.unseen == ()

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from lseg_nb.apps.pipeline import demo_config, train_run
 from lseg_nb.apps.reports import metrics_rows as metrics_table  # noqa: F401 - notebook API
 from lseg_nb.config import ConfigError, TrainConfig, load_config
-from lseg_nb.data.experiment import Experiment, LabelSplit, make_experiment
+from lseg_nb.data.experiment import Experiment, make_experiment
 from lseg_nb.engine.runs import load_model
 from lseg_nb.models.lseg import LSeg
 from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.io import atomic_save_figure
+from lseg_nb.utils.labels import LabelSplit
 from lseg_nb.utils.labels import clean_labels as parse_labels
 
 if TYPE_CHECKING:

@@ -25,7 +25,6 @@ from lseg_nb.config import DataConfig, ModelConfig
 from lseg_nb.data.benchmarks.base import BenchmarkManifest
 from lseg_nb.data.benchmarks.training import BenchmarkData, benchmark_data, is_benchmark
 from lseg_nb.data.datasets import SegmentationDataset
-from lseg_nb.data.label_split import LabelSplit
 from lseg_nb.data.manifests import (
     DatasetManifest,
     load_manifest,
@@ -35,9 +34,10 @@ from lseg_nb.data.manifests import (
 )
 from lseg_nb.data.synthetic import default_synthetic_root, generate_synthetic
 from lseg_nb.data.transforms import eval_transform, train_transform
+from lseg_nb.utils.labels import LabelSplit
 
 SYNTHETIC = "synthetic_textures"
-__all__ = ["Experiment", "LabelSplit", "SeededDataset", "label_split", "make_experiment"]
+__all__ = ["Experiment", "SeededDataset", "label_split", "make_experiment"]
 
 
 def dataset_root(cfg: DataConfig, manifest: DatasetManifest) -> Path:

@@ -20,9 +20,9 @@ from PIL import Image
 from torch import Tensor
 
 from lseg_nb.data.images import read_rgb
-from lseg_nb.data.label_split import LabelSplit
 from lseg_nb.data.manifests import MANIFEST_DIR, ManifestError, file_sha256, read_plain_yaml
 from lseg_nb.data.transforms import normalize_image
+from lseg_nb.utils.labels import LabelSplit
 
 BENCHMARK_MANIFEST_DIR = MANIFEST_DIR / "benchmarks"
 IGNORE = 255

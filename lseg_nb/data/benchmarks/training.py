@@ -51,8 +51,8 @@ from lseg_nb.data.benchmarks.base import (
     others_label_split,
 )
 from lseg_nb.data.benchmarks.registry import ALIASES, PREPARE
-from lseg_nb.data.label_split import LabelSplit
 from lseg_nb.data.manifests import file_sha256
+from lseg_nb.utils.labels import LabelSplit
 
 Transform = Callable[[Any, Any], tuple[Tensor, Tensor]]
 FSS_TRAIN_CLASSES = tuple(range(1, 521))  # fewshot_fss.txt = sorted(trn) + sorted(val) + sorted(test)
