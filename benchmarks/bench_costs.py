@@ -5,7 +5,7 @@ MiniLM text, 128 px crops, batch 8, fold 0) on the shared MSRC-v2 photographs (a
 
 * a training step: data loading + augmentation + forward + backward + AdamW, median of ``--steps`` steps after
   2 warm-up steps (``Trainer.train_step``, the real data path);
-* evaluation per test image (``evaluate_split``, image loading included) with each protocol: single pass,
+* evaluation per test image (``run_dense``, image loading included) with each protocol: single pass,
   sliding 128 px windows (stride 2/3), multi-scale relative to the image (6 scales, flip, windows) and the
   official protocol (long side 520 x scale, 6 scales, flip, windows);
 * one 512x683 image (an MSRC photograph resized) with the same protocols (``predict_logits`` only).
@@ -33,8 +33,9 @@ from PIL import Image
 
 from lseg_nb.config import OFFICIAL_EVAL, EvalConfig, get_recipe
 from lseg_nb.data.transforms import eval_transform
-from lseg_nb.engine.evaluate import evaluate_split
-from lseg_nb.engine.inference import predict_logits, protocol_kwargs
+from lseg_nb.engine.dense import run_dense
+from lseg_nb.engine.evaluate import eval_data
+from lseg_nb.engine.inference import predict_logits
 from lseg_nb.engine.train import Trainer, quiet_known_warnings
 
 PROTOCOLS = {
@@ -114,9 +115,11 @@ def main() -> None:
         model = trainer.model.eval()
         for name, protocol in PROTOCOLS.items():
             n = args.official_images if name == "official_multiscale" else args.images
-            evaluate_split(model, trainer.exp, "test", cfg.data, protocol, 1, progress=False)  # warm-up
+            protocol = dataclasses.replace(protocol, bootstrap=0)
+            data = eval_data(cfg.data, "test", model, exp=trainer.exp)
+            run_dense(model, dataclasses.replace(data, max_images=1), protocol, progress=False)  # warm-up
             load, start = _load(), _clock()
-            evaluate_split(model, trainer.exp, "test", cfg.data, protocol, n, progress=False)
+            run_dense(model, dataclasses.replace(data, max_images=n), protocol, progress=False)
             _row(
                 rows,
                 {
@@ -136,9 +139,8 @@ def main() -> None:
         text = model.encode_text(list(trainer.labels.class_names))
         predict_logits(model, image[None], text)  # warm-up at this size
         for protocol in PROTOCOLS.values():
-            kwargs = protocol_kwargs(protocol, model.config.crop_size)
             load, start = _load(), _clock()
-            predict_logits(model, image[None], text, **kwargs)
+            predict_logits(model, image[None], text, protocol)
             _row(
                 rows,
                 {

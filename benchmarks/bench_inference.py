@@ -27,7 +27,7 @@ import torch
 from _common import record
 from official_lseg import OfficialLSegNet, official_multi_eval, official_window_count
 
-from lseg_nb.config import OFFICIAL_SCALES, TextEncoderConfig
+from lseg_nb.config import OFFICIAL_SCALES, EvalConfig, TextEncoderConfig
 from lseg_nb.engine.inference import _window_starts, predict_logits, scaled_size
 from lseg_nb.models import create_model, get_config
 
@@ -162,7 +162,8 @@ def main() -> None:
     variants = [("bf16", False)] + ([("fp16", False)] if device.type == "cuda" else [])
     variants += [("bf16", True)] if args.compile else []
     for prec, comp in variants:
-        fn = lambda prec=prec, comp=comp: predict_logits(model, xb, text, amp=prec, compile=comp)  # noqa: E731
+        protocol = EvalConfig(amp=prec, compile=comp)
+        fn = lambda protocol=protocol: predict_logits(model, xb, text, protocol)  # noqa: E731
         row(
             f"single amp b{b}",
             "lseg_nb" + (" compile" if comp else ""),
@@ -185,7 +186,8 @@ def main() -> None:
     row(ms, "official", "fp32", 1, _timed(off_ms, device, mr, 0), network_inputs=n_off)
     kw = dict(mode="multiscale", base_size=base, scales=scales, flip=True, window_batch=args.window_batch)
     for prec in ["none", "bf16"] + (["fp16"] if device.type == "cuda" else []):
-        fn = lambda prec=prec: predict_logits(model, big, text, amp=prec, **kw)  # noqa: E731
+        protocol = EvalConfig(amp=prec, **kw)
+        fn = lambda protocol=protocol: predict_logits(model, big, text, protocol)  # noqa: E731
         row(
             ms,
             "lseg_nb",

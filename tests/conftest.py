@@ -91,3 +91,11 @@ def reference_root() -> Path:
             pytest.fail(f"CI=true but the shared reference files are missing at {ref}")
         pytest.skip(f"shared reference files not found at {ref} (set LSEG_NB_SHARED)")
     return ref
+
+
+def with_crop(model, crop: int):
+    """``model`` whose window (``config.crop_size``, the one source of the evaluation window) is ``crop``."""
+    import dataclasses
+
+    model.config = dataclasses.replace(model.config, crop_size=crop)
+    return model

@@ -355,11 +355,16 @@ def test_evaluate_run_runs_the_recipes_episodic_protocol(pascal_run, capsys):
     _, run = pascal_run
     assert main(["evaluate", "--run", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "pascal5i fold 0: 3 episodes" in out and "episodic ['others', class] (paper protocol)" in out
-    assert "published mIoU, same protocol (official README model zoo): lseg_rn101_pascal5i_fold0 52.8" in out
-    saved = json.loads((run / "eval_episodic.json").read_text())
-    assert saved["num_episodes"] == 3 and saved["image_size"] == 64 and saved["run"] == str(run)
+    # the fixture's home-made episode list is not HSNet's: never "(paper protocol)" nor the published number
+    assert "pascal5i fold 0: 3 episodes" in out and "episodic ['others', class]" in out
+    assert "(paper protocol)" not in out and "published numbers not shown" in out
+    [saved_path] = run.glob("eval_pascal5i_test_fold0_episodic*.json")
+    saved = json.loads(saved_path.read_text())
+    assert saved["num_episodes"] == 3 and saved["image_size"] == 480 and saved["identity"]["run"] == str(run)
+    assert saved["split_list_is_official"] is False and saved["labels_match_paper"] is True
     assert saved["episodes_per_class"] == {"aeroplane": 2, "bicycle": 0, "bird": 1, "boat": 0, "bottle": 0}
+    assert main(["evaluate", "--run", str(run), "--eval.episode-size", "64"]) == 0
+    assert "64x64" in capsys.readouterr().out
     assert main(["evaluate", "--run", str(run), "--official"]) == 2
     assert "episodic protocol: drop --official" in capsys.readouterr().err
 
@@ -367,14 +372,15 @@ def test_evaluate_run_runs_the_recipes_episodic_protocol(pascal_run, capsys):
 def test_benchmark_command_scores_weights_with_the_protocol(pascal_run, tmp_path, capsys):
     root, run = pascal_run
     out_file = tmp_path / "bench.json"
-    args = ["benchmark", "pascal", "--weights", str(run), "--root", str(root), "--image-size", "32"]
-    assert main([*args, "--generalised", "--max-episodes", "2", "--out", str(out_file)]) == 0
+    args = ["benchmark", "pascal", "--weights", str(run), "--root", str(root), "--eval.episode-size", "32"]
+    assert main([*args, "--eval.generalised", "--max-episodes", "2", "--out", str(out_file)]) == 0
     out = capsys.readouterr().out
     assert "generalised, others + every class (not in the paper)" in out and "2 episodes" in out
+    assert "(paper protocol)" not in out  # 2 of the served episodes, 32x32
     result = json.loads(out_file.read_text())
     assert result["generalised"]["all"]["num_images"] == 2 and result["image_size"] == 32
     args = ["benchmark", "fss1000", "--weights", str(run), "--root", str(root), "--fold", "1"]
-    assert main([*args, "--out", str(out_file)]) == 2
+    assert main([*args, "--out", str(tmp_path / "fss.json")]) == 2
     assert "FSS-1000 has one fold" in capsys.readouterr().err
 
 

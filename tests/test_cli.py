@@ -199,20 +199,25 @@ def test_predict_refuses_blank_and_duplicate_labels(tiny_run, synth_root, tmp_pa
 def test_evaluate_max_images_0_keeps_the_earlier_result(tiny_run, capsys):
     out = tiny_run / "eval.json"
     base = ["evaluate", "--run", str(tiny_run), "--split", "val", "--out", str(out), "--json"]
-    assert main([*base, "--max-images", "1"]) == 0
+    assert main([*base, "--data.max-images", "1"]) == 0
     before = out.read_text()
     assert json.loads(before)["num_images"] == 1
     capsys.readouterr()
-    assert main([*base, "--max-images", "0"]) == 2
-    assert "--max-images must be >= 1" in _error_line(capsys)
+    assert main([*base, "--data.max-images", "0"]) == 2
+    assert "--data.max-images: must be >= 1" in _error_line(capsys)
+    # the same file for a different evaluation is refused before any work, unless --overwrite
+    assert main([*base, "--data.max-images", "2"]) == 2
+    assert "holds a different evaluation" in _error_line(capsys)
     assert out.read_text() == before
+    assert main([*base, "--data.max-images", "2", "--overwrite"]) == 0
+    assert json.loads(out.read_text())["num_images"] == 2
 
 
 def test_output_paths_are_checked_before_the_work(tiny_run, synth_root, tmp_path, capsys):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     # no data at --data-root: had the work started first, the error would be about the missing data
-    args = ["evaluate", "--run", str(tiny_run), "--data-root", str(tmp_path / "none"), "--out"]
+    args = ["evaluate", "--run", str(tiny_run), "--data.data-root", str(tmp_path / "none"), "--out"]
     assert main([*args, str(blocker / "eval.json")]) == 2
     assert f"--out {blocker / 'eval.json'} lies below {blocker}, which is a file" in _error_line(capsys)
     assert main([*args, str(tmp_path)]) == 2
@@ -366,49 +371,57 @@ def test_train_ends_with_a_summary_and_a_loss_curve(trained_run, capsys):
 
 
 def test_evaluate_prints_a_readable_table(trained_run, capsys):
-    assert main(["evaluate", "--run", str(trained_run), "--max-images", "3", "--examples", "2"]) == 0
+    assert main(["evaluate", "--run", str(trained_run), "--data.max-images", "3", "--examples", "2"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == (
         "synthetic_textures, test split, fold 0 (unseen: red stripes, green dots, blue checks, yellow plain), "
         "3 images"
     )
-    assert lines[1].startswith("inference: single")
+    assert lines[1].startswith("protocol: single")
     settings = [re.split(r"\s{2,}", line.strip())[0] for line in lines[4:10]]
     assert settings[0] == "all 16 labels (generalised zero-shot)"
     assert settings[3] == "unseen 4 labels only (ZS3Net/SPNet-style)"
     assert sum(s.startswith("chance:") for s in settings) == 4
     assert "confusion" in out.split("\n", 10)[-1]  # only the line naming the JSON file mentions them
-    assert "[" not in out and "{" not in out and len(lines) == 12
-    saved = json.loads((trained_run / "eval_test_single.json").read_text())
+    assert "{" not in out and len(lines) == 13
+    # the name carries what changes the numbers: dataset, split, fold, protocol, the image cap
+    name = "eval_synthetic_textures_test_fold0_single_first3"
+    saved = json.loads((trained_run / f"{name}.json").read_text())
     assert (
         saved["num_images"] == 3
-        and len(saved["confusion"]) == 16
+        and len(saved["settings"]["all_labels"]["confusion"]) == 16
         and saved["dataset"] == "synthetic_textures"
     )
-    assert (trained_run / "eval_test_single_examples.png").stat().st_size > 0
+    assert (trained_run / f"{name}_examples.png").stat().st_size > 0
+    assert (trained_run / f"{name}_per_class.png").stat().st_size > 0
+    # another fold goes to another file: the first result is kept
+    assert main(["evaluate", "--run", str(trained_run), "--data.max-images", "3", "--data.fold", "1"]) == 0
+    assert (trained_run / f"{name}.json").is_file() and (
+        trained_run / f"{name.replace('fold0', 'fold1')}.json"
+    ).is_file()
 
 
 def test_evaluate_json_is_real_json_on_stdout(trained_run, tmp_path, capsys):
     out = tmp_path / "e.json"
-    args = ["evaluate", "--run", str(trained_run), "--max-images", "2", "--json", "--examples", "0"]
+    args = ["evaluate", "--run", str(trained_run), "--data.max-images", "2", "--json", "--examples", "0"]
     assert main([*args, "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(out.read_text())
-    assert printed["fold"] == 0 and printed["unseen_only"] is not None and printed["num_images"] == 2
+    assert printed["fold"] == 0 and "unseen_only" in printed["settings"] and printed["num_images"] == 2
     assert not (tmp_path / "e_examples.png").exists()
 
 
 def test_evaluate_without_a_fold(trained_run, tmp_path, capsys):
     out = tmp_path / "nofold.json"
     weights = str(trained_run / "model.safetensors")
-    args = ["evaluate", "--model", weights, "--dataset", "synthetic_textures", "--max-images", "2"]
+    args = ["evaluate", "--model", weights, "--data.dataset", "synthetic_textures", "--data.max-images", "2"]
     assert main([*args, "--out", str(out), "--examples", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "synthetic_textures, test split, no zero-shot fold, 2 images"
     assert lines[2].split() == ["setting", "mIoU", "pixel", "acc"]
     assert lines[4].startswith("all 16 labels (fixed set)")
-    assert json.loads(out.read_text())["unseen_only"] is None
+    assert "unseen_only" not in json.loads(out.read_text())["settings"]
     assert (tmp_path / "nofold_examples.png").is_file()
     assert main([*args, "--examples", "-1"]) == 2
     assert "--examples must be >= 0" in capsys.readouterr().err
@@ -416,17 +429,18 @@ def test_evaluate_without_a_fold(trained_run, tmp_path, capsys):
 
 def test_evaluate_calibrate_seen_reports_both_generalised_rows(trained_run, tmp_path, capsys):
     out = tmp_path / "cal.json"
-    args = ["evaluate", "--run", str(trained_run), "--max-images", "2", "--examples", "0", "--calibrate-seen"]
+    args = ["evaluate", "--run", str(trained_run), "--data.max-images", "2", "--examples", "0"]
+    args.append("--eval.calibrate-seen")
     assert main([*args, "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
     settings = [re.split(r"\s{2,}", line.strip())[0] for line in lines[4:6]]
     assert settings[0] == "all 16 labels (generalised zero-shot)"
     assert settings[1].startswith("all 16 labels, seen-bias calibrated (offset ")
-    saved = json.loads(out.read_text())
-    assert saved["calibrated"] is not None and saved["seen_offset"] >= 0
-    assert saved["calibrated"]["num_pixels"] == saved["all_labels"]["num_pixels"]
+    saved = json.loads(out.read_text())["settings"]
+    assert saved["calibrated"]["seen_offset"] >= 0
+    assert saved["calibrated"]["metrics"]["num_pixels"] == saved["all_labels"]["metrics"]["num_pixels"]
     # without a fold there is nothing to calibrate: one clear error
     weights = str(trained_run / "model.safetensors")
-    nofold = ["evaluate", "--model", weights, "--dataset", "synthetic_textures", "--calibrate-seen"]
+    nofold = ["evaluate", "--model", weights, "--data.dataset", "synthetic_textures", "--eval.calibrate-seen"]
     assert main([*nofold, "--out", str(tmp_path / "x.json")]) == 2
-    assert "seen-bias calibration needs a zero-shot fold" in capsys.readouterr().err
+    assert "calibrate_seen needs a zero-shot fold" in capsys.readouterr().err

@@ -19,13 +19,16 @@ from PIL import Image
 
 from lseg_nb.apps.cli import main
 from lseg_nb.apps.widgets import LabelExplorer
-from lseg_nb.config import ConfigError, from_dict, to_dict
+from lseg_nb.config import ConfigError, EvalConfig, from_dict, to_dict
+from lseg_nb.data.benchmarks import pascal5i
 from lseg_nb.diagnostics import neighbours
 from lseg_nb.diagnostics.collect import collect_pixel_embeddings
+from lseg_nb.engine.dense import EvalData
+from lseg_nb.engine.episodic import run_episodes
 from lseg_nb.engine.evaluate import evaluate
-from lseg_nb.engine.fewshot import evaluate_pascal5i
 from lseg_nb.engine.inference import predict_logits
-from lseg_nb.engine.runs import load_model_or_spec
+from lseg_nb.engine.predictor import Predictor
+from lseg_nb.engine.runs import load_model
 from lseg_nb.models.dense_clip import (
     DenseCLIP,
     DenseCLIPConfig,
@@ -34,6 +37,8 @@ from lseg_nb.models.dense_clip import (
     resize_pos_embed,
 )
 from lseg_nb.models.dense_clip_attention import correlative_weights, gaussian_neighbourhood, sclip_block
+from lseg_nb.utils.labels import LabelSplit
+from tests.conftest import with_crop
 
 TINY = "lseg-nb-test-tiny-ViT"
 TINY_CFG = {
@@ -316,7 +321,9 @@ def _dataset(model, n=3, size=(40, 56)):
 def test_evaluate_matches_an_independent_confusion_matrix():
     model = _tiny("sclip")
     data, names = _dataset(model), ["grass", "sky", "cow"]
-    result = evaluate(model, data, names, unseen=[2], progress=False)
+    result = evaluate(
+        model, EvalData(data, LabelSplit.from_labels(names, [2])), EvalConfig(bootstrap=0), progress=False
+    )
     text = model.encode_text(names)
     cm = np.zeros((3, 3), dtype=np.int64)
     with torch.no_grad():
@@ -326,7 +333,10 @@ def test_evaluate_matches_an_independent_confusion_matrix():
             np.add.at(cm, (label.numpy()[valid], pred[valid]), 1)
     np.testing.assert_array_equal(result.confusion, cm)
     assert result.unseen_only is not None and result.num_images == 3
-    sliding = evaluate(model, data, names, mode="sliding", crop_size=32, progress=False)
+    data_all = EvalData(data, LabelSplit.from_labels(names))
+    sliding = evaluate(
+        with_crop(model, 32), data_all, EvalConfig(mode="sliding", bootstrap=0), progress=False
+    )
     assert sliding.confusion.sum() == cm.sum()
 
 
@@ -348,9 +358,8 @@ def _fake_voc(root):
 def test_pascal5i_protocol_scores_a_dense_clip_model(tmp_path):
     model = _tiny("naclip")
     base = _fake_voc(tmp_path)
-    result = evaluate_pascal5i(
-        model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", image_size=64
-    )
+    source = pascal5i.episode_source(tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt")
+    result = run_episodes(model, source, EvalConfig(protocol="episodic", episode_size=64), progress=False)
     rgb = Image.open(base / "JPEGImages" / "img_a.jpg").convert("RGB").resize((64, 64), Image.BILINEAR)
     x = (np.asarray(rgb, np.float32) / 255 - np.array(model.config.mean)) / np.array(model.config.std)
     x = torch.from_numpy(x.transpose(2, 0, 1)).float()[None]
@@ -363,9 +372,9 @@ def test_pascal5i_protocol_scores_a_dense_clip_model(tmp_path):
         with torch.no_grad():
             pred = model(x, model.encode_text(["others", f"class{cls}"])).argmax(1)[0].numpy()
         p, g = (pred == 1) & valid, (mask == cls) & valid
-        assert result["intersection"][1][cls - 1] == (p & g).sum()
-        assert result["union"][1][cls - 1] == (p | g).sum()
-    assert result["num_episodes"] == 2 and 0 <= result["miou"] <= 100
+        assert result.intersection[1][cls - 1] == (p & g).sum()
+        assert result.union[1][cls - 1] == (p | g).sum()
+    assert result.num_episodes == 2 and 0 <= result.miou <= 100
 
 
 def test_neighbour_analysis_of_dense_clip_pixels():
@@ -396,25 +405,44 @@ def test_label_explorer_accepts_a_dense_clip_model():
     assert explorer.display_image(0).dtype == np.uint8
 
 
-def test_load_model_or_spec_and_cli(tmp_path, capsys):
-    model = load_model_or_spec(f"naclip:{TINY}/none")
+def test_similarity_maps_use_the_models_own_resize_rule():
+    """Dense-CLIP logits are upsampled with align_corners=False; the similarity maps used align_corners=True and
+    were shifted against the predictions. Now both come from the model's rule: no head, so logits = scale x sim."""
+    model = _tiny("maskclip")
+    image = _dataset(model, n=1, size=(40, 56))[0][0]
+    p = Predictor(model)
+    p.set_image(image)
+    sim, logits = p.similarity(["grass", "sky"]), p.predict(["grass", "sky"])
+    torch.testing.assert_close(sim * model.logit_scale, logits, rtol=1e-4, atol=1e-4)
+
+
+def test_load_model_and_cli(tmp_path, capsys):
+    model = load_model(f"naclip:{TINY}/none")
     assert (
         isinstance(model, DenseCLIP) and model.config.method == "naclip" and model.config.pretrained is None
     )
     with pytest.raises(FileNotFoundError, match="no model weights"):
-        load_model_or_spec(tmp_path / "missing")
+        load_model(tmp_path / "missing")
     with pytest.raises(ValueError, match="model spec 'clip:ViT-B-16/openai'"):
-        load_model_or_spec("clip:ViT-B-16/openai")
+        load_model("clip:ViT-B-16/openai")
     image = tmp_path / "img.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 52, 3), dtype=np.uint8)).save(image)
     out = tmp_path / "pred.png"
     args = ["predict", "--weights", f"maskclip:{TINY}/none", "--image", str(image), "--labels", "red", "blue"]
     assert main([*args, "--out", str(out)]) == 0 and out.stat().st_size > 0
     assert main(["evaluate", "--model", f"maskclip:{TINY}/none"]) == 2
-    assert "add --dataset" in capsys.readouterr().err
+    assert "add --data.dataset" in capsys.readouterr().err
     assert main(["evaluate"]) == 2 and "exactly one of --run" in capsys.readouterr().err
     metrics = tmp_path / "eval.json"
-    spec = ["evaluate", "--model", f"sclip:{TINY}/none", "--dataset", "synthetic_textures", "--fold", "0"]
-    assert main([*spec, "--max-images", "2", "--out", str(metrics)]) == 0
+    spec = [
+        "evaluate",
+        "--model",
+        f"sclip:{TINY}/none",
+        "--data.dataset",
+        "synthetic_textures",
+        "--data.fold",
+        "0",
+    ]
+    assert main([*spec, "--data.max-images", "2", "--out", str(metrics)]) == 0
     result = json.loads(metrics.read_text())
-    assert result["num_images"] == 2 and result["unseen_only"] is not None
+    assert result["num_images"] == 2 and "unseen_only" in result["settings"]

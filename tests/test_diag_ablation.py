@@ -20,6 +20,7 @@ from lseg_nb.diagnostics import (
     run_text_encoder_ablation,
     swap_text_encoder,
 )
+from lseg_nb.engine.evaluate import evaluate_run
 from lseg_nb.engine.runs import load_model
 from lseg_nb.models import get_config
 from lseg_nb.utils.io import load_tensors
@@ -78,9 +79,7 @@ def test_one_row_per_encoder_and_runs_differ_only_in_the_text_encoder(ablation):
 
 def test_rows_hold_the_evaluation_of_their_run_and_the_json_round_trips(ablation):
     _, out, report = ablation
-    from lseg_nb.apps.pipeline import evaluate_run
-
-    result = evaluate_run(out / "random", split="test")
+    result = evaluate_run(out / "random", split="test", progress=False)
     row = report.row("random")
     assert row.seen_miou == result.all_labels.seen_miou and row.unseen_miou == result.all_labels.unseen_miou
     assert row.unseen_only_miou == result.unseen_only.miou

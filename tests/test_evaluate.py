@@ -9,12 +9,25 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from lseg_nb.engine.evaluate import EvalResult, diverse_indices, evaluate, example_indices
+from lseg_nb.config import EvalConfig
+from lseg_nb.engine.dense import EvalData
+from lseg_nb.engine.evaluate import evaluate
+from lseg_nb.engine.examples import diverse_indices, example_indices
 from lseg_nb.engine.inference import predict_logits
 from lseg_nb.engine.metrics import compute_metrics, confusion_matrix
+from lseg_nb.engine.results import EvalResult
+from lseg_nb.utils.labels import LabelSplit
+from tests.conftest import with_crop
 
 LABELS = ["sky", "cow", "grass", "tree"]
 UNSEEN = [1, 3]
+
+
+def ev(model, ds, labels=LABELS, unseen=(), protocol=None, max_images=None, batch_size=1, **kw) -> EvalResult:
+    data = EvalData(
+        ds, LabelSplit.from_labels(list(labels), unseen), max_images=max_images, batch_size=batch_size
+    )
+    return evaluate(model, data, protocol or EvalConfig(bootstrap=0), progress=False, **kw)
 
 
 class PairDataset(Dataset):
@@ -45,20 +58,20 @@ def dataset() -> PairDataset:
     return PairDataset(_pairs([(32, 32), (40, 24), (32, 32)]))
 
 
-def _reference_cm(model, ds, text, **kw) -> torch.Tensor:
+def _reference_cm(model, ds, text, *kw) -> torch.Tensor:
     k = text.shape[0]
     cm = torch.zeros(k, k, dtype=torch.long)
     for img, lab in ds:
-        pred = predict_logits(model, img[None], text, **kw).argmax(1)
+        pred = predict_logits(model, img[None], text, *kw).argmax(1)
         cm += confusion_matrix(pred, lab[None], k)
     return cm
 
 
 def test_confusion_matches_direct_predictions(tiny_model, dataset):
-    res = evaluate(tiny_model, dataset, LABELS, progress=False)
+    res = ev(tiny_model, dataset, LABELS)
     ref = _reference_cm(tiny_model, dataset, tiny_model.encode_text(LABELS))
     np.testing.assert_array_equal(res.confusion, ref.numpy())
-    assert res.num_images == 3 and res.mode == "single" and res.unseen_only is None
+    assert res.num_images == 3 and res.protocol_name == "single" and res.unseen_only is None
     assert res.all_labels.num_pixels == sum(int((lab != 255).sum()) for _, lab in dataset)
     assert res.all_labels.miou == pytest.approx(compute_metrics(ref, LABELS).miou)
     assert res.all_labels.harmonic_iou is None
@@ -71,17 +84,17 @@ def test_perfect_labels_give_perfect_scores(tiny_model, dataset):
     for img, lab in dataset:
         pred = predict_logits(tiny_model, img[None], text).argmax(1)[0]
         pairs.append((img, torch.where(lab == 255, lab, pred)))
-    res = evaluate(tiny_model, PairDataset(pairs), LABELS, progress=False)
+    res = ev(tiny_model, PairDataset(pairs), LABELS)
     assert res.all_labels.pixel_acc == 1.0 and res.all_labels.miou == 1.0
     img, lab = pairs[0]
     lab = lab.clone()
     lab[5, 5] = (lab[5, 5] + 1) % len(LABELS)
-    res = evaluate(tiny_model, PairDataset([(img, lab)]), LABELS, progress=False)
+    res = ev(tiny_model, PairDataset([(img, lab)]), LABELS)
     assert res.all_labels.pixel_acc == pytest.approx(1 - 1 / int((lab != 255).sum()))
 
 
 def test_unseen_only_equals_hand_restriction(tiny_model, dataset):
-    res = evaluate(tiny_model, dataset, LABELS, unseen=UNSEEN, progress=False)
+    res = ev(tiny_model, dataset, LABELS, unseen=UNSEEN)
     text_u = tiny_model.encode_text([LABELS[c] for c in UNSEEN])
     ref = torch.zeros(2, 2, dtype=torch.long)
     for img, lab in dataset:
@@ -89,7 +102,7 @@ def test_unseen_only_equals_hand_restriction(tiny_model, dataset):
         for t, p in zip(lab.flatten().tolist(), pred.flatten().tolist(), strict=True):
             if t in UNSEEN:  # seen-class and void pixels are not scored
                 ref[UNSEEN.index(t), p] += 1
-    np.testing.assert_array_equal(res.unseen_confusion, ref.numpy())
+    np.testing.assert_array_equal(res.settings["unseen_only"].confusion, ref.numpy())
     assert res.unseen_only.class_names == ("cow", "tree")
     assert res.unseen_only.miou == pytest.approx(compute_metrics(ref, ["cow", "tree"]).miou)
     # generalised setting: all labels, split metrics from the full matrix
@@ -105,17 +118,18 @@ def test_unseen_only_equals_hand_restriction(tiny_model, dataset):
 
 
 def test_sliding_mode_kwargs_are_forwarded(tiny_model, dataset):
-    res = evaluate(tiny_model, dataset, LABELS, mode="sliding", crop_size=32, max_images=2, progress=False)
+    protocol = EvalConfig(mode="sliding", bootstrap=0)
+    res = ev(with_crop(tiny_model, 32), dataset, LABELS, protocol=protocol, max_images=2)
     sub = PairDataset(dataset.pairs[:2])
-    ref = _reference_cm(tiny_model, sub, tiny_model.encode_text(LABELS), mode="sliding", crop_size=32)
+    ref = _reference_cm(tiny_model, sub, tiny_model.encode_text(LABELS), protocol)
     np.testing.assert_array_equal(res.confusion, ref.numpy())
-    assert res.num_images == 2 and res.mode == "sliding"
+    assert res.num_images == 2 and res.protocol.mode == "sliding" and "window 32" in res.protocol_name
 
 
 def test_batching_same_sizes(tiny_model):
     ds = PairDataset(_pairs([(32, 32)] * 3, seed=4))
-    a = evaluate(tiny_model, ds, LABELS, batch_size=2, progress=False)
-    b = evaluate(tiny_model, ds, LABELS, batch_size=1, progress=False)
+    a = ev(tiny_model, ds, LABELS, batch_size=2)
+    b = ev(tiny_model, ds, LABELS, batch_size=1)
     np.testing.assert_array_equal(a.confusion, b.confusion)
 
 
@@ -125,7 +139,7 @@ def test_examples_are_denormalised_arrays(tiny_model):
     img = (raw.permute(2, 0, 1).float() / 255 - mean[:, None, None]) / std[:, None, None]
     lab = torch.zeros(32, 32, dtype=torch.long)
     lab[0, 0] = 255
-    res = evaluate(tiny_model, PairDataset([(img, lab), (img, lab)]), LABELS, examples=1, progress=False)
+    res = ev(tiny_model, PairDataset([(img, lab), (img, lab)]), LABELS, examples=1)
     assert len(res.examples) == 1
     ex = res.examples[0]
     assert ex.index == 0 and ex.image.dtype == np.uint8 and ex.image.shape == (32, 32, 3)
@@ -177,38 +191,88 @@ def test_diverse_indices_rules():
 
 def test_evaluate_keeps_the_selected_examples_in_selection_order(tiny_model):
     ds = _planted([[0], [0], [0], [0, 1], [2, 3]])
-    res = evaluate(tiny_model, ds, LABELS, examples=2, progress=False)
+    res = ev(tiny_model, ds, LABELS, examples=2)
     assert [e.index for e in res.examples] == [3, 4]
     np.testing.assert_array_equal(res.examples[1].target, ds[4][1].numpy())
-    res = evaluate(tiny_model, ds, LABELS, examples=[4, 1], progress=False)
+    res = ev(tiny_model, ds, LABELS, examples=[4, 1])
     assert [e.index for e in res.examples] == [4, 1]
     with pytest.raises(ValueError, match=r"examples \[5\] must be distinct image indices in \[0, 5\)"):
-        evaluate(tiny_model, ds, LABELS, examples=[5], progress=False)
+        ev(tiny_model, ds, LABELS, examples=[5])
     with pytest.raises(ValueError, match="distinct"):
-        evaluate(tiny_model, ds, LABELS, examples=[1, 1], progress=False)
+        ev(tiny_model, ds, LABELS, examples=[1, 1])
 
 
 def test_save_json_roundtrip(tiny_model, dataset, tmp_path):
-    res = evaluate(tiny_model, dataset, LABELS, unseen=UNSEEN, max_images=1, progress=False)
+    res = ev(tiny_model, dataset, LABELS, unseen=UNSEEN, max_images=1)
     assert isinstance(res, EvalResult)
     path = tmp_path / "out" / "metrics.json"
     res.save_json(path)
     data = json.loads(path.read_text())
-    assert data["num_images"] == 1 and data["unseen"] == UNSEEN
-    assert data["confusion"] == res.confusion.tolist()
-    assert data["unseen_only"]["class_names"] == ["cow", "tree"]
+    assert data["num_images"] == 1 and data["labels"]["unseen"] == UNSEEN
+    assert data["settings"]["all_labels"]["confusion"] == res.confusion.tolist()
+    assert data["settings"]["unseen_only"]["classes"] == ["cow", "tree"]
+    assert data["protocol"] == "single" and data["protocol_config"]["mode"] == "single"
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"]  # no temp files left
 
 
 def test_bad_inputs(tiny_model, dataset):
     with pytest.raises(ValueError, match="only 2 labels"):
-        evaluate(tiny_model, dataset, LABELS[:2], progress=False)
+        ev(tiny_model, dataset, LABELS[:2])
     with pytest.raises(ValueError, match="batch_size=1"):
-        evaluate(tiny_model, dataset, LABELS, batch_size=2, progress=False)
-    with pytest.raises(ValueError, match="both seen and unseen"):
-        evaluate(tiny_model, dataset, LABELS, seen=[0, 1], unseen=[1], progress=False)
-    with pytest.raises(ValueError, match="without unseen"):
-        evaluate(tiny_model, dataset, LABELS, seen=[0], progress=False)
+        ev(tiny_model, dataset, LABELS, batch_size=2)
+    with pytest.raises(ValueError, match="listed twice"):
+        LabelSplit(tuple(LABELS), (0, 1, 2), (1, 3))
     bad = PairDataset([(torch.randn(3, 8, 8), torch.zeros(8, 9, dtype=torch.long))])
     with pytest.raises(ValueError, match=r"dataset\[0\] label"):
-        evaluate(tiny_model, bad, LABELS, progress=False)
+        ev(tiny_model, bad, LABELS)
+    with pytest.raises(ValueError, match="calibrate_seen fits its offset on the validation split"):
+        ev(tiny_model, dataset, LABELS, unseen=UNSEEN, protocol=EvalConfig(calibrate_seen=True))
+
+
+def test_non_finite_logits_stop_the_evaluation(tiny_model, dataset):
+    """A broken (NaN) model used to report "red 100 %" and the majority baseline; now no score at all."""
+    with torch.no_grad():
+        tiny_model.head.proj.weight.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite logits"):
+        ev(tiny_model, dataset, LABELS)
+
+
+def test_several_names_per_class_score_the_best_name(tiny_model, dataset):
+    """'cow|calf' is one class whose logit is the maximum over both names' logits."""
+    res = ev(tiny_model, dataset, ["sky", "cow|calf", "grass", "tree"])
+    text = tiny_model.encode_text(["sky", "cow", "calf", "grass", "tree"])
+    cm = torch.zeros(4, 4, dtype=torch.long)
+    for img, lab in dataset:
+        logits = predict_logits(tiny_model, img[None], text)
+        per_class = torch.stack([logits[:, 0], logits[:, 1:3].max(1).values, logits[:, 3], logits[:, 4]], 1)
+        cm += confusion_matrix(per_class.argmax(1), lab[None], 4)
+    np.testing.assert_array_equal(res.confusion, cm.numpy())
+    assert res.all_labels.class_names == (
+        "sky",
+        "cow",
+        "grass",
+        "tree",
+    )  # reports name a class by its first name
+
+
+def test_bottleneck_head_subsets_are_computed_on_their_own(block_model, dataset):
+    """With the official bottleneck head (adds the max over labels) the unseen-only logits are not a slice of
+    the all-labels logits: the setting is scored from the unseen labels' own forward pass."""
+    res = ev(block_model, dataset, LABELS, unseen=UNSEEN)
+    text_u = block_model.encode_text([LABELS[c] for c in UNSEEN])
+    ref = torch.zeros(2, 2, dtype=torch.long)
+    lut = torch.full((256,), 255, dtype=torch.long)
+    lut[UNSEEN] = torch.arange(2)
+    for img, lab in dataset:
+        ref += confusion_matrix(predict_logits(block_model, img[None], text_u).argmax(1), lut[lab[None]], 2)
+    np.testing.assert_array_equal(res.settings["unseen_only"].confusion, ref.numpy())
+
+
+def test_per_image_counts_sum_to_the_confusion_matrix(tiny_model, dataset):
+    res = ev(tiny_model, dataset, LABELS, unseen=UNSEEN)
+    for s in res.settings.values():
+        counts = s.per_image
+        assert counts.num_images == 3 and counts.ids == ("0", "1", "2")
+        np.testing.assert_array_equal(counts.tp.sum(0), np.diag(s.confusion))
+        np.testing.assert_array_equal(counts.gt.sum(0), s.confusion.sum(1))
+        np.testing.assert_array_equal(counts.pred.sum(0), s.confusion.sum(0))

@@ -8,14 +8,16 @@ import torch.nn.functional as F
 
 from lseg_nb.config import OFFICIAL_EVAL, EvalConfig
 from lseg_nb.engine.inference import (
-    Predictor,
     _window_starts,
     eval_mode,
     predict_logits,
     predict_logits_multi,
-    protocol_kwargs,
     scaled_size,
+    short_side_size,
+    window_weight,
 )
+from lseg_nb.engine.predictor import Predictor
+from tests.conftest import with_crop
 
 LABELS = ["sky", "cow", "grass"]
 
@@ -28,7 +30,9 @@ def odd_images() -> torch.Tensor:
 @pytest.mark.parametrize("mode", ["single", "sliding", "multiscale"])
 def test_output_shapes_non_multiple_sizes(tiny_model, odd_images, mode):
     text = tiny_model.encode_text(LABELS)
-    out = predict_logits(tiny_model, odd_images, text, mode=mode, crop_size=48, scales=(0.75, 1.25))
+    out = predict_logits(
+        with_crop(tiny_model, 48), odd_images, text, EvalConfig(mode=mode, scales=(0.75, 1.25))
+    )
     assert out.shape == (2, 3, 50, 70)
     assert out.dtype == torch.float32 and torch.isfinite(out).all()
 
@@ -53,8 +57,8 @@ def test_single_pads_and_crops(tiny_model, odd_images):
 
 def test_sliding_with_large_crop_equals_single(tiny_model, odd_images):
     text = tiny_model.encode_text(LABELS)
-    single = predict_logits(tiny_model, odd_images, text, "single")
-    sliding = predict_logits(tiny_model, odd_images, text, "sliding", crop_size=96)
+    single = predict_logits(tiny_model, odd_images, text, EvalConfig(mode="single"))
+    sliding = predict_logits(with_crop(tiny_model, 96), odd_images, text, EvalConfig(mode="sliding"))
     torch.testing.assert_close(sliding, single)
 
 
@@ -62,8 +66,8 @@ def test_sliding_one_window_per_position_equals_crops(tiny_model):
     """With stride == crop the windows tile the image, so each tile's logits are its own single pass."""
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(5))
     text = tiny_model.encode_text(LABELS)
-    out = predict_logits(tiny_model, x, text, "sliding", crop_size=32, stride_ratio=1.0)
-    tile = predict_logits(tiny_model, x[..., 32:64, 64:96], text, "single")
+    out = predict_logits(with_crop(tiny_model, 32), x, text, EvalConfig(mode="sliding", stride_ratio=1.0))
+    tile = predict_logits(tiny_model, x[..., 32:64, 64:96], text)
     torch.testing.assert_close(out[..., 32:64, 64:96], tile)
 
 
@@ -75,26 +79,33 @@ def test_window_starts_cover_and_end_at_border():
 
 def test_multiscale_identity_equals_single(tiny_model, odd_images):
     text = tiny_model.encode_text(LABELS)
-    single = predict_logits(tiny_model, odd_images, text, "single")
-    ms = predict_logits(tiny_model, odd_images, text, "multiscale", scales=(1.0,), flip=False, crop_size=480)
+    single = predict_logits(tiny_model, odd_images, text, EvalConfig(mode="single"))
+    ms = predict_logits(
+        with_crop(tiny_model, 480), odd_images, text, EvalConfig(mode="multiscale", scales=(1.0,), flip=False)
+    )
     torch.testing.assert_close(ms, single)
 
 
 def test_multiscale_flip_equivariance(tiny_model, odd_images):
     """Averaging a view with its mirror makes the prediction of the mirrored image the mirrored prediction."""
     text = tiny_model.encode_text(LABELS)
-    kw = dict(mode="multiscale", scales=(0.75, 1.0), flip=True, crop_size=480)
+    protocol = EvalConfig(mode="multiscale", scales=(0.75, 1.0), flip=True)
     x = odd_images[:1]
-    out = predict_logits(tiny_model, x, text, **kw)
-    out_flipped = predict_logits(tiny_model, x.flip(-1), text, **kw)
+    model = with_crop(tiny_model, 480)
+    out = predict_logits(model, x, text, protocol)
+    out_flipped = predict_logits(model, x.flip(-1), text, protocol)
     torch.testing.assert_close(out_flipped, out.flip(-1), atol=1e-5, rtol=1e-5)
 
 
 def test_multi_label_sets_match_separate_calls(tiny_model, odd_images):
     text = tiny_model.encode_text(LABELS)
     x = odd_images[:1]
-    both = predict_logits_multi(tiny_model, x, [text, text[[2, 0]]], "sliding", crop_size=48)
-    torch.testing.assert_close(both[0], predict_logits(tiny_model, x, text, "sliding", crop_size=48))
+    both = predict_logits_multi(
+        with_crop(tiny_model, 48), x, [text, text[[2, 0]]], EvalConfig(mode="sliding")
+    )
+    torch.testing.assert_close(
+        both[0], predict_logits(with_crop(tiny_model, 48), x, text, EvalConfig(mode="sliding"))
+    )
     torch.testing.assert_close(both[1], both[0][:, [2, 0]])
 
 
@@ -111,14 +122,16 @@ def test_mode_restored_and_no_grad(tiny_model, images):
 
 def test_bad_inputs(tiny_model, images):
     text = tiny_model.encode_text(LABELS)
-    with pytest.raises(ValueError, match="mode must be"):
-        predict_logits(tiny_model, images, text, mode="tiled")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="mode=.tiled. is not one of"):
+        predict_logits(tiny_model, images, text, EvalConfig(mode="tiled"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         predict_logits(tiny_model, images[0], text)
     with pytest.raises(ValueError, match="text embeddings"):
         predict_logits(tiny_model, images, torch.randn(3, 7))
     with pytest.raises(ValueError, match="scales"):
-        predict_logits(tiny_model, images, text, mode="multiscale", scales=())
+        predict_logits(tiny_model, images, text, EvalConfig(mode="multiscale", scales=()))
+    with pytest.raises(ValueError, match="scales"):  # a scale derived from user input stays bounded
+        predict_logits(tiny_model, images, text, EvalConfig(mode="multiscale", scales=(200,)))
 
 
 def test_size_multiple(tiny_model, tiny_vit):
@@ -128,7 +141,7 @@ def test_size_multiple(tiny_model, tiny_vit):
 
 def test_vit_non_multiple_size(tiny_vit):
     x = torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(2))
-    out = predict_logits(tiny_vit, x, tiny_vit.encode_text(LABELS), "sliding", crop_size=32)
+    out = predict_logits(with_crop(tiny_vit, 32), x, tiny_vit.encode_text(LABELS), EvalConfig(mode="sliding"))
     assert out.shape == (1, 3, 40, 56) and torch.isfinite(out).all()
 
 
@@ -232,7 +245,9 @@ def _reference(model, x, text, crop, stride_ratio=2 / 3, scales=None, flip=False
 def test_batched_sliding_with_overlap_equals_window_by_window(tiny_model, window_batch):
     x = torch.randn(2, 3, 48, 80, generator=torch.Generator().manual_seed(7))  # 2 x 4 windows, stride 21 < 32
     text = tiny_model.encode_text(LABELS)
-    out = predict_logits(tiny_model, x, text, "sliding", crop_size=32, window_batch=window_batch)
+    out = predict_logits(
+        with_crop(tiny_model, 32), x, text, EvalConfig(mode="sliding", window_batch=window_batch)
+    )
     torch.testing.assert_close(out, _reference(tiny_model, x, text, crop=32), atol=1e-5, rtol=1e-5)
 
 
@@ -248,9 +263,8 @@ def test_batched_multiscale_flip_equals_window_by_window(request, model_name, wi
     text = model.encode_text(LABELS)
     scales = (0.5, 1.0, 1.5)
     ref = _reference(model, x, text, crop=32, scales=scales, flip=True, base_size=48)
-    out = predict_logits(
-        model, x, text, "multiscale", crop_size=32, scales=scales, base_size=48, window_batch=window_batch
-    )
+    protocol = EvalConfig(mode="multiscale", scales=scales, base_size=48, window_batch=window_batch)
+    out = predict_logits(with_crop(model, 32), x, text, protocol)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
 
@@ -258,7 +272,9 @@ def test_fused_single_window_mirror_equals_window_by_window(block_model):
     """A 32x64 view fits one window with no padding: the image and its mirror are fused before upsampling."""
     x = torch.randn(2, 3, 32, 64, generator=torch.Generator().manual_seed(9))
     text = block_model.encode_text(LABELS)
-    out = predict_logits(block_model, x, text, "multiscale", crop_size=64, scales=(1.0,), flip=True)
+    out = predict_logits(
+        with_crop(block_model, 64), x, text, EvalConfig(mode="multiscale", scales=(1.0,), flip=True)
+    )
     ref = _reference(block_model, x, text, crop=64, scales=(1.0,), flip=True)
     torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
 
@@ -277,9 +293,9 @@ def test_scaled_size_matches_the_official_sizes():
 
 def test_bf16_autocast_on_cpu_is_close_but_not_identical(tiny_model, odd_images):
     text = tiny_model.encode_text(LABELS)
-    kw = dict(mode="sliding", crop_size=48)
-    fp32 = predict_logits(tiny_model, odd_images, text, **kw)
-    bf16 = predict_logits(tiny_model, odd_images, text, amp="bf16", **kw)
+    model = with_crop(tiny_model, 48)
+    fp32 = predict_logits(model, odd_images, text, EvalConfig(mode="sliding"))
+    bf16 = predict_logits(model, odd_images, text, EvalConfig(mode="sliding", amp="bf16"))
     assert bf16.dtype == torch.float32 and not torch.equal(bf16, fp32)
     assert (bf16 - fp32).abs().max() < 0.5  # logits span about +-14 (scale 1/0.07)
     assert (bf16.argmax(1) == fp32.argmax(1)).float().mean() > 0.9
@@ -288,19 +304,77 @@ def test_bf16_autocast_on_cpu_is_close_but_not_identical(tiny_model, odd_images)
 def test_amp_choices_are_checked(tiny_model, images):
     text = tiny_model.encode_text(LABELS)
     with pytest.raises(ValueError, match="fp16.*CUDA"):
-        predict_logits(tiny_model, images, text, amp="fp16")
-    with pytest.raises(ValueError, match="amp must be one of"):
-        predict_logits(tiny_model, images, text, amp="fp8")
+        predict_logits(tiny_model, images, text, EvalConfig(amp="fp16"))
+    with pytest.raises(ValueError, match="amp=.fp8. is not one of"):
+        predict_logits(tiny_model, images, text, EvalConfig(amp="fp8"))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="fp16.*CUDA"):
-        Predictor(tiny_model, amp="fp16")
+        Predictor(tiny_model, EvalConfig(amp="fp16"))
     with pytest.raises(ValueError, match="window_batch"):
-        predict_logits(tiny_model, images, text, window_batch=0)
+        predict_logits(tiny_model, images, text, EvalConfig(window_batch=0))
 
 
-def test_protocol_kwargs_carry_execution_options():
-    kw = protocol_kwargs(EvalConfig(mode="sliding", amp="bf16", window_batch=4, compile=True), 96)
-    assert kw["amp"] == "bf16" and kw["window_batch"] == 4 and kw["compile"] is True and kw["crop_size"] == 96
+def test_protocol_names_every_number_changing_setting():
     assert EvalConfig(amp="bf16").name == "single, bf16 autocast" and EvalConfig().name == "single"
+    tf = EvalConfig(
+        mode="sliding", stride_ratio=0.5, short_side=336, logit_scale=40, prob_thd=0.1, pamr_steps=10
+    )
+    assert tf.describe(224) == (
+        "sliding(stride 0.50, window 224), short side 336 (long <= 2048), logit scale 40, prob_thd 0.1, "
+        "PAMR 10 steps (8, 16)"
+    )
+    # the key changes with anything that changes numbers, never with speed-only options
+    assert EvalConfig().key == "single" == EvalConfig(window_batch=2, compile=True, bootstrap=0).key
+    assert EvalConfig(amp="bf16").key != EvalConfig().key != EvalConfig(calibrate_seen=True).key
+    assert EvalConfig(mode="sliding").key == "sliding" and tf.key.startswith("sliding-")
+
+
+def test_short_side_size_is_the_mmseg_keep_ratio_rule():
+    """mmcv rescale_size with scale (2048, 336): one factor min(2048 / long, 336 / short), sides int(x f + 0.5)."""
+    assert short_side_size(375, 500, 336) == (336, 448)  # a VOC image: factor 0.896
+    assert short_side_size(1024, 2048, 560) == (560, 1120)  # Cityscapes
+    assert short_side_size(100, 3000, 336) == (68, 2048)  # the long side caps the factor at 2048 / 3000
+    assert short_side_size(333, 500, 336) == (336, int(500 * 336 / 333 + 0.5))
+
+
+def test_short_side_resizes_the_input_and_resizes_logits_back(tiny_model, odd_images):
+    text = tiny_model.encode_text(LABELS)
+    out = predict_logits(tiny_model, odd_images, text, EvalConfig(short_side=100))
+    assert out.shape == (2, 3, 50, 70)
+    size = short_side_size(50, 70, 100)
+    x = F.interpolate(odd_images, size=size, mode="bilinear", align_corners=False)
+    ref = F.interpolate(
+        predict_logits(tiny_model, x, text), size=(50, 70), mode="bilinear", align_corners=True
+    )
+    torch.testing.assert_close(out, ref)
+
+
+def test_work_is_bounded_before_any_tensor_is_made(tiny_model):
+    text = tiny_model.encode_text(LABELS)
+    x = torch.zeros(1, 3, 2000, 2000)
+    with pytest.raises(ValueError, match="Mpx limit of any image"):
+        predict_logits(tiny_model, x, text, EvalConfig(mode="multiscale", scales=(4.0,)))
+    with pytest.raises(ValueError, match="short-side"):
+        predict_logits(tiny_model, x[..., :100, :], text, EvalConfig(short_side=2000, long_cap=100_000))
+
+
+def test_smooth_window_weights_are_symmetric_and_never_zero():
+    w = window_weight(8, 6, "smooth")
+    assert w.shape == (8, 6) and w.min() > 0.01 and torch.equal(w, w.flip(-1)) and torch.equal(w, w.flip(0))
+    assert w[3:5, 2:4].min() > w[0].max()  # the centre counts more than the border
+    assert torch.equal(window_weight(4, 4, "uniform"), torch.ones(4, 4))
+
+
+def test_smooth_windows_agree_with_uniform_ones_where_one_window_covers(tiny_model):
+    """Where a single window covers a pixel its weight cancels out; in overlaps the weighted mean differs."""
+    x = torch.randn(1, 3, 32, 48, generator=torch.Generator().manual_seed(4))
+    text = tiny_model.encode_text(LABELS)
+    model = with_crop(tiny_model, 32)
+    uniform = predict_logits(model, x, text, EvalConfig(mode="sliding", stride_ratio=0.5))
+    smooth = predict_logits(
+        model, x, text, EvalConfig(mode="sliding", stride_ratio=0.5, window_weight="smooth")
+    )
+    torch.testing.assert_close(smooth[..., :16], uniform[..., :16])  # only the first window covers x < 16
+    assert not torch.allclose(smooth[..., 16:32], uniform[..., 16:32])
 
 
 def test_compile_goes_through_torch_compile_once_and_changes_nothing(tiny_model, images, monkeypatch):
@@ -319,10 +393,10 @@ def test_compile_goes_through_torch_compile_once_and_changes_nothing(tiny_model,
     monkeypatch.setattr(inference, "_COMPILED", {})
     text = tiny_model.encode_text(LABELS)
     ref = predict_logits(tiny_model, images, text)
-    out = predict_logits(tiny_model, images, text, compile=True)
+    out = predict_logits(tiny_model, images, text, EvalConfig(compile=True))
     assert len(compiled) == 1 and compiled[0] is type(tiny_model).encode_image
     torch.testing.assert_close(out, ref)
-    p = Predictor(tiny_model, compile=True)
+    p = Predictor(tiny_model, EvalConfig(compile=True))
     p.set_image(images[0])
     torch.testing.assert_close(p.predict(text), ref[0])
     assert len(compiled) == 1

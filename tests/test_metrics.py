@@ -142,11 +142,26 @@ def test_chance_baseline_by_hand():
     assert b.majority_pixel_acc == pytest.approx(8 / 11)
     assert b.majority_miou == pytest.approx(8 / 11 / 2)  # two classes present; only "a" scores
     assert b.uniform_pixel_acc == pytest.approx(1 / 3)
-    expect = np.mean([(8 / 3) / (8 + 11 / 3 - 8 / 3), (3 / 3) / (3 + 11 / 3 - 3 / 3)])
+    # a uniform guess predicts "c" too, so "c" has a union (IoU 0) and counts in the mean, as in compute_metrics
+    expect = ((8 / 3) / (8 + 11 / 3 - 8 / 3) + (3 / 3) / (3 + 11 / 3 - 3 / 3)) / 3
     assert b.uniform_miou == pytest.approx(expect)
     # two balanced unseen classes: the majority baseline alone reaches 25 mIoU / 50 % pixel accuracy
     two = chance_baseline(np.array([[5, 5], [5, 5]]), ["x", "y"])
     assert (two.majority_miou, two.majority_pixel_acc, two.uniform_pixel_acc) == (0.25, 0.5, 0.5)
+
+
+def test_uniform_chance_equals_a_simulated_uniform_guess_with_absent_labels():
+    """8 labels, 2 present in the target: every label is predicted by a uniform random guess, so all 8 have a
+    union and enter its mIoU (0.027 here); the baseline used to average over the 2 present classes (4x more)."""
+    rng = np.random.default_rng(0)
+    target = rng.choice(2, size=400_000, p=[0.7, 0.3])
+    pred = rng.integers(0, 8, size=target.size)
+    cm = np.zeros((8, 8), np.int64)
+    np.add.at(cm, (target, pred), 1)
+    simulated = compute_metrics(cm, [str(i) for i in range(8)]).miou
+    baseline = chance_baseline(cm, [str(i) for i in range(8)]).uniform_miou
+    assert simulated == pytest.approx(baseline, abs=0.001)
+    assert simulated == pytest.approx(0.027, abs=0.001)
 
 
 def test_perfect_and_empty():

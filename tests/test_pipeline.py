@@ -17,8 +17,9 @@ from lseg_nb.models.lseg import get_config
 def _check_report(report, n_unseen):
     metrics = json.loads((report / "metrics.json").read_text())
     assert len(metrics["unseen_classes"]) == n_unseen
-    assert metrics["all_labels"]["miou"] is not None and 0 <= metrics["all_labels"]["miou"] <= 1
-    assert metrics["unseen_only"] is not None
+    general = metrics["settings"]["all_labels"]["metrics"]
+    assert general["miou"] is not None and 0 <= general["miou"] <= 1
+    assert "unseen_only" in metrics["settings"] and "calibrated" in metrics["settings"]
     for name in ("examples.png", "per_class_iou.png", "loss_curve.png", "report.md", "../loss_curve.png"):
         assert (report / name).stat().st_size > 0
     return metrics
@@ -46,18 +47,26 @@ def test_demo_writes_a_report_on_synthetic_data(tmp_path):
         "blue",
         "--out",
         str(out),
-        "--amp",
+        "--eval.amp",
         "bf16",
     ]
     assert main(args) == 0
     assert out.stat().st_size > 0
     # execution options on the command line: bf16 is named in the protocol, the window batch changes nothing
-    evaluate = ["evaluate", "--run", str(tmp_path / "demo"), "--max-images", "1", "--mode", "sliding"]
-    for extra, name in (([], "a"), (["--window-batch", "1"], "b"), (["--amp", "bf16"], "c")):
+    evaluate = [
+        "evaluate",
+        "--run",
+        str(tmp_path / "demo"),
+        "--data.max-images",
+        "1",
+        "--eval.mode",
+        "sliding",
+    ]
+    for extra, name in (([], "a"), (["--eval.window-batch", "1"], "b"), (["--eval.amp", "bf16"], "c")):
         assert main([*evaluate, *extra, "--out", str(tmp_path / f"{name}.json")]) == 0
     a, b, c = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "abc")
     assert (
-        a["confusion"] == b["confusion"]
+        a["settings"]["all_labels"]["confusion"] == b["settings"]["all_labels"]["confusion"]
         and a["protocol"] == b["protocol"] == "sliding(stride 0.67, window 96)"
     )
     assert c["protocol"] == "sliding(stride 0.67, window 96), bf16 autocast"
@@ -72,7 +81,8 @@ def test_msrc_integration_train_demo_and_evaluate(msrc_root, tmp_path, capsys):
     assert metrics["unseen_classes"][0] == "building"
     out = tmp_path / "eval.json"
     assert (
-        main(["evaluate", "--run", str(run), "--split", "val", "--max-images", "2", "--out", str(out)]) == 0
+        main(["evaluate", "--run", str(run), "--split", "val", "--data.max-images", "2", "--out", str(out)])
+        == 0
     )
     assert json.loads(out.read_text())["num_images"] == 2
 

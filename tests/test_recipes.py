@@ -138,7 +138,7 @@ def test_episodic_protocol_needs_an_episodic_benchmark_and_no_periodic_evaluatio
         TrainConfig(eval=EvalConfig(protocol="episodic"))
     with pytest.raises(ConfigError, match="eval_every"):
         get_recipe("lseg_rn101_fss1000", eval_every=100)
-    assert EvalConfig(protocol="episodic").name == "episodic(['others', class])"
+    assert EvalConfig(protocol="episodic").name == "episodic(['others', class], 480x480)"
 
 
 def test_ade20k_recipe_resolves_to_the_ade20k_adapter():

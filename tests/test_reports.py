@@ -2,37 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from lseg_nb.apps.reports import (
-    evaluation_record,
-    evaluation_table,
-    format_table,
-    markdown_table,
-    metrics_rows,
-)
-from lseg_nb.engine.evaluate import evaluate
+from lseg_nb.apps.reports import evaluation_table, format_table, markdown_table, metrics_rows
+from lseg_nb.config import EvalConfig
+from lseg_nb.engine.dense import EvalData, run_dense
+from lseg_nb.utils.labels import LabelSplit
 
 NAMES = ["a", "b", "c"]
+PLAIN = EvalConfig(bootstrap=0)
+
+
+def _data(images, labels, unseen=()) -> EvalData:
+    return EvalData(
+        list(zip(images, labels)), LabelSplit.from_labels(NAMES, unseen), "toy", "test", 0 if unseen else None
+    )
 
 
 @pytest.fixture
 def zero_shot(tiny_model, images, labels):
-    return evaluate(tiny_model, list(zip(images, labels)), NAMES, unseen=[2], progress=False)
+    return run_dense(tiny_model, _data(images, labels, [2]), PLAIN, progress=False)
 
 
 @pytest.fixture
 def fixed(tiny_model, images, labels):
-    return evaluate(tiny_model, list(zip(images, labels)), NAMES, progress=False)
+    data = dataclasses.replace(_data(images, labels), split="val")
+    return run_dense(tiny_model, data, PLAIN, progress=False)
 
 
 def test_zero_shot_rows_name_each_setting_and_its_chance_baselines(zero_shot):
     rows = metrics_rows(zero_shot)
     assert [r["setting"].strip() for r in rows] == [
         "all 3 labels (generalised zero-shot)",
-        f"chance: every pixel = majority class ({zero_shot.baseline.majority_class})",
+        f"chance: every pixel = majority class ({zero_shot.settings['all_labels'].baseline.majority_class})",
         "chance: uniform guess over 3 labels",
         "unseen 1 label only (ZS3Net/SPNet-style)",
         "chance: every pixel = majority class (c)",
@@ -43,7 +48,9 @@ def test_zero_shot_rows_name_each_setting_and_its_chance_baselines(zero_shot):
     assert general["mIoU"] == round(100 * zero_shot.all_labels.miou, 1)
     assert general["seen mIoU"] == round(100 * zero_shot.all_labels.seen_miou, 1)
     assert g_uniform["pixel acc"] == round(100 / 3, 1) and g_uniform["seen mIoU"] is None
-    assert g_major["pixel acc"] == round(100 * zero_shot.baseline.majority_pixel_acc, 1)
+    assert g_major["pixel acc"] == round(
+        100 * zero_shot.settings["all_labels"].baseline.majority_pixel_acc, 1
+    )
     assert unseen_only["mIoU"] == round(100 * zero_shot.unseen_only.miou, 1)
     assert majority["pixel acc"] == 100.0  # one unseen class: the majority guess is always right
     assert uniform["pixel acc"] == 100.0
@@ -62,10 +69,10 @@ def test_fold_less_rows_leave_out_the_seen_unseen_columns(fixed):
 
 
 def test_table_names_data_protocol_and_has_no_matrices(zero_shot, fixed):
-    text = evaluation_table(zero_shot, "toy", "test", 0)
+    text = evaluation_table(zero_shot)
     lines = text.splitlines()
     assert lines[0] == "toy, test split, fold 0 (unseen: c), 2 images"
-    assert lines[1] == "inference: single (one pass over the whole image); values in %"
+    assert lines[1] == "protocol: single (one pass over the whole image); values in %"
     assert lines[2].split() == [
         "setting",
         "mIoU",
@@ -80,22 +87,23 @@ def test_table_names_data_protocol_and_has_no_matrices(zero_shot, fixed):
     assert len(lines) == 3 + 1 + 6  # header, rule, six rows
     assert "confusion" not in text and "[" not in text
     assert len({len(line) for line in lines[2:]}) == 1  # fixed-width columns
-    plain = evaluation_table(fixed, "toy", "val")
+    plain = evaluation_table(fixed)
     assert plain.splitlines()[0] == "toy, val split, no zero-shot fold, 2 images"
     assert "seen mIoU" not in plain and "harmonic" not in plain
 
 
 def test_record_is_json_with_the_data_and_setting_names(zero_shot, fixed):
-    record = json.loads(json.dumps(evaluation_record(zero_shot, "toy", "test", 0), allow_nan=False))
+    record = json.loads(json.dumps(zero_shot.to_dict(), allow_nan=False))
     assert (record["dataset"], record["split"], record["fold"], record["unseen_classes"]) == (
         "toy",
         "test",
         0,
         ["c"],
     )
-    assert record["confusion"] == zero_shot.confusion.tolist()
-    assert "ZS3Net/SPNet-style" in record["settings"]["unseen_only"]
-    assert set(evaluation_record(fixed)["settings"]) == {"all_labels", "baseline"}
+    assert record["settings"]["all_labels"]["confusion"] == zero_shot.confusion.tolist()
+    assert "ZS3Net/SPNet-style" in record["settings"]["unseen_only"]["description"]
+    assert "majority" in record["baseline_description"]
+    assert set(fixed.to_dict()["settings"]) == {"all_labels"}
 
 
 def test_text_and_markdown_tables():
@@ -116,7 +124,7 @@ def test_text_and_markdown_tables():
 
 
 def test_calibrated_row_follows_the_generalised_one(tiny_model, images, labels, zero_shot):
-    cal = evaluate(tiny_model, list(zip(images, labels)), NAMES, unseen=[2], progress=False, seen_offset=1.5)
+    cal = run_dense(tiny_model, _data(images, labels, [2]), PLAIN, progress=False, seen_offset=1.5)
     rows = metrics_rows(cal)
     assert rows[0] == metrics_rows(zero_shot)[0]  # the uncalibrated model stays first
     assert rows[1]["setting"] == "all 3 labels, seen-bias calibrated (offset 1.50 from val)"
@@ -127,5 +135,5 @@ def test_calibrated_row_follows_the_generalised_one(tiny_model, images, labels, 
         else round(100 * cal.calibrated.harmonic_iou, 1)
     )
     assert len(rows) == len(metrics_rows(zero_shot)) + 1
-    assert "calibrated" in evaluation_record(cal)["settings"]
-    assert "calibrated" not in evaluation_record(zero_shot)["settings"]
+    assert "calibrated" in cal.to_dict()["settings"]
+    assert "calibrated" not in zero_shot.to_dict()["settings"]

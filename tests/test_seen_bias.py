@@ -7,18 +7,28 @@ import numpy as np
 import pytest
 import torch
 
-from lseg_nb.engine.evaluate import evaluate
+from lseg_nb.config import EvalConfig
+from lseg_nb.engine.dense import EvalData, run_dense
 from lseg_nb.engine.inference import predict_logits
 from lseg_nb.engine.metrics import compute_metrics, confusion_matrix
-from lseg_nb.engine.seen_bias import default_offsets, fit_seen_offset, seen_offset_confusions
+from lseg_nb.engine.postprocess import offset_argmax, seen_unseen_max
+from lseg_nb.engine.seen_bias import default_offsets, fit_seen_offset
+from lseg_nb.models import DenseCLIPConfig, create_dense_clip
+from lseg_nb.utils.labels import LabelSplit
 from tests.test_evaluate import LABELS, UNSEEN, PairDataset, _pairs
 
 SEEN = [0, 2]
+PLAIN = EvalConfig(bootstrap=0)
 
 
 @pytest.fixture
 def dataset() -> PairDataset:
     return PairDataset(_pairs([(32, 32), (40, 24), (32, 32)], seed=3))
+
+
+@pytest.fixture
+def data(dataset) -> EvalData:
+    return EvalData(dataset, LabelSplit.from_labels(LABELS, UNSEEN))
 
 
 def _hand_cm(model, ds, offset: float) -> torch.Tensor:
@@ -31,44 +41,45 @@ def _hand_cm(model, ds, offset: float) -> torch.Tensor:
     return cm
 
 
-def test_offset_confusions_match_hand_calibration(tiny_model, dataset):
-    offsets = [0.0, 0.05, 0.3, 50.0]
-    cms = seen_offset_confusions(tiny_model, dataset, LABELS, SEEN, offsets, progress=False)
-    assert cms.shape == (4, 4, 4)
-    for g, off in enumerate(offsets):
-        np.testing.assert_array_equal(cms[g].numpy(), _hand_cm(tiny_model, dataset, off).numpy())
-    # a huge offset leaves no seen prediction; offset 0 is the uncalibrated model
-    assert cms[3][:, SEEN].sum() == 0
-    np.testing.assert_array_equal(
-        cms[0].numpy(), evaluate(tiny_model, dataset, LABELS, unseen=UNSEEN, progress=False).confusion
-    )
+def test_offset_argmax_equals_the_argmax_of_shifted_logits():
+    """The one-comparison-per-pixel argmax equals argmax(logits - offset * seen) exactly, ties included."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randint(-3, 4, (2, 5, 6, 7), generator=g).float()  # many exact ties
+    seen = torch.tensor([True, False, True, False, True])
+    maxima = seen_unseen_max(logits, seen)
+    for offset in (0.0, 0.5, 1.0, 2.0, -1.0, 100.0):
+        ref = (logits - offset * seen.float()[None, :, None, None]).argmax(1)
+        assert torch.equal(offset_argmax(maxima, offset), ref)
 
 
-def test_evaluate_applies_the_offset_to_all_labels_only(tiny_model, dataset):
-    plain = evaluate(tiny_model, dataset, LABELS, unseen=UNSEEN, progress=False)
-    cal = evaluate(tiny_model, dataset, LABELS, unseen=UNSEEN, progress=False, seen_offset=0.3)
-    hand = _hand_cm(tiny_model, dataset, 0.3).numpy()
-    np.testing.assert_array_equal(cal.calibrated_confusion, hand)
+def test_evaluate_applies_the_offset_to_all_labels_only(tiny_model, data):
+    plain = run_dense(tiny_model, data, PLAIN, progress=False)
+    cal = run_dense(tiny_model, data, PLAIN, progress=False, seen_offset=0.3)
+    hand = _hand_cm(tiny_model, data.dataset, 0.3).numpy()
+    np.testing.assert_array_equal(cal.settings["calibrated"].confusion, hand)
     assert not np.array_equal(hand, plain.confusion)  # the offset moved some pixels
     assert cal.calibrated.harmonic_iou == pytest.approx(
         compute_metrics(hand, LABELS, SEEN, UNSEEN).harmonic_iou
     )
     # the uncalibrated setting and the unseen-only one (no seen label to shift) are unchanged
     np.testing.assert_array_equal(cal.confusion, plain.confusion)
-    np.testing.assert_array_equal(cal.unseen_confusion, plain.unseen_confusion)
-    assert plain.calibrated is None and plain.to_dict()["calibrated"] is None and plain.seen_offset is None
-    zero = evaluate(tiny_model, dataset, LABELS, unseen=UNSEEN, progress=False, seen_offset=0.0)
-    np.testing.assert_array_equal(zero.calibrated_confusion, plain.confusion)  # offset 0 = uncalibrated
-    d = cal.to_dict()
-    assert d["seen_offset"] == 0.3 and d["calibrated_confusion"] == hand.tolist()
-    with pytest.raises(ValueError, match="pass unseen"):
-        evaluate(tiny_model, dataset, LABELS, progress=False, seen_offset=1.0)
+    np.testing.assert_array_equal(
+        cal.settings["unseen_only"].confusion, plain.settings["unseen_only"].confusion
+    )
+    assert plain.calibrated is None and "calibrated" not in plain.to_dict()["settings"]
+    zero = run_dense(tiny_model, data, PLAIN, progress=False, seen_offset=0.0)
+    np.testing.assert_array_equal(zero.settings["calibrated"].confusion, plain.confusion)
+    d = cal.to_dict()["settings"]["calibrated"]
+    assert d["seen_offset"] == 0.3 and d["confusion"] == hand.tolist()
+    fixed = EvalData(data.dataset, LabelSplit.from_labels(LABELS))
+    with pytest.raises(ValueError, match="needs a zero-shot fold"):
+        run_dense(tiny_model, fixed, PLAIN, progress=False, seen_offset=1.0)
 
 
-def test_fit_picks_the_offset_with_the_best_harmonic_mean(tiny_model, dataset):
+def test_fit_picks_the_offset_with_the_best_harmonic_mean(tiny_model, data):
     offsets = np.linspace(0, 1, 11)
-    fit = fit_seen_offset(tiny_model, dataset, LABELS, UNSEEN, offsets, progress=False)
-    hand = [compute_metrics(_hand_cm(tiny_model, dataset, o), LABELS, SEEN, UNSEEN) for o in offsets]
+    fit = fit_seen_offset(tiny_model, data, PLAIN, offsets, progress=False)
+    hand = [compute_metrics(_hand_cm(tiny_model, data.dataset, o), LABELS, SEEN, UNSEEN) for o in offsets]
     h = np.array([m.harmonic_iou for m in hand])
     np.testing.assert_allclose(fit.harmonic, h)
     np.testing.assert_allclose(fit.unseen_miou, [m.unseen_miou for m in hand])
@@ -76,11 +87,19 @@ def test_fit_picks_the_offset_with_the_best_harmonic_mean(tiny_model, dataset):
     assert fit.num_images == 3 and len(fit.to_dict()["curve"]) == 11
 
 
-def test_default_grid_spans_one_logit_scale(tiny_model):
+def test_default_grid_spans_one_logit_scale_of_the_model(tiny_model):
     grid = default_offsets(tiny_model)
     assert grid[0] == 0 and grid[-1] == pytest.approx(float(tiny_model.head.scale))
 
 
-def test_bad_offsets_are_named(tiny_model, dataset):
+def test_default_grid_of_a_dense_clip_model_uses_its_own_scale():
+    """DenseCLIP logits are 100 x cosine (OpenAI scale): the grid used to stop at 1/0.07 = 14.3, a seventh of it."""
+    model = create_dense_clip(
+        DenseCLIPConfig(method="maskclip", name="ViT-B-16", pretrained=None, logit_scale=100.0)
+    )
+    assert default_offsets(model)[-1] == pytest.approx(100.0)
+
+
+def test_bad_offsets_are_named(tiny_model, data):
     with pytest.raises(ValueError, match="offsets must be"):
-        fit_seen_offset(tiny_model, dataset, LABELS, UNSEEN, [float("nan")], progress=False)
+        fit_seen_offset(tiny_model, data, PLAIN, [float("nan")], progress=False)

@@ -209,7 +209,7 @@ def test_periodic_evaluation_uses_the_data_and_protocol_of_the_run(synth_root, t
     assert (
         record["step"] == 2 and record["eval"]["num_images"] == 1 and record["eval"]["protocol"] == "single"
     )
-    assert record["eval"]["unseen"] == [0, 5, 10, 15]  # fold 0 of the run's data
+    assert record["eval"]["labels"]["unseen"] == [0, 5, 10, 15]  # fold 0 of the run's data
 
 
 def test_resume_with_a_different_config_is_refused(synth_root, tmp_path):

@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from lseg_nb.apps.predict import to_input
 from lseg_nb.apps.widgets import LabelExplorer, LabelExplorerWidget, decode_image, label_explorer
 from lseg_nb.engine.inference import embed_padded, predict_logits
+from lseg_nb.engine.predictor import to_input
 from lseg_nb.viz.colours import hex_colour, label_colours
 
 

@@ -12,27 +12,21 @@ import dataclasses
 import json
 import os
 import pickle
-import re
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
 
 import tyro
 import yaml
 
-from lseg_nb.apps.benchmark_cli import cmd_benchmark, evaluate_episodic_run
 from lseg_nb.apps.cli_args import parse_args
-from lseg_nb.apps.pipeline import demo_config, evaluate_model, evaluate_run, run_demo, train_run
+from lseg_nb.apps.cli_eval import cmd_benchmark, cmd_evaluate
+from lseg_nb.apps.pipeline import demo_config, run_demo, train_run
 from lseg_nb.apps.predict import predict_image
-from lseg_nb.apps.reports import evaluation_record, evaluation_table
 from lseg_nb.checkpoints import convert_main
 from lseg_nb.config import (
     MODEL_CONFIGS,
-    OFFICIAL_EVAL,
     RECIPE_NOTES,
     ConfigError,
-    DataConfig,
     EvalConfig,
     TrainConfig,
     get_recipe,
@@ -42,8 +36,7 @@ from lseg_nb.config import (
 )
 from lseg_nb.config.serialize import require
 from lseg_nb.data.benchmarks.registry import prepare
-from lseg_nb.utils.io import atomic_save_figure, atomic_write_text, check_output_path
-from lseg_nb.viz.segmentation import plot_examples
+from lseg_nb.utils.labels import labels_from_args
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
 
@@ -90,65 +83,21 @@ class DemoArgs:
 
 
 @dataclass(frozen=True)
-class EvaluateArgs:
-    """Evaluate a trained run. Protocol: the run's recipe (``eval`` in its config.json) unless overridden.
+class PredictArgs:
+    """Segment one image with free-form labels and save a figure (image | prediction with a key).
 
-    Zero-shot folds report the generalised all-labels setting and the unseen-labels-only setting (ZS3Net/SPNet
-    style; the LSeg paper's zero-shot numbers are the episodic protocol, see the README), with chance baselines.
+    Labels: ``--labels sky grass cow`` or ``--labels "sky, grass, cow"`` (commas separate classes, as in the
+    label explorer); ``"sofa|couch"`` is one class with two names (it scores the best of them).
     """
 
-    run: str | None = None
-    """run folder (with config.json and model.safetensors); evaluated on its own dataset/fold unless overridden"""
-    model: str | None = None
-    """instead of --run: a .safetensors file or a training-free model spec such as maskclip:ViT-B-16/openai
-    (sclip:, naclip:; PRETRAINED may be a local file or none); needs --dataset, --fold adds the unseen split"""
-    split: str = "test"
-    dataset: str | None = None
-    data_root: str | None = None
-    fold: int | None = None
-    official: bool = False
-    """use the official multi-scale protocol (base 520, scales 0.5-1.75, flip, stride 2/3)"""
-    mode: Literal["single", "sliding", "multiscale"] | None = None
-    base_size: int | None = None
-    """multiscale: long side = ceil(base_size * scale) (official 520); default relative to the image"""
-    scales: tuple[float, ...] | None = None
-    flip: bool | None = None
-    stride_ratio: float | None = None
-    amp: Literal["none", "bf16", "fp16"] | None = None
-    """autocast precision of the network (fp16 needs a GPU); recorded in the protocol name"""
-    window_batch: int | None = None
-    """sliding/multiscale: windows per forward pass (memory bound; results unchanged)"""
-    compile: bool | None = None
-    """torch.compile the image encoder (pays off on a GPU over many images)"""
-    num_workers: int | None = None
-    """data-loading worker processes (default 0 on CPU, min(8, CPUs) on a GPU)"""
-    max_images: int | None = None
-    out: str | None = None
-    """JSON file for the metrics (default RUN/eval_SPLIT_MODE.json, runs/eval/MODEL/eval_DATASET_SPLIT_MODE.json)"""
-    json: bool = False
-    """print the metrics as JSON on stdout instead of a table"""
-    examples: int = 4
-    """images drawn into OUT_examples.png (next to the JSON), chosen for class coverage; 0: no figure"""
-    calibrate_seen: bool = False
-    """zero-shot fold: also score all labels after seen-bias calibration (a seen-logit offset fitted on val)"""
-
-
-@dataclass(frozen=True)
-class PredictArgs:
-    """Segment one image with free-form labels."""
-
     weights: str
-    """run folder, .safetensors file or training-free model spec such as maskclip:ViT-B-16/openai"""
+    """run folder, .safetensors file or training-free model spec such as naclip:ViT-B-16/openai"""
     image: str
-    labels: tuple[str, ...]
+    labels: tuple[str, ...] = ()
+    labels_file: str | None = None
+    """read the labels from a file instead: one class per line"""
     out: str = "prediction.png"
-    mode: Literal["single", "sliding", "multiscale"] = "single"
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    """autocast precision of the network (fp16 needs a GPU); the GPU is used when there is one"""
-    window_batch: int = 16
-    """sliding/multiscale: windows per forward pass"""
-    compile: bool = False
-    """torch.compile the image encoder"""
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
 
 @dataclass(frozen=True)
@@ -216,110 +165,17 @@ def cmd_demo(args: list[str]) -> None:
     print(f"report written to {report}")
 
 
-def _protocol(a: EvaluateArgs, run_eval: EvalConfig) -> EvalConfig:
-    base = OFFICIAL_EVAL if a.official else run_eval
-    changes = {
-        k: v
-        for k, v in (
-            ("mode", a.mode),
-            ("base_size", a.base_size),
-            ("scales", a.scales),
-            ("flip", a.flip),
-            ("stride_ratio", a.stride_ratio),
-            ("amp", a.amp),
-            ("window_batch", a.window_batch),
-            ("compile", a.compile),
-        )
-        if v is not None
-    }
-    return dataclasses.replace(base, **changes)
-
-
-def cmd_evaluate(args: list[str]) -> None:
-    a = parse_args(EvaluateArgs, args, "lseg-nb evaluate")
-    if (a.run is None) == (a.model is None):
-        raise ConfigError(
-            "give exactly one of --run RUN_FOLDER or --model WEIGHTS_OR_SPEC (e.g. --model maskclip:ViT-B-16/openai)"
-        )
-    if a.max_images is not None and a.max_images < 1:
-        raise ConfigError(f"--max-images must be >= 1 (or omitted for all images), got {a.max_images}")
-    if a.examples < 0:
-        raise ConfigError(f"--examples must be >= 0 (0: no example figure), got {a.examples}")
-    if a.model is not None:
-        if a.dataset is None:
-            raise ConfigError(
-                f"--model {a.model} has no run folder to take the data from: add --dataset (e.g. --dataset "
-                "msrc_v2 --fold 0)"
-            )
-        data = DataConfig(dataset=a.dataset, data_root=a.data_root, fold=a.fold, num_workers=a.num_workers)
-        protocol = _protocol(a, EvalConfig())
-        name = re.sub(r"[^A-Za-z0-9._-]+", "_", a.model).strip("_")
-        default = Path("runs", "eval", name, f"eval_{Path(a.dataset).stem}_{a.split}_{protocol.mode}.json")
-        out = check_output_path(a.out or default, "--out")
-        result = evaluate_model(
-            a.model, data, a.split, protocol, a.max_images, a.examples, calibrate_seen=a.calibrate_seen
-        )
-    else:
-        run = Path(a.run)
-        if not (run / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{run} is not a run folder (no config.json): pass --run RUN_DIR of a finished run, or --model"
-            )
-        saved = load_config(TrainConfig, run / "config.json")
-        changes = {
-            k: v
-            for k, v in (
-                ("dataset", a.dataset),
-                ("data_root", a.data_root),
-                ("fold", a.fold),
-                ("num_workers", a.num_workers),
-            )
-            if v is not None
-        }
-        data = dataclasses.replace(saved.data, **changes)
-        if saved.eval.protocol == "episodic":
-            if a.official or a.mode is not None or a.calibrate_seen:
-                raise ConfigError(
-                    f"{run} is scored with its recipe's episodic protocol: drop --official / --mode / "
-                    "--calibrate-seen"
-                )
-            evaluate_episodic_run(run, data, a.max_images, a.out, a.json)
-            return
-        protocol = _protocol(a, saved.eval)
-        out = check_output_path(a.out or run / f"eval_{a.split}_{protocol.mode}.json", "--out")
-        result = evaluate_run(
-            run, a.split, data, protocol, a.max_images, a.examples, calibrate_seen=a.calibrate_seen
-        )
-    record = evaluation_record(result, Path(data.dataset).stem, a.split, data.fold)
-    text = json.dumps(record, indent=2, allow_nan=False)
-    atomic_write_text(out, text + "\n")
-    figure = out.with_name(f"{out.stem}_examples.png") if result.examples else None
-    if figure is not None:
-        names = list(result.all_labels.class_names)
-        triples = [(e.image, e.pred, e.target) for e in result.examples]
-        atomic_save_figure(plot_examples(triples, names, result.unseen or ()), figure)
-    if a.json:
-        print(text)  # stdout holds only the JSON, so it can be piped
-    else:
-        print(evaluation_table(result, Path(data.dataset).stem, a.split, data.fold))
-        print(f"metrics (with confusion matrices) written to {out}")
-        if figure is not None:
-            print(f"{len(result.examples)} example images drawn into {figure}")
-
-
 def cmd_predict(args: list[str]) -> None:
     a = parse_args(PredictArgs, args, "lseg-nb predict")
-    areas = predict_image(
-        a.weights,
-        a.image,
-        list(a.labels),
-        a.out,
-        a.mode,
-        amp=a.amp,
-        window_batch=a.window_batch,
-        compile=a.compile,
-    )
-    for label, share in areas.items():
+    labels = labels_from_args(a.labels, a.labels_file)
+    if len(labels) == 1:
+        print(
+            f"note: one label ({labels[0]!r}): the softmax over one label is always 100%, so every pixel is "
+            "that label; add the other things in the image (or 'background')"
+        )
+    shares = predict_image(a.weights, a.image, labels, a.out, a.eval)
+    print(f"protocol: {a.eval.describe()}; image {a.image}")
+    for label, share in shares.items():
         print(f"{label:>24s}: {100 * share:5.1f}% of pixels")
     print(f"figure written to {a.out}")
 

@@ -1,6 +1,5 @@
-"""End-to-end jobs shared by the CLI and the notebooks: train a run with a summary, evaluate a trained run (with
-its recipe's protocol, dense or the paper's episodic zero-shot one), score any weights on a paper benchmark, and
-the offline demo.
+"""End-to-end jobs shared by the CLI and the notebooks: train a run with a summary, and the offline demo
+(evaluation itself is :func:`lseg_nb.evaluate` / :func:`lseg_nb.evaluate_run`).
 
 Training ends with :class:`TrainSummary` (steps, wall time, final loss, where the run is, the next command) and a
 labelled ``loss_curve.png`` in the run folder. The demo trains the small CPU config on a zero-shot fold, evaluates
@@ -15,149 +14,20 @@ import json
 import math
 import shlex
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from torch import nn
-
-from lseg_nb.apps.reports import data_line, inference_name, markdown_table, metrics_rows
-from lseg_nb.config import ConfigError, DataConfig, EvalConfig, TrainConfig, get_recipe, load_config
-from lseg_nb.data.benchmarks.registry import episode_source
-from lseg_nb.data.experiment import Experiment, make_experiment
-from lseg_nb.engine.evaluate import EvalResult, evaluate_split
-from lseg_nb.engine.fewshot import evaluate_ade20k, evaluate_source
-from lseg_nb.engine.runs import MetricsLog, load_model, load_model_or_spec
-from lseg_nb.engine.seen_bias import fit_split_seen_offset
+from lseg_nb.apps.reports import data_line, markdown_table, metrics_rows
+from lseg_nb.config import TrainConfig, get_recipe
+from lseg_nb.data.experiment import Experiment
+from lseg_nb.engine.evaluate import evaluate
+from lseg_nb.engine.results import EvalResult
+from lseg_nb.engine.runs import MetricsLog
 from lseg_nb.engine.train import Trainer, quiet_known_warnings
 from lseg_nb.models.text_encoder import TextEncoder
-from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.io import atomic_save_figure, atomic_write_text
 from lseg_nb.viz.segmentation import plot_examples, plot_loss_curve, plot_per_class_iou
-
-
-def evaluate_run(
-    run_dir: str | Path,
-    split: str = "test",
-    data: DataConfig | None = None,
-    protocol: EvalConfig | None = None,
-    max_images: int | None = None,
-    examples: int | Sequence[int] = 0,
-    progress: bool = True,
-    calibrate_seen: bool = False,
-) -> EvalResult:
-    """Evaluate the model of a finished run folder on its own dataset/fold (unless ``data`` overrides) with its
-    recipe's evaluation protocol (unless ``protocol`` overrides; the window is always ``model.crop_size``).
-    ``examples``: how many diverse images (or which indices) to keep with predictions for figures.
-    ``calibrate_seen``: also report the generalised setting after seen-bias calibration (see :func:`score_split`)."""
-    run_dir = Path(run_dir)
-    cfg = load_config(TrainConfig, run_dir / "config.json")
-    if data is not None:
-        cfg = dataclasses.replace(cfg, data=data)
-    model = load_model(run_dir, map_location=str(resolve_device("auto")))
-    exp = make_experiment(cfg.data)
-    return score_split(
-        model, exp, split, cfg.data, protocol or cfg.eval, max_images, examples, progress, calibrate_seen
-    )
-
-
-def score_split(
-    model: nn.Module,
-    exp: Experiment,
-    split: str,
-    data: DataConfig,
-    protocol: EvalConfig,
-    max_images: int | None = None,
-    examples: int | Sequence[int] = 0,
-    progress: bool = True,
-    calibrate_seen: bool = False,
-) -> EvalResult:
-    """:func:`~lseg_nb.engine.evaluate.evaluate_split`, with ``calibrate_seen`` first fitting the seen-class logit
-    offset on the validation split (:func:`~lseg_nb.engine.seen_bias.fit_split_seen_offset`, the whole split) and
-    scoring the generalised setting with and without it (``result.calibrated``)."""
-    offset = None
-    if calibrate_seen:
-        if not exp.labels.unseen:
-            raise ConfigError(
-                "seen-bias calibration needs a zero-shot fold (seen and unseen classes): pass --fold or drop "
-                "--calibrate-seen"
-            )
-        offset = fit_split_seen_offset(model, exp, data, protocol, progress=progress).offset
-    return evaluate_split(model, exp, split, data, protocol, max_images, examples, progress, offset)
-
-
-def evaluate_benchmark_run(
-    run_dir: str | Path,
-    data: DataConfig | None = None,
-    max_episodes: int | None = None,
-    generalised: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Score a run whose recipe uses ``eval.protocol='episodic'`` on its benchmark fold (``data`` overrides
-    dataset/root/fold/splits): the paper's episodes at the run's ``crop_size`` (480 for the paper recipes, as the
-    official 480x480), see :func:`~lseg_nb.engine.fewshot.evaluate_source`."""
-    run_dir = Path(run_dir)
-    cfg = load_config(TrainConfig, run_dir / "config.json")
-    d = data or cfg.data
-    if d.data_root is None:
-        raise ValueError(f"{run_dir}: its data.data_root is not set; pass --data-root (the benchmark folder)")
-    if d.fold is None:
-        raise ValueError(f"{run_dir}: the episodic protocol scores one fold; pass --fold")
-    source = episode_source(d.dataset, d.data_root, d.fold, d.splits)  # data errors before the model loads
-    model = load_model(run_dir, map_location=str(resolve_device("auto")))
-    result = evaluate_source(model, source, generalised, model.config.crop_size, max_episodes, progress)
-    return {"run": str(run_dir), **result}
-
-
-def benchmark_model(
-    name: str,
-    weights: str | Path | nn.Module,
-    root: str | Path,
-    fold: int = 0,
-    splits: str | Path | None = None,
-    generalised: bool = False,
-    image_size: int = 480,
-    max_episodes: int | None = None,
-    seed: int = 0,
-    labels_file: str | Path | None = None,
-    progress: bool = True,
-) -> dict[str, Any] | EvalResult:
-    """Score any weights (run folder, ``.safetensors`` such as a converted official checkpoint, or a dense-CLIP
-    spec) on a paper benchmark with its protocol: episodic zero-shot for ``pascal5i``/``coco20i``/``fss1000``
-    (a dict, :func:`~lseg_nb.engine.fewshot.evaluate_source`), the official multi-scale protocol for
-    ``ade20k150`` (an :class:`EvalResult` on the validation split; ``max_episodes`` caps images)."""
-    source = (
-        None if name == "ade20k150" else episode_source(name, root, fold, splits, seed, None, labels_file)
-    )
-    if isinstance(weights, nn.Module):
-        model = weights
-    else:
-        model = load_model_or_spec(weights, str(resolve_device("auto")))
-    if source is None:
-        return evaluate_ade20k(model, root, max_images=max_episodes, progress=progress)
-    return evaluate_source(model, source, generalised, image_size, max_episodes, progress)
-
-
-def evaluate_model(
-    model: str | Path | nn.Module,
-    data: DataConfig,
-    split: str = "test",
-    protocol: EvalConfig | None = None,
-    max_images: int | None = None,
-    examples: int | Sequence[int] = 0,
-    progress: bool = True,
-    calibrate_seen: bool = False,
-) -> EvalResult:
-    """Evaluate any model (or a run folder, ``.safetensors`` file or dense-CLIP spec such as
-    ``maskclip:ViT-B-16/openai``) on ``data``'s dataset and fold with ``protocol`` (default: single pass);
-    normalisation and window size come from ``model.config``. ``calibrate_seen``: see :func:`score_split`."""
-    if not isinstance(model, nn.Module):
-        model = load_model_or_spec(model, map_location=str(resolve_device("auto")))
-    exp = make_experiment(data)
-    return score_split(
-        model, exp, split, data, protocol or EvalConfig(), max_images, examples, progress, calibrate_seen
-    )
 
 
 def save_loss_curve(run_dir: str | Path) -> Path:
@@ -324,8 +194,8 @@ def _report_markdown(metrics: dict, result: EvalResult, figures: list[str]) -> s
         f"# lseg_nb demo report ({metrics['dataset']}, fold {metrics['fold']})",
         "",
         f"Unseen classes (never training targets): {', '.join(metrics['unseen_classes']) or 'none'}",
-        f"Scored: {data_line(result, metrics['dataset'], 'test', metrics['fold'])}.",
-        f"Inference: {inference_name(result)}. Values in %.",
+        f"Scored: {data_line(result)}.",
+        f"Protocol: {result.protocol_name}. Values in %.",
         "",
         markdown_table(metrics_rows(result)),
         "",
@@ -342,15 +212,6 @@ def run_demo(cfg: TrainConfig | None = None, examples: int = 4) -> Path:
     the run folder also gets ``loss_curve.png``)."""
     cfg = cfg or demo_config()
     trainer, summary = _fit(cfg)
-    result = score_split(
-        trainer.model,
-        trainer.exp,
-        cfg.data.test_split,
-        cfg.data,
-        cfg.eval,
-        cfg.data.max_images,
-        examples=examples,
-        progress=cfg.progress,
-        calibrate_seen=bool(trainer.exp.labels.unseen),
-    )
+    protocol = dataclasses.replace(cfg.eval, calibrate_seen=trainer.exp.labels.is_zero_shot)
+    result = evaluate(trainer.model, cfg.data, protocol, cfg.data.test_split, examples, cfg.progress)
     return write_report(Path(cfg.run_dir), result, trainer.exp, cfg, summary.seconds)

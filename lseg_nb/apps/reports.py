@@ -10,21 +10,8 @@ import math
 from typing import Any
 
 from lseg_nb.config import PUBLISHED_MIOU, RECIPES
-from lseg_nb.engine.evaluate import EvalResult
-from lseg_nb.engine.metrics import Baseline, SegMetrics
-
-#: What each setting of an :class:`EvalResult` measures (also written into the CLI's JSON).
-SETTINGS = {
-    "all_labels": "every label competes and every labelled pixel is scored; with a zero-shot fold this is the "
-    "generalised zero-shot setting (seen / unseen / harmonic mIoU)",
-    "unseen_only": "ZS3Net/SPNet-style zero-shot setting: only the fold's unseen labels compete and only their "
-    "pixels are scored (not the LSeg paper's episodic protocol)",
-    "baseline": "chance scores of label-free guesses on the all-labels pixels: every pixel = the most frequent "
-    "class (majority) or a uniform random label (expected value)",
-    "unseen_baseline": "the same chance scores for the unseen-only setting (its labels and pixels)",
-    "calibrated": "the generalised setting again after seen-class bias calibration: seen_offset (fitted on the "
-    "validation split to maximise the harmonic mean there) is subtracted from every seen label's logit",
-}
+from lseg_nb.engine.metrics import Baseline
+from lseg_nb.engine.results import EpisodicResult, EvalResult, SettingResult
 
 
 def percent(v: float | None) -> float | None:
@@ -53,47 +40,51 @@ def _chance_rows(b: Baseline | None) -> list[dict[str, Any]]:
     ]
 
 
-def _row(setting: str, m: SegMetrics) -> dict[str, Any]:
+def _cell(value: float | None, interval: Any = None) -> float | str | None:
+    """A fraction as a percentage rounded to 0.1, with its interval as ``18.1 [12.3, 24.0]`` when given."""
+    v = percent(value)
+    if v is None or not interval:
+        return v
+    lo, hi = (percent(x) for x in interval)
+    return v if lo is None or hi is None else f"{v} [{lo}, {hi}]"
+
+
+def _row(label: str, s: SettingResult) -> dict[str, Any]:
+    m, ci = s.metrics, s.intervals or {}
     return {
-        "setting": setting,
-        "mIoU": percent(m.miou),
-        "pixel acc": percent(m.pixel_acc),
-        "seen mIoU": percent(m.seen_miou),
-        "unseen mIoU": percent(m.unseen_miou),
-        "harmonic": percent(m.harmonic_iou),
+        "setting": label,
+        "mIoU": _cell(m.miou, ci.get("miou")),
+        "pixel acc": _cell(m.pixel_acc, ci.get("pixel_acc")),
+        "seen mIoU": _cell(m.seen_miou, ci.get("seen_miou")),
+        "unseen mIoU": _cell(m.unseen_miou, ci.get("unseen_miou")),
+        "harmonic": _cell(m.harmonic_iou, ci.get("harmonic_iou")),
     }
 
 
 def metrics_rows(result: EvalResult) -> list[dict[str, Any]]:
-    """One row (values in %) per setting, each followed by its chance baselines (majority class, uniform guess).
+    """One row (values in %, with bootstrap intervals when computed) per setting, each followed by its chance
+    baselines (majority class, uniform guess).
 
     With a zero-shot fold: all labels (generalised zero-shot: mIoU, pixel accuracy, seen / unseen / harmonic
     mIoU; then the same after seen-bias calibration when the result has it), then unseen labels only
     (ZS3Net/SPNet-style). Without a fold: all labels (a fixed label set) only, and the seen / unseen / harmonic
     columns are left out.
     """
-    a = result.all_labels
-    k = len(a.class_names)
-    zero_shot = bool(result.unseen)
-    split_cols = ("seen mIoU", "unseen mIoU", "harmonic")
-    rows = [
-        _row(f"all {k} labels (generalised zero-shot)" if zero_shot else f"all {k} labels (fixed set)", a)
-    ]
-    if result.calibrated is not None:
-        offset = f"offset {result.seen_offset:.2f} from val"
-        rows.append(_row(f"all {k} labels, seen-bias calibrated ({offset})", result.calibrated))
-    rows += _chance_rows(result.baseline)
-    u = result.unseen_only
+    general = result.settings["all_labels"]
+    k = general.labels.num_classes
+    zero_shot = result.labels.is_zero_shot
+    what = "generalised zero-shot" if zero_shot else "fixed set"
+    rows = [_row(f"all {k} labels ({what})", general)]
+    cal = result.settings.get("calibrated")
+    if cal is not None:
+        rows.append(_row(f"all {k} labels, seen-bias calibrated (offset {cal.offset:.2f} from val)", cal))
+    rows += _chance_rows(general.baseline)
+    u = result.settings.get("unseen_only")
     if u is not None:
-        n = len(u.class_names)
-        rows.append(
-            {
-                "setting": f"unseen {_labels(n)} only (ZS3Net/SPNet-style)",
-                "mIoU": percent(u.miou),
-                "pixel acc": percent(u.pixel_acc),
-            }
-        )
-        rows += _chance_rows(result.unseen_baseline)
+        row = _row(f"unseen {_labels(u.labels.num_classes)} only (ZS3Net/SPNet-style)", u)
+        rows.append({**row, "seen mIoU": None, "unseen mIoU": None, "harmonic": None})
+        rows += _chance_rows(u.baseline)
+    split_cols = ("seen mIoU", "unseen mIoU", "harmonic")
     keys = ["setting", "mIoU", "pixel acc", *(split_cols if zero_shot else ())]
     return [{key: row.get(key) for key in keys} for row in rows]
 
@@ -122,88 +113,79 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 
 def inference_name(result: EvalResult) -> str:
-    """The inference protocol of ``result`` in words, e.g. ``single (one pass over the whole image)``."""
-    name = result.protocol or result.mode
+    """The protocol of ``result`` in words, e.g. ``single (one pass over the whole image)``."""
+    name = result.protocol_name
     return name + " (one pass over the whole image)" if name == "single" else name
 
 
-def data_line(
-    result: EvalResult, dataset: str | None = None, split: str | None = None, fold: int | None = None
-) -> str:
+def data_line(result: EvalResult) -> str:
     """One line naming what was scored: dataset, split, fold with its unseen classes, number of images."""
-    parts = [p for p in (dataset, f"{split} split" if split else None) if p]
+    parts = [p for p in (result.dataset, f"{result.split} split" if result.split else None) if p]
     if result.unseen:
-        names = [result.all_labels.class_names[c] for c in result.unseen]
-        parts.append(
-            f"{'fold ' + str(fold) if fold is not None else 'zero-shot'} (unseen: {', '.join(names)})"
-        )
+        fold = f"fold {result.fold}" if result.fold is not None else "zero-shot"
+        parts.append(f"{fold} (unseen: {', '.join(result.labels.unseen_names)})")
     else:
         parts.append("no zero-shot fold")
     parts.append(f"{result.num_images} images")
     return ", ".join(parts)
 
 
-def evaluation_table(
-    result: EvalResult, dataset: str | None = None, split: str | None = None, fold: int | None = None
-) -> str:
-    """The CLI's summary of an evaluation: what was scored, the inference protocol, then the settings table
+def evaluation_table(result: EvalResult) -> str:
+    """The CLI's summary of an evaluation: what was scored, the protocol, notes, then the settings table
     (values in %). No confusion matrices (they are in the JSON file)."""
-    return "\n".join(
-        [
-            data_line(result, dataset, split, fold),
-            f"inference: {inference_name(result)}; values in %",
-            format_table(metrics_rows(result)),
-        ]
-    )
-
-
-def evaluation_record(
-    result: EvalResult, dataset: str | None = None, split: str | None = None, fold: int | None = None
-) -> dict[str, Any]:
-    """:meth:`EvalResult.to_dict` with the data it was scored on and what each setting means (the CLI's JSON)."""
-    names = list(result.all_labels.class_names)
-    return {
-        "dataset": dataset,
-        "split": split,
-        "fold": fold,
-        "unseen_classes": [names[c] for c in result.unseen] if result.unseen else [],
-        "settings": {
-            k: v
-            for k, v in SETTINGS.items()
-            if (not k.startswith("unseen") or result.unseen_only is not None)
-            and (k != "calibrated" or result.calibrated is not None)
-        },
-        **result.to_dict(),
-    }
+    lines = [data_line(result), f"protocol: {inference_name(result)}; values in %"]
+    lines += [f"note: {n}" for n in result.notes]
+    return "\n".join([*lines, format_table(metrics_rows(result))])
 
 
 def _r1(v: float | None) -> float | None:
     return None if v is None or (isinstance(v, float) and math.isnan(v)) else round(v, 1)
 
 
-def benchmark_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows (values in %) of an episodic benchmark result: the paper's protocol, then the generalised settings
-    (``evaluate_source(..., generalised=True)``; not reported in the paper) when present."""
+def is_paper_protocol(result: EpisodicResult) -> bool:
+    """Whether an episodic result was scored exactly as the paper: its label texts, the official split list
+    (where the adapter can tell), every served episode, COCO's official seed and 480x480 episodes."""
+    info = result.info
+    return (
+        info.get("labels_match_paper") is True
+        and info.get("split_list_is_official", True) is True
+        and result.num_episodes == info.get("served_episodes", result.num_episodes)
+        and info.get("seed", 0) == 0
+        and result.image_size == 480
+    )
+
+
+def episodic_rows(result: EpisodicResult) -> list[dict[str, Any]]:
+    """Rows (values in %) of an episodic result: the paper's protocol (marked so only when it is exactly the
+    paper's, :func:`is_paper_protocol`), then the generalised settings (not reported in the paper)."""
+    name = "episodic ['others', class]" + (" (paper protocol)" if is_paper_protocol(result) else "")
+    ci = result.intervals or {}
+
+    def pct(v: float, key: str) -> float | str | None:
+        lo_hi = ci.get(key)
+        return _r1(v) if not lo_hi else f"{_r1(v)} [{_r1(lo_hi[0])}, {_r1(lo_hi[1])}]"
+
     rows = [
         {
-            "setting": "episodic ['others', class] (paper protocol)",
-            "mIoU": _r1(result["miou"]),
-            "FB-IoU": _r1(result["fb_iou"]),
+            "setting": name,
+            "mIoU": pct(result.miou, "miou"),
+            "FB-IoU": pct(result.fb_iou, "fb_iou"),
             "seen mIoU": None,
             "harmonic": None,
             "pixel acc": None,
         }
     ]
-    for scope, g in result.get("generalised", {}).items():
+    for scope, g in result.generalised.items():
         what = "others + fold classes" if scope == "fold" else "others + every class"
+        m = g.all_labels
         rows.append(
             {
                 "setting": f"generalised, {what} (not in the paper)",
-                "mIoU": _r1(g["miou_unseen"]),
+                "mIoU": percent(m.unseen_miou),
                 "FB-IoU": None,
-                "seen mIoU": _r1(g["miou_seen"]),
-                "harmonic": _r1(g["hiou"]),
-                "pixel acc": _r1(g["pixel_acc"]),
+                "seen mIoU": percent(m.seen_miou),
+                "harmonic": percent(m.harmonic_iou),
+                "pixel acc": percent(m.pixel_acc),
             }
         )
     return rows
@@ -218,31 +200,33 @@ def published_miou(benchmark: str, fold: int) -> dict[str, float]:
     }
 
 
-def benchmark_table(result: dict[str, Any], max_classes: int = 20) -> str:
-    """The CLI's summary of an episodic benchmark result: what was scored, the settings table (mIoU of the
-    unseen classes; values in %), per-class IoU (up to ``max_classes`` classes) and the published numbers."""
-    size = result["image_size"]
+def episodic_table(result: EpisodicResult, max_classes: int = 20) -> str:
+    """The CLI's summary of an episodic result: what was scored, the settings table (mIoU of the unseen
+    classes; values in %), per-class IoU (up to ``max_classes`` classes) and the published numbers (only beside
+    a result scored exactly as the paper)."""
+    size = result.image_size
     head = (
-        f"{result['benchmark']} fold {result['fold']}: {result['num_episodes']} episodes "
-        f"({result['distinct_episodes']} distinct), {size}x{size}, paper label texts: "
-        f"{result.get('labels_match_paper')} (values in %)"
+        f"{result.benchmark} fold {result.fold}: {result.num_episodes} episodes "
+        f"({result.distinct_episodes} distinct), {size}x{size}, paper label texts: "
+        f"{result.info.get('labels_match_paper')} (values in %)"
     )
-    lines = [head, format_table(benchmark_rows(result))]
-    per_class = result["per_class_iou"]
+    lines = [head, format_table(episodic_rows(result))]
+    per_class = result.per_class_iou
     if len(per_class) <= max_classes:
-        episodes = result["episodes_per_class"]
-        lines += [
-            "",
-            format_table(
-                [{"class": n, "IoU": _r1(v), "episodes": episodes[n]} for n, v in per_class.items()]
-            ),
-        ]
+        episodes = result.episodes_per_class
+        rows = [{"class": n, "IoU": _r1(v), "episodes": episodes[n]} for n, v in per_class.items()]
+        lines += ["", format_table(rows)]
     else:
         lines.append(f"per-class IoU of the {len(per_class)} classes: see the JSON")
-    published = published_miou(result["benchmark"], result["fold"])
-    if published:
+    published = published_miou(result.benchmark, result.fold)
+    if published and is_paper_protocol(result):
         lines.append(
             "published mIoU, same protocol (official README model zoo): "
             + ", ".join(f"{k} {v}" for k, v in published.items())
+        )
+    elif published:
+        lines.append(
+            "published numbers not shown: this result was not scored with the paper's exact protocol (its label "
+            "texts, the official split list, every episode, 480x480)"
         )
     return "\n".join(lines)

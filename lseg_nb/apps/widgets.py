@@ -27,9 +27,8 @@ from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
-from lseg_nb.apps.predict import to_input
 from lseg_nb.data.transforms import denormalize
-from lseg_nb.engine.inference import Predictor
+from lseg_nb.engine.predictor import Predictor, to_input
 from lseg_nb.models import LSeg
 from lseg_nb.utils.labels import clean_labels
 from lseg_nb.viz.colours import label_palette

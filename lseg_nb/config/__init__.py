@@ -4,10 +4,18 @@ configs and named whole recipes. Nothing here imports a model or a dataset.
 * :mod:`.serialize` - ``to_dict``/``from_dict``/``load_config``/``save_json``, :class:`ConfigError`.
 * :mod:`.model` - :class:`TextEncoderConfig`, :class:`ModelConfig`.
 * :mod:`.named` - ``MODEL_CONFIGS`` (the paper's models and a small CPU model), ``get_config``.
-* :mod:`.train` - :class:`DataConfig`, :class:`EvalConfig`, :class:`TrainConfig`.
+* :mod:`.eval` - :class:`EvalConfig`, the evaluation protocol.
+* :mod:`.train` - :class:`DataConfig`, :class:`TrainConfig`.
 * :mod:`.recipes` - ``RECIPES`` (whole recipes incl. the evaluation protocol), ``get_recipe``.
 """
 
+from lseg_nb.config.eval import (
+    EPISODIC_BENCHMARKS,
+    OFFICIAL_SCALES,
+    EvalConfig,
+    EvalProtocol,
+    InferenceMode,
+)
 from lseg_nb.config.model import (
     Activation,
     HeadBlock,
@@ -27,15 +35,7 @@ from lseg_nb.config.recipes import (
     steps_for_epochs,
 )
 from lseg_nb.config.serialize import ConfigError, check_fields, from_dict, load_config, save_json, to_dict
-from lseg_nb.config.train import (
-    EPISODIC_BENCHMARKS,
-    OFFICIAL_SCALES,
-    DataConfig,
-    EvalConfig,
-    EvalProtocol,
-    InferenceMode,
-    TrainConfig,
-)
+from lseg_nb.config.train import DataConfig, TrainConfig
 
 __all__ = [
     "CLIP_B32",

@@ -12,10 +12,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from lseg_nb.config.eval import OFFICIAL_SCALES, EvalConfig
 from lseg_nb.config.model import ModelConfig
 from lseg_nb.config.named import MODEL_CONFIGS
 from lseg_nb.config.serialize import ConfigError, from_dict, to_dict
-from lseg_nb.config.train import OFFICIAL_SCALES, DataConfig, EvalConfig, TrainConfig
+from lseg_nb.config.train import DataConfig, TrainConfig
 
 #: The official evaluation protocol (PyTorch-Encoding MultiEvalModule as used by the official test_lseg.py):
 #: long side ceil(520 * s) for s in 0.5..1.75, horizontal flip, 480 windows (model.crop_size) at stride 2/3.
@@ -266,7 +267,7 @@ def _zero_shot_note(name: str) -> str:
             f"{epochs} x floor(floor(2 x episodes / {ASSUMED_PROCESSES}) / 20) / 2 = {cfg.steps}, poly horizon "
             f"(200 epochs) = {horizon}, assuming {ASSUMED_PROCESSES} processes (unknown; for P processes use "
             "lseg_nb.config.recipes.steps_for_epochs).",
-            "Evaluation: episodic protocol (eval.protocol='episodic', lseg_nb.engine.fewshot).",
+            "Evaluation: episodic protocol (eval.protocol='episodic', lseg_nb.engine.episodic).",
             "Remaining differences: the official batch holds each episode's query and support together, lseg_nb "
             "shuffles them as separate items; BatchNorm sees 20-image micro-batches (official 40); poly is stepped "
             "per optimiser step, not per epoch (< 0.5% lr difference within an epoch); the official loader keeps "

@@ -1,4 +1,4 @@
-"""Run configs: data, evaluation protocol and training. Defaults are the offline demo (small CPU model,
+"""Run configs: data and training (the evaluation protocol is :mod:`lseg_nb.config.eval`). Defaults are the offline demo (small CPU model,
 synthetic data, zero-shot fold 0); named recipes in :mod:`lseg_nb.config.recipes` set everything a paper
 setting needs.
 
@@ -12,15 +12,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lseg_nb.config.eval import EPISODIC_BENCHMARKS, EvalConfig
 from lseg_nb.config.model import ModelConfig
 from lseg_nb.config.named import MODEL_CONFIGS
 from lseg_nb.config.serialize import check_fields, require
-
-InferenceMode = Literal["single", "sliding", "multiscale"]
-EvalProtocol = Literal["dense", "episodic"]
-OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
-#: Benchmarks scored with the paper's episodic zero-shot protocol (``EvalConfig.protocol='episodic'``).
-EPISODIC_BENCHMARKS = ("pascal5i", "coco20i", "fss1000")
 
 
 @dataclass(frozen=True)
@@ -74,72 +69,6 @@ class DataConfig:
             f"must be >= 0 (0 = load in the main process) or None (automatic), got {self.num_workers}",
         )
         require(bool(self.dataset.strip()), "data.dataset", "must name a manifest or a manifest file")
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """The evaluation protocol (the window is ``model.crop_size``, the single source of the crop size).
-
-    ``protocol='dense'``: every pixel of the evaluation split against the run's label set, with ``mode`` below.
-    ``protocol='episodic'``: the paper's zero-shot protocol of the run's benchmark (``data.dataset`` one of
-    :data:`EPISODIC_BENCHMARKS`): each episode is a query image resized to ``crop_size x crop_size`` and one unseen
-    class, scored with ``["others", class]`` (:mod:`lseg_nb.engine.fewshot`); ``mode`` and the fields below are
-    not used.
-
-    ``single``: one pass over the whole image. ``sliding``: windows at stride ``crop_size * stride_ratio``,
-    overlapping logits averaged. ``multiscale``: for each of ``scales`` the image is resized — relative to its own
-    size, or with ``base_size`` so that its long side is ``ceil(base_size * scale)`` (the official protocol:
-    ``base_size=520``, scales 0.5-1.75, flip, 480 windows, stride 2/3) — run with sliding windows and, with
-    ``flip``, mirrored; the logits are averaged at the input size.
-
-    Execution: ``amp`` runs the network under bf16/fp16 autocast (``fp16`` needs CUDA; logits are accumulated in
-    float32); it changes the numbers slightly, so it is part of :attr:`name`. ``window_batch``: at most this many
-    windows (and mirrored windows) per forward pass, to bound memory. ``compile``: ``torch.compile`` the image
-    encoder. Neither of the last two changes results beyond float rounding.
-    """
-
-    protocol: EvalProtocol = "dense"
-    mode: InferenceMode = "single"
-    stride_ratio: float = 2 / 3
-    base_size: int | None = None
-    scales: tuple[float, ...] = OFFICIAL_SCALES
-    flip: bool = True
-    amp: Literal["none", "bf16", "fp16"] = "none"
-    window_batch: int = 16
-    compile: bool = False
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        require(
-            0 < self.stride_ratio <= 1, "eval.stride_ratio", f"needs 0 < ratio <= 1, got {self.stride_ratio}"
-        )
-        require(self.base_size is None or self.base_size >= 1, "eval.base_size", "must be >= 1 or None")
-        require(
-            bool(self.scales) and min(self.scales) > 0,
-            "eval.scales",
-            f"must be a non-empty list of positive numbers, got {self.scales}",
-        )
-        require(self.window_batch >= 1, "eval.window_batch", f"must be >= 1, got {self.window_batch}")
-
-    @property
-    def name(self) -> str:
-        """Short protocol name for reports, e.g. ``multiscale(base 520, 6 scales, flip)``; ``amp`` other than
-        ``none`` is appended (``single, bf16 autocast``)."""
-        return self.describe()
-
-    def describe(self, window: int | None = None) -> str:
-        """:attr:`name`, with the window size (``model.crop_size``) of sliding and multi-scale inference."""
-        if self.protocol == "episodic":
-            return "episodic(['others', class])"
-        win = f", window {window}" if window else ""
-        if self.mode == "single":
-            name = "single"
-        elif self.mode == "sliding":
-            name = f"sliding(stride {self.stride_ratio:.2f}{win})"
-        else:
-            base = f"base {self.base_size}" if self.base_size else "relative"
-            name = f"multiscale({base}, {len(self.scales)} scales{', flip' if self.flip else ''}{win})"
-        return name if self.amp == "none" else f"{name}, {self.amp} autocast"
 
 
 def _demo_model() -> ModelConfig:

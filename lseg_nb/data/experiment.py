@@ -5,7 +5,7 @@ pixels of unseen classes are mapped to ``ignore_index`` — they never act as ta
 no gradient (lseg_nb's choice); ``TrainConfig.unseen_pixels='others'`` reproduces the official zero-shot
 episodes, where every pixel that is not the episode's class is an "others" target. Evaluation then uses all
 labels (generalised) and unseen labels only (ZS3Net/SPNet-style); the paper's own zero-shot numbers come from
-the episodic protocol (:mod:`lseg_nb.engine.fewshot`).
+the episodic protocol (:mod:`lseg_nb.engine.episodic`).
 
 The paper's benchmarks (``pascal5i``, ``coco20i``, ``fss1000``, ``ade20k150``) take the same path: their adapters
 (:mod:`lseg_nb.data.benchmarks.training`) supply the label split and the training dataset.

@@ -33,10 +33,10 @@ from lseg_nb.diagnostics.ablation_report import (
     AblationReport,
     AblationRow,
     SkippedEncoder,
+    ablation_metrics,
     build_text,
     check_ablation_args,
     complete_text,
-    evaluate_row,
     make_report,
     protocol_of,
     skipped_row,
@@ -108,5 +108,5 @@ def _train_and_evaluate(
         steps=cfg.steps,
         seconds=seconds,
         reused=reused,
-        **evaluate_row(model, exp, cfg, split, max_images, progress),
+        **ablation_metrics(model, exp, cfg, split, max_images, progress),
     )

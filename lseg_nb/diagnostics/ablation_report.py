@@ -18,7 +18,9 @@ from typing import Any, Literal
 
 from lseg_nb.config import MINILM, ConfigError, TextEncoderConfig, TrainConfig, to_dict
 from lseg_nb.data.experiment import Experiment
-from lseg_nb.engine.evaluate import EvalResult, evaluate_split
+from lseg_nb.engine.dense import run_dense
+from lseg_nb.engine.evaluate import eval_data
+from lseg_nb.engine.results import EvalResult
 from lseg_nb.models.lseg import LSeg
 from lseg_nb.models.text_encoder import TextEncoder, create_text_encoder
 from lseg_nb.utils.io import atomic_write_text
@@ -183,10 +185,13 @@ def row_metrics(result: EvalResult) -> dict[str, Any]:
     }
 
 
-def evaluate_row(
+def ablation_metrics(
     model: LSeg, exp: Experiment, cfg: TrainConfig, split: str, max_images: int | None, progress: bool
-):
-    return row_metrics(evaluate_split(model, exp, split, cfg.data, cfg.eval, max_images, progress=progress))
+) -> dict[str, Any]:
+    """:func:`row_metrics` of ``model`` on ``split`` with the run's protocol (no calibration, no intervals)."""
+    data = dataclasses.replace(cfg.data, max_images=max_images or cfg.data.max_images)
+    protocol = dataclasses.replace(cfg.eval, calibrate_seen=False, bootstrap=0)
+    return row_metrics(run_dense(model, eval_data(data, split, model, exp=exp), protocol, progress=progress))
 
 
 def make_report(

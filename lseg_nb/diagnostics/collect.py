@@ -19,12 +19,13 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from lseg_nb.config import EvalConfig
 from lseg_nb.data.loading import eval_batches
 from lseg_nb.data.transforms import denormalize
 from lseg_nb.diagnostics.nearest_text import nearest_text_map
 from lseg_nb.diagnostics.sampling import sample_pixels
 from lseg_nb.engine import inference
-from lseg_nb.engine.inference import Mode, eval_mode, predict_logits
+from lseg_nb.engine.inference import eval_mode, predict_logits
 from lseg_nb.models import LSeg
 from lseg_nb.utils.device import model_device
 
@@ -105,7 +106,7 @@ def collect_logits(
     max_images: int | None = None,
     pixels_per_image: int | None = 2000,
     seed: int = 0,
-    mode: Mode = "single",
+    protocol: EvalConfig | None = None,
     ignore_index: int = 255,
     progress: bool = False,
 ) -> tuple[Tensor, Tensor]:
@@ -122,7 +123,7 @@ def collect_logits(
     items = _items(model, dataset, max_images, num_classes=len(labels), ignore_index=ignore_index)
     total = len(dataset) if max_images is None else min(len(dataset), max_images)
     for _, image, label in tqdm(items, total=total, desc="logits", unit="img", disable=not progress):
-        logits = predict_logits(model, image[None], text, mode=mode)[0].cpu()
+        logits = predict_logits(model, image[None], text, protocol)[0].cpu()
         valid = torch.nonzero(label.reshape(-1) != ignore_index)[:, 0]
         if pixels_per_image is not None and len(valid) > pixels_per_image:
             valid = valid[torch.from_numpy(np.sort(rng.choice(len(valid), pixels_per_image, replace=False)))]
@@ -176,7 +177,8 @@ def collect_examples(
             )
         near = sim = None
         if vocab_emb is not None:
-            idx, s = nearest_text_map(emb[0], vocab_emb, list(vocabulary), out_size=padded)
+            corners = bool(getattr(model, "align_corners", True))
+            idx, s = nearest_text_map(emb[0], vocab_emb, list(vocabulary), padded, align_corners=corners)
             near, sim = idx[:h, :w].numpy(), s[:h, :w].numpy()
         img = denormalize(image, model.config.mean, model.config.std)
         out.append(ImageExample(int(i), img, label.numpy(), logits, logits.argmax(0).numpy(), near, sim))

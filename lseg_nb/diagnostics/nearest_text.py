@@ -19,14 +19,16 @@ def nearest_text_map(
     vocabulary: Sequence[str],
     out_size: tuple[int, int] | None = None,
     chunk_size: int = 256,
+    align_corners: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Index and cosine similarity of the nearest vocabulary text for every pixel.
 
     ``pixel_emb`` ``(B, D, h, w)`` or ``(D, h, w)``; ``text_emb`` ``(V, D)`` for ``vocabulary`` (may be much
     larger than the dataset's labels). Returns ``(indices (B, H, W) long, sims (B, H, W) float32)`` without the
-    batch dimension for a 3-D input. With ``out_size`` the similarity maps are bilinearly upsampled
-    (``align_corners=True``, as the LSeg head does for logits) before the argmax; to bound memory this runs per
-    image over ``chunk_size`` texts at a time, keeping a running maximum.
+    batch dimension for a 3-D input. With ``out_size`` the similarity maps are bilinearly upsampled before the
+    argmax with the model's resize rule (``align_corners``: ``model.align_corners``, True for LSeg as its head
+    does for logits, False for the dense-CLIP baselines); to bound memory this runs per image over
+    ``chunk_size`` texts at a time, keeping a running maximum.
     """
     emb = as_tensor(pixel_emb, "pixel_emb", torch.float32)
     single = emb.ndim == 3
@@ -44,7 +46,7 @@ def nearest_text_map(
         for start in range(0, text.shape[0], chunk_size):
             s = torch.einsum("dhw,vd->vhw", img, text[start : start + chunk_size])
             if size != tuple(s.shape[-2:]):
-                s = F.interpolate(s[None], size=size, mode="bilinear", align_corners=True)[0]
+                s = F.interpolate(s[None], size=size, mode="bilinear", align_corners=align_corners)[0]
             val, idx = s.max(0)
             better = val > best  # strict: ties keep the earlier vocabulary entry, as argmax does
             best = torch.where(better, val, best)

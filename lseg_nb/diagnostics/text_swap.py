@@ -27,10 +27,10 @@ from lseg_nb.diagnostics.ablation_report import (
     AblationReport,
     AblationRow,
     SkippedEncoder,
+    ablation_metrics,
     build_text,
     check_ablation_args,
     complete_text,
-    evaluate_row,
     make_report,
     skipped_row,
 )
@@ -195,13 +195,13 @@ def swap_text_encoder(
     same_dim = _head_dim_matches(name, encoder.dim, state, head_steps)
     model = _swapped_model(cfg, text, encoder, state, keep_proj=same_dim).to(device).eval()
     if same_dim:
-        metrics = evaluate_row(model, exp, cfg, eval_split, max_eval_images, progress)
+        metrics = ablation_metrics(model, exp, cfg, eval_split, max_eval_images, progress)
         rows.append(AblationRow(name, "swap_zero_retrain", steps=0, **base_row, **metrics))
     if head_steps > 0:
         t0 = time.perf_counter()
         losses = refit_head_projection(model, exp, cfg, head_steps, head_lr, head_batch_size, progress)
         seconds = round(time.perf_counter() - t0, 1)
-        metrics = evaluate_row(model, exp, cfg, eval_split, max_eval_images, progress)
+        metrics = ablation_metrics(model, exp, cfg, eval_split, max_eval_images, progress)
         rows.append(
             AblationRow(name, "swap_head_refit", steps=head_steps, seconds=seconds, **base_row, **metrics)
         )
@@ -227,7 +227,7 @@ def _original_row(
         text_dim=own.text_encoder.dim,
         run_dir=str(run_dir),
         steps=cfg.steps,
-        **evaluate_row(own, exp, cfg, split, max_images, progress),
+        **ablation_metrics(own, exp, cfg, split, max_images, progress),
     )
 
 

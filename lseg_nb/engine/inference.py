@@ -2,8 +2,8 @@
 (``encode_image``, ``logits_from_embeddings``, ``text_dim``, ``size_multiple``, ``config.crop_size``; optionally
 ``upsample_logits``, the resize ``logits_from_embeddings`` applies, which enables the exact flip fusion below).
 
-Images must already be normalised with the model's ``config.mean``/``config.std``. The protocol parameters
-come from one :class:`~lseg_nb.config.EvalConfig` (:func:`protocol_kwargs`); the window is ``config.crop_size``.
+Images must already be normalised with the model's ``config.mean``/``config.std``. The protocol is one
+:class:`~lseg_nb.config.EvalConfig`, passed whole down to the window loop; the window is ``config.crop_size``.
 The multi-scale mode follows the official LSeg ``LSeg_MultiEvalModule`` (scales 0.5-1.75, horizontal flip, 480 px
 windows, stride 2/3, bilinear resizing with ``align_corners=True``); the differences are listed in
 :func:`predict_logits`. :class:`Predictor` caches one image's pixel embeddings so that new label sets cost only
@@ -29,21 +29,24 @@ import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lseg_nb.config import OFFICIAL_SCALES, EvalConfig
+from lseg_nb.config import EvalConfig
+from lseg_nb.data.images import MAX_PIXELS
 from lseg_nb.models import LSeg
 from lseg_nb.models.text_encoder import check_text_embeddings
 from lseg_nb.utils.device import autocast, model_device
 
 Mode = Literal["single", "sliding", "multiscale"]
 MODES = ("single", "sliding", "multiscale")
+# the official multi-scale module resizes images (and logits back) with align_corners=True
 _UP = dict(mode="bilinear", align_corners=True)
 _COMPILED: dict[type, Callable[..., Tensor]] = {}
+_DEFAULT = EvalConfig()
 
 
 @contextmanager
@@ -56,23 +59,6 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     finally:
         for m, flag in flags:
             m.training = flag
-
-
-def protocol_kwargs(protocol: EvalConfig, crop_size: int | None = None) -> dict[str, Any]:
-    """Keyword arguments of :func:`predict_logits` for an evaluation protocol (window ``crop_size``)."""
-    out: dict[str, Any] = {
-        "mode": protocol.mode,
-        "stride_ratio": protocol.stride_ratio,
-        "scales": protocol.scales,
-        "flip": protocol.flip,
-        "base_size": protocol.base_size,
-        "amp": protocol.amp,
-        "window_batch": protocol.window_batch,
-        "compile": protocol.compile,
-    }
-    if crop_size is not None:
-        out["crop_size"] = int(crop_size)
-    return out
 
 
 def _check_images(images: Tensor) -> None:
@@ -163,27 +149,40 @@ def _window_starts(length: int, crop: int, stride: int) -> list[int]:
     return sorted({min(i * stride, length - crop) for i in range(n)})
 
 
+def window_weight(crop_h: int, crop_w: int, kind: str, device: torch.device | None = None) -> Tensor:
+    """``(crop_h, crop_w)`` float32 weight of one window's logits: ones (``uniform``: overlaps averaged), or a
+    separable raised cosine (``smooth``) that is 1 at the centre and ``0.1`` at the border, so a pixel takes
+    most of its value from the window it sits deepest in (no seams where windows meet). Symmetric, so a window
+    and its mirror carry the same weight."""
+    if kind == "uniform":
+        return torch.ones(crop_h, crop_w, device=device)
+    if kind != "smooth":
+        raise ValueError(f"window weight must be 'uniform' or 'smooth', got {kind!r}")
+
+    def ramp(n: int) -> Tensor:
+        pos = (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n  # pixel centres in (0, 1)
+        r = 0.1 + 0.9 * torch.sin(math.pi * pos) ** 2
+        return torch.minimum(r, r.flip(0))  # exactly mirror-symmetric (the flip fusion relies on it)
+
+    return ramp(crop_h)[:, None] * ramp(crop_w)[None, :]
+
+
 def _windowed(
-    run: _Runner,
-    x: Tensor,
-    text_embs: Sequence[Tensor],
-    crop: int,
-    stride_ratio: float,
-    flip: bool,
-    window_batch: int,
+    run: _Runner, x: Tensor, text_embs: Sequence[Tensor], crop: int, protocol: EvalConfig, flip: bool
 ) -> list[Tensor]:
     """Sliding-window logits of ``x`` plus (with ``flip``) those of its mirror mapped back: ``(B, K_i, H, W)``.
 
     A view no larger than one window is a single pass (padded to the size multiple only). Otherwise each view is
     zero-padded to at least ``crop`` and covered by ``crop x crop`` windows at stride ``crop * stride_ratio``
-    whose logits are averaged over their overlaps. See the module docstring for batching and fusion.
+    whose logits are averaged over their overlaps (weighted by :func:`window_weight`). See the module
+    docstring for batching and fusion.
     """
     b, (h, w) = x.shape[0], x.shape[-2:]
     sliding = h > crop or w > crop
     views = [_pad_to(x, crop, crop) if sliding else x]
     ph, pw = views[0].shape[-2:]
     ch, cw = (crop, crop) if sliding else (h, w)
-    stride = max(1, int(crop * stride_ratio))
+    stride = max(1, int(crop * protocol.stride_ratio))
     hs, ws = (_window_starts(ph, crop, stride), _window_starts(pw, crop, stride)) if sliding else ([0], [0])
     fuse = (
         flip
@@ -200,11 +199,12 @@ def _windowed(
         groups = [[(0, h0, w0, False), (0, h0, w0, True)] for h0, w0 in windows]
     else:
         groups = [[(v, h0, w0, False)] for v in range(len(views)) for h0, w0 in windows]
+    weight = window_weight(ch, cw, protocol.window_weight if sliding else "uniform", x.device)
     count = x.new_zeros(1, 1, ph, pw, dtype=torch.float32)
     for h0, w0 in windows:
-        count[..., h0 : h0 + ch, w0 : w0 + cw] += 1
+        count[..., h0 : h0 + ch, w0 : w0 + cw] += weight
     sums = [[x.new_zeros(b, t.shape[0], ph, pw, dtype=torch.float32) for t in text_embs] for _ in views]
-    per_chunk = max(1, window_batch // (b * len(groups[0])))
+    per_chunk = max(1, protocol.window_batch // (b * len(groups[0])))
     for start in range(0, len(groups), per_chunk):
         chunk = groups[start : start + per_chunk]
         crops = []
@@ -219,7 +219,7 @@ def _windowed(
                 up = run.model.upsample_logits(fused, size)
             else:
                 up = run.logits(emb, text, size)
-            up = up[..., :ch, :cw].unflatten(0, (len(chunk), b))
+            up = up[..., :ch, :cw].unflatten(0, (len(chunk), b)) * weight
             for gi, g in enumerate(chunk):
                 v, h0, w0, _ = g[0]
                 sums[v][ti][..., h0 : h0 + ch, w0 : w0 + cw] += up[gi]
@@ -243,101 +243,116 @@ def scaled_size(h: int, w: int, scale: float, base_size: int | None) -> tuple[in
     return max(1, int(h * long / w + 0.5)), long
 
 
+def short_side_size(h: int, w: int, short: int, long_cap: int = 2048) -> tuple[int, int]:
+    """mmseg ``Resize(scale=(long_cap, short), keep_ratio=True)`` (mmcv ``rescale_size``): one factor
+    ``min(long_cap / long side, short / short side)``, each side ``int(side * factor + 0.5)``."""
+    factor = min(long_cap / max(h, w), short / min(h, w))
+    return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
+
+
 def _multiscale(
-    run: _Runner,
-    x: Tensor,
-    text_embs: Sequence[Tensor],
-    crop: int,
-    stride_ratio: float,
-    scales: Sequence[float],
-    flip: bool,
-    base_size: int | None,
-    window_batch: int,
+    run: _Runner, x: Tensor, text_embs: Sequence[Tensor], crop: int, protocol: EvalConfig
 ) -> list[Tensor]:
     h, w = x.shape[-2:]
     totals = [x.new_zeros(x.shape[0], t.shape[0], h, w, dtype=torch.float32) for t in text_embs]
-    for scale in scales:
-        sh, sw = scaled_size(h, w, scale, base_size)
+    for scale in protocol.scales:
+        sh, sw = scaled_size(h, w, scale, protocol.base_size)
         xs = x if (sh, sw) == (h, w) else F.interpolate(x, size=(sh, sw), **_UP)
-        for total, logit in zip(
-            totals, _windowed(run, xs, text_embs, crop, stride_ratio, flip, window_batch), strict=True
-        ):
+        logits = _windowed(run, xs, text_embs, crop, protocol, protocol.flip)
+        for total, logit in zip(totals, logits, strict=True):
             total += logit if (sh, sw) == (h, w) else F.interpolate(logit, size=(h, w), **_UP)
-    n = len(scales) * (2 if flip else 1)
+    n = len(protocol.scales) * (2 if protocol.flip else 1)
     return [t / n for t in totals]
 
 
+def check_work(h: int, w: int, protocol: EvalConfig, crop: int) -> None:
+    """Refuse a protocol whose largest view exceeds the image pixel limit (:data:`MAX_PIXELS`) before any work:
+    a scale or short side derived from user input must not ask for a tensor no image may have."""
+    sizes = [(h, w)]
+    if protocol.short_side is not None:
+        sizes.append(short_side_size(h, w, protocol.short_side, protocol.long_cap))
+    if protocol.mode == "multiscale":
+        base = sizes[-1]
+        sizes += [scaled_size(*base, s, protocol.base_size) for s in protocol.scales]
+    big = max(sizes, key=lambda hw: hw[0] * hw[1])
+    if big[0] * big[1] > MAX_PIXELS:
+        raise ValueError(
+            f"the protocol {protocol.describe(crop)} turns a {h}x{w} image into a {big[0]}x{big[1]} view "
+            f"({big[0] * big[1] / 1e6:.0f} Mpx), more than the {MAX_PIXELS / 1e6:.0f} Mpx limit of any image: "
+            "use smaller --eval.scales / --eval.base-size / --eval.short-side"
+        )
+
+
 def predict_logits_multi(
-    model: LSeg,
-    images: Tensor,
-    text_embs: Sequence[Tensor],
-    mode: Mode = "single",
-    crop_size: int | None = None,
-    stride_ratio: float = 2 / 3,
-    scales: Sequence[float] = OFFICIAL_SCALES,
-    flip: bool = True,
-    base_size: int | None = None,
-    amp: str = "none",
-    window_batch: int = 16,
-    compile: bool = False,
+    model: LSeg, images: Tensor, text_embs: Sequence[Tensor], protocol: EvalConfig | None = None
 ) -> list[Tensor]:
     """:func:`predict_logits` for several label sets at once: image features are computed once per window."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    crop = int(crop_size if crop_size is not None else model.config.crop_size)
-    if crop < 1 or not 0 < stride_ratio <= 1:
-        raise ValueError(f"need crop_size >= 1 and 0 < stride_ratio <= 1, got {crop}, {stride_ratio}")
-    if mode == "multiscale" and (not scales or min(scales) <= 0):
-        raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales}")
-    if window_batch < 1:
-        raise ValueError(f"window_batch must be >= 1, got {window_batch}")
+    protocol = protocol or _DEFAULT
+    if protocol.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {protocol.mode!r}")
     _check_images(images)
     _check_text(model, text_embs)
+    crop = int(model.config.crop_size)
+    h, w = images.shape[-2:]
+    check_work(h, w, protocol, crop)
     device = model_device(model)
-    run = _Runner(model, device, amp, compile)
-    autocast(amp, device)  # an unknown choice or fp16 on the CPU fails here, before any work
+    run = _Runner(model, device, protocol.amp, protocol.compile)
+    autocast(protocol.amp, device)  # an unknown choice or fp16 on the CPU fails here, before any work
     with eval_mode(model), torch.inference_mode():
         x = images.to(device=device, dtype=next(model.parameters()).dtype, non_blocking=True)
         texts = [t.to(device) for t in text_embs]
-        if mode == "single":
-            return _single(run, x, texts)
-        if mode == "sliding":
-            return _windowed(run, x, texts, crop, stride_ratio, False, window_batch)
-        return _multiscale(run, x, texts, crop, stride_ratio, scales, flip, base_size, window_batch)
+        if protocol.short_side is not None:
+            size = short_side_size(h, w, protocol.short_side, protocol.long_cap)
+            # mmseg resizes the uint8 image (cv2 bilinear, half-pixel centres): the same sampling in float
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False) if size != (h, w) else x
+        if protocol.mode == "single":
+            out = _single(run, x, texts)
+        elif protocol.mode == "sliding":
+            out = _windowed(run, x, texts, crop, protocol, False)
+        else:
+            out = _multiscale(run, x, texts, crop, protocol)
+        if tuple(x.shape[-2:]) != (h, w):  # back to the label map with the model's own resize rule
+            out = [upsample_like_model(model, o, (h, w)) for o in out]
+        return out
+
+
+def upsample_like_model(model: nn.Module, logits: Tensor, size: tuple[int, int]) -> Tensor:
+    """Resize score maps ``(B, K, h, w)`` to ``size`` with the model's own rule (``model.upsample_logits``: LSeg
+    ``align_corners=True``, dense CLIP ``False``); bilinear with ``align_corners=True`` for a model without one."""
+    if callable(getattr(model, "upsample_logits", None)):
+        return model.upsample_logits(logits, size)
+    return logits if tuple(logits.shape[-2:]) == tuple(size) else F.interpolate(logits, size=size, **_UP)
 
 
 def predict_logits(
-    model: LSeg,
-    images: Tensor,
-    text_emb: Tensor,
-    mode: Mode = "single",
-    crop_size: int | None = None,
-    stride_ratio: float = 2 / 3,
-    scales: Sequence[float] = OFFICIAL_SCALES,
-    flip: bool = True,
-    base_size: int | None = None,
-    amp: str = "none",
-    window_batch: int = 16,
-    compile: bool = False,
+    model: LSeg, images: Tensor, text_emb: Tensor, protocol: EvalConfig | None = None
 ) -> Tensor:
     """Normalised images ``(B, 3, H, W)`` + text embeddings ``(K, D)`` -> float32 logits ``(B, K, H, W)`` (model
-    device).
+    device), with the inference of ``protocol`` (default: ``EvalConfig()``, one pass).
+
+    Args:
+        model: LSeg, a dense-CLIP baseline, or any model with their interface (see the module docstring).
+        images: normalised with the model's ``config.mean``/``config.std``.
+        text_emb: ``model.encode_text(labels)``.
+        protocol: the evaluation protocol; only its inference fields are used here (``short_side``/``long_cap``,
+            ``mode``, ``stride_ratio``, ``scales``, ``base_size``, ``flip``, ``window_weight``, ``amp``,
+            ``window_batch``, ``compile``); the window is ``model.config.crop_size``.
 
     ``single``: one forward pass; the image is zero-padded (bottom/right) to a multiple of the backbone's
     coarsest stride (32 for CNNs, the patch size for ViTs) and the logits are cropped back.
-    ``sliding``: ``crop_size`` windows (default ``model.config.crop_size``) at stride ``crop_size * stride_ratio``;
-    overlapping logits are averaged. Images no larger than one window get a single pass.
-    ``multiscale``: for each of ``scales`` the image is resized (bilinear, ``align_corners=True``), run with
-    ``sliding`` (which is a single pass when it fits a window) and, with ``flip``, also mirrored; the logits are
-    resized back to ``H x W`` and averaged. ``flip`` and ``scales`` are used only by this mode.
+    ``sliding``: windows at stride ``crop_size * stride_ratio``; overlapping logits are averaged. Images no larger
+    than one window get a single pass.
+    ``multiscale``: for each scale the image is resized (bilinear, ``align_corners=True``), run with ``sliding``
+    (which is a single pass when it fits a window) and, with ``flip``, also mirrored; the logits are resized back
+    to ``H x W`` and averaged. With ``short_side`` the image is first resized (mmseg rule,
+    :func:`short_side_size`) and the logits are resized back to ``H x W`` at the end (:func:`upsample_like_model`).
 
-    Execution: ``amp`` (``"none"``, ``"bf16"``, ``"fp16"``; fp16 needs CUDA) runs the network under autocast,
-    logits are accumulated in float32; ``window_batch`` windows (with their mirrors) go through the network at
-    once (at least one window per pass); ``compile`` wraps the image encoder in ``torch.compile`` (the first
-    call of each input size compiles).
+    Execution: ``amp`` runs the network under autocast, logits are accumulated in float32; ``window_batch``
+    windows (with their mirrors) go through the network at once; ``compile`` wraps the image encoder in
+    ``torch.compile`` (the first call of each input size compiles).
 
     Differences from the official ``LSeg_MultiEvalModule``: scales are relative to the image size unless
-    ``base_size`` is given (official: long side = ``ceil(520 * scale)``, i.e. pass ``base_size=520``); padding is
+    ``base_size`` is given (official: long side = ``ceil(520 * scale)``, i.e. ``base_size=520``); padding is
     0 in normalised space (the mean colour) instead of black; images smaller than a window are padded only to the
     size multiple, not to ``crop_size``; the last window in each direction is shifted to end at the image border
     instead of being padded; the mirrored view is windowed on its own (official: each padded window is mirrored),
@@ -345,85 +360,4 @@ def predict_logits(
     rather than summed (same argmax); batches > 1 work.
     The model runs in eval mode under ``torch.inference_mode``; each submodule's mode is restored afterwards.
     """
-    return predict_logits_multi(
-        model,
-        images,
-        [text_emb],
-        mode,
-        crop_size,
-        stride_ratio,
-        scales,
-        flip,
-        base_size,
-        amp,
-        window_batch,
-        compile,
-    )[0]
-
-
-class Predictor:
-    """Interactive label queries on one image: pixel embeddings are computed once by :meth:`set_image`.
-
-    >>> p = Predictor(model); p.set_image(image)           # (3, H, W) normalised
-    >>> mask = p.predict_mask(["grass", "cow", "sky"])    # (H, W) indices into the label list
-
-    ``amp``/``compile``: as in :func:`predict_logits` (single pass).
-    """
-
-    def __init__(self, model: LSeg, amp: str = "none", compile: bool = False) -> None:
-        self.model = model
-        self._run = _Runner(model, model_device(model), amp, compile)
-        autocast(amp, self._run.device)  # fail on a bad choice now, not at the first image
-        self._emb: Tensor | None = None
-        self._padded: tuple[int, int] = (0, 0)
-        self._size: tuple[int, int] | None = None
-
-    def set_image(self, image: Tensor) -> None:
-        """Cache the pixel embeddings of a normalised image ``(3, H, W)`` or ``(1, 3, H, W)`` (single pass)."""
-        if image.ndim == 3:
-            image = image.unsqueeze(0)
-        if image.ndim != 4 or image.shape[0] != 1:
-            raise ValueError(f"set_image takes one image (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
-        _check_images(image)
-        with eval_mode(self.model), torch.inference_mode():
-            self._emb, self._padded = self._run.embed(image.to(self._run.device))
-        self._size = (int(image.shape[-2]), int(image.shape[-1]))
-
-    @property
-    def image_size(self) -> tuple[int, int] | None:
-        """``(H, W)`` of the cached image, ``None`` before :meth:`set_image`."""
-        return self._size
-
-    def predict(self, labels: Sequence[str] | Tensor) -> Tensor:
-        """Logits ``(K, H, W)`` (CPU float) for label strings or text embeddings ``(K, D)``."""
-        if self._emb is None or self._size is None:
-            raise RuntimeError("call Predictor.set_image(image) before predict()")
-        text = labels if isinstance(labels, Tensor) else self.model.encode_text(labels)
-        _check_text(self.model, [text])
-        emb = self._emb
-        with eval_mode(self.model), torch.inference_mode():
-            logits = self._run.logits(emb, text.to(emb.device), self._padded)
-        h, w = self._size
-        return logits[0, :, :h, :w].cpu()
-
-    def similarity(self, labels: Sequence[str] | Tensor) -> Tensor:
-        """Cosine similarity ``(K, H, W)`` (CPU float) of each label's text embedding with the pixel embeddings.
-
-        Raw similarities before the logit scale and any head block, bilinearly upsampled (``align_corners``)
-        from the embedding grid to the image like the logits.
-        """
-        if self._emb is None or self._size is None:
-            raise RuntimeError("call Predictor.set_image(image) before similarity()")
-        text = labels if isinstance(labels, Tensor) else self.model.encode_text(labels)
-        _check_text(self.model, [text])
-        emb = self._emb
-        with torch.inference_mode():
-            text = F.normalize(text.to(device=emb.device, dtype=emb.dtype), dim=-1)
-            sim = torch.einsum("bdhw,kd->bkhw", F.normalize(emb, dim=1), text)
-            sim = F.interpolate(sim, size=self._padded, **_UP)
-        h, w = self._size
-        return sim[0, :, :h, :w].float().cpu()
-
-    def predict_mask(self, labels: Sequence[str] | Tensor) -> Tensor:
-        """Argmax label index per pixel ``(H, W)`` (int64, CPU)."""
-        return self.predict(labels).argmax(0)
+    return predict_logits_multi(model, images, [text_emb], protocol)[0]

@@ -134,10 +134,31 @@ def _split(
         seen = [i for i in range(c) if i not in set(unseen)]
     if unseen is None:
         unseen = [i for i in range(c) if i not in set(seen)]
+    seen, unseen = list(seen), list(unseen)
     overlap = sorted(set(seen) & set(unseen))
     if overlap:
         raise ValueError(f"classes {overlap} are listed as both seen and unseen")
     return [int(i) for i in seen], [int(i) for i in unseen]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageCounts:
+    """Per-image sufficient statistics of one setting, for image-level resampling (the bootstrap).
+
+    ``tp``, ``gt``, ``pred``: int64 ``(N, K)``: per image and class the correctly predicted pixels (the diagonal
+    of its confusion matrix), the ground-truth pixels (row sums) and the predicted pixels (column sums), void
+    dropped. Summed over images they give every metric of :func:`compute_metrics` except those needing the
+    off-diagonal cells (FB-IoU with a background class, Open mIoU). ``ids``: the images, in order.
+    """
+
+    tp: np.ndarray
+    gt: np.ndarray
+    pred: np.ndarray
+    ids: tuple[str, ...] = ()
+
+    @property
+    def num_images(self) -> int:
+        return int(self.tp.shape[0])
 
 
 def fb_iou(cm: Tensor | np.ndarray, background: int | None = None) -> float | None:
@@ -193,7 +214,9 @@ def chance_baseline(cm: Tensor | np.ndarray, class_names: Sequence[str]) -> Base
     Uses only the row sums (ground-truth pixel counts ``n_c``, total ``N``). Majority: IoU of the majority class
     ``m`` is ``n_m / N``, every other present class scores 0, so mIoU = ``n_m / N / |present|`` and pixel
     accuracy = ``n_m / N``. Uniform over ``C`` labels: pixel accuracy ``1 / C``; class ``c`` expects
-    intersection ``n_c / C`` and union ``n_c + N / C - n_c / C``; mIoU averages over classes present in the target.
+    intersection ``n_c / C`` and union ``n_c + N / C - n_c / C``. A uniform guess predicts every label, so every
+    label has a union and enters the mean, as in :func:`compute_metrics`: mIoU = (sum over present classes of
+    their expected IoU) / ``C`` (absent labels score 0).
     """
     m = _as_numpy_cm(cm)
     c = m.shape[0]
@@ -209,7 +232,7 @@ def chance_baseline(cm: Tensor | np.ndarray, class_names: Sequence[str]) -> Base
         majority_class=str(class_names[maj]),
         majority_miou=float(n[maj] / total / len(present)),
         majority_pixel_acc=float(n[maj] / total),
-        uniform_miou=float(expected.mean()),
+        uniform_miou=float(expected.sum() / c),  # the metric's own class set: every predicted label
         uniform_pixel_acc=1.0 / c,
         num_labels=c,
     )
@@ -242,8 +265,10 @@ def compute_metrics(
     total = m.sum()
     split = _split(seen, unseen, c)
     s = u = h = None
-    if split is not None:
-        s, u = _nanmean(iou[split[0]]), _nanmean(iou[split[1]])
+    if split is not None:  # an empty side (e.g. only unseen labels compete) has no mean
+        s = _nanmean(iou[split[0]]) if split[0] else None
+        u = _nanmean(iou[split[1]]) if split[1] else None
+    if s is not None and u is not None:
         h = float("nan") if math.isnan(s) or math.isnan(u) else (2 * s * u / (s + u) if s + u > 0 else 0.0)
     return SegMetrics(
         miou=_nanmean(iou),

@@ -209,26 +209,27 @@ def save_model(model: torch.nn.Module, path: Path, extra: dict[str, str] | None 
     save_lseg_nb(model, path, extra)
 
 
-def load_model(path: str | Path, text_encoder: Any = None, map_location: str = "cpu") -> torch.nn.Module:
-    """Rebuild an LSeg model from a run folder (its ``model.safetensors``) or any lseg_nb ``.safetensors`` file
-    (trained here or converted from an official checkpoint)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"no model weights at {path}: train first or point at a .safetensors file")
-    return load_lseg_nb(path, map_location, text_encoder)
+def load_model(weights: str | Path, map_location: str = "cpu", text_encoder: Any = None) -> torch.nn.Module:
+    """The one model loader: a run folder (its ``model.safetensors``), any lseg_nb ``.safetensors`` file (trained
+    here or converted from an official checkpoint), or a training-free dense-CLIP spec such as
+    ``naclip:ViT-B-16/openai`` (:func:`~lseg_nb.models.dense_clip.create_dense_clip`); an existing path wins.
 
-
-def load_model_or_spec(
-    weights: str | Path, map_location: str = "cpu", text_encoder: Any = None
-) -> torch.nn.Module:
-    """A run folder or lseg_nb ``.safetensors`` file (:func:`load_model`), or a training-free dense-CLIP spec such
-    as ``maskclip:ViT-B-16/openai`` (:func:`~lseg_nb.models.dense_clip.create_dense_clip`); an existing path wins.
+    Args:
+        weights: run folder, ``.safetensors`` file or ``METHOD:MODEL/PRETRAINED`` spec.
+        map_location: device to load onto (``"cpu"``, ``"cuda"``).
+        text_encoder: a text encoder to use instead of the one in the config (LSeg only).
     """
     text = str(weights)
-    if not Path(text).exists() and ":" in text:
+    path = Path(text).expanduser()
+    if not path.exists() and ":" in text:
         if text_encoder is not None:
             raise ValueError(f"{text!r}: dense-CLIP models always use their own CLIP text tower")
         return create_dense_clip(parse_model_spec(text), device=map_location)
-    return load_model(weights, text_encoder, map_location)
+    if path.is_dir():
+        path = path / "model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no model weights at {path}: train first, or pass a .safetensors file or a training-free spec such "
+            "as naclip:ViT-B-16/openai"
+        )
+    return load_lseg_nb(path, map_location, text_encoder)

@@ -7,6 +7,7 @@ an uninterrupted one would.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -28,7 +29,8 @@ from tqdm.auto import tqdm
 from lseg_nb.config import ConfigError, TrainConfig, load_config, save_json, to_dict
 from lseg_nb.data.experiment import Experiment, SeededDataset, make_experiment
 from lseg_nb.data.loading import train_loader
-from lseg_nb.engine.evaluate import evaluate_split
+from lseg_nb.engine.dense import run_dense
+from lseg_nb.engine.evaluate import eval_data
 from lseg_nb.engine.loss import binary_zero_shot_loss, pixel_cross_entropy
 from lseg_nb.engine.runs import (
     MetricsLog,
@@ -415,15 +417,11 @@ class Trainer:
             self.save_checkpoint()
         if cfg.eval_every and self.step % cfg.eval_every == 0:
             if self.dist.main:
-                result = evaluate_split(
-                    self.model,
-                    self.exp,
-                    cfg.data.val_split,
-                    cfg.data,
-                    cfg.eval,
-                    max_images=cfg.eval_max_images,
-                    progress=False,
-                )
+                data = dataclasses.replace(cfg.data, max_images=cfg.eval_max_images or cfg.data.max_images)
+                val = eval_data(data, cfg.data.val_split, self.model, exp=self.exp)
+                # a quick look at training: no calibration fit, no intervals
+                quick = dataclasses.replace(cfg.eval, calibrate_seen=False, bootstrap=0)
+                result = run_dense(self.model, val, quick, progress=False)
                 self.log.write({"step": self.step, "eval": result.to_dict()})
             if self.dist.world > 1:
                 dist.barrier()  # the other ranks wait here, not inside the next all-reduce

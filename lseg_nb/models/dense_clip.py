@@ -146,6 +146,9 @@ class DenseCLIP(nn.Module):
     ``(B, D, H/p, W/p)`` in the text space; logits are ``logit_scale * cosine`` upsampled bilinearly.
     """
 
+    #: the resize rule of score maps (logits, similarities) for this model: bilinear, as the references
+    align_corners = False
+
     def __init__(self, config: DenseCLIPConfig, visual: nn.Module, text_encoder: OpenCLIPTextEncoder) -> None:
         super().__init__()
         _check_visual(visual)
@@ -239,7 +242,7 @@ class DenseCLIP(nn.Module):
         ``align_corners=False``); unchanged when ``size`` is ``None`` or already the map size."""
         if size is None or tuple(logits.shape[-2:]) == tuple(size):
             return logits
-        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
+        return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=self.align_corners)
 
     def forward(self, images: Tensor, text_emb: Tensor) -> Tensor:
         """Images ``(B, 3, H, W)`` and text embeddings ``(K, D)`` or ``(B, K, D)`` -> logits ``(B, K, H, W)``."""

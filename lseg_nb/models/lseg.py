@@ -20,6 +20,9 @@ from lseg_nb.models.text_encoder import TextEncoder, check_text_embeddings, crea
 class LSeg(nn.Module):
     """Composes ``image_encoder``, ``decoder``, ``head`` and a frozen ``text_encoder``."""
 
+    #: the resize rule of score maps (logits, similarities): bilinear, as the official ``output_conv``
+    align_corners = True
+
     def __init__(
         self,
         config: ModelConfig,
@@ -39,6 +42,11 @@ class LSeg(nn.Module):
     def text_dim(self) -> int:
         """Dimension of the joint pixel/text embedding space."""
         return int(self.head.proj.out_channels)
+
+    @property
+    def logit_scale(self) -> float:
+        """The factor between logits and cosine similarities (``1/0.07`` by default; before any head block)."""
+        return float(self.head.scale)
 
     @property
     def size_multiple(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -107,9 +108,13 @@ class LabelSplit:
 
     ``names[c]``: the names of class ``c`` (the first names it in reports). Entries may be given as strings in the
     label syntax (``"sofa|couch"``) or tuples of names; they are stored as tuples. ``seen``/``unseen``: class
-    indices partitioning ``range(C)`` (no fold: every class seen, ``unseen=()``). ``void``: the label-map value of
+    indices partitioning ``range(C)`` (no fold: every class seen, ``unseen=()``; a background class may be in
+    neither, e.g. the "others" label of the episodic settings). ``void``: the label-map value of
     unscored pixels (default :data:`VOID`, or ``C`` when there are more than 255 classes). ``background``: index of a background class (FB-IoU, the ``prob_thd``/``area_thd`` rules),
-    or ``None``. Validated on creation: at least one class, distinct non-blank names, a true partition.
+    or ``None``. ``shared_names``: allow one name in several classes -- only to reproduce a reference label list
+    that repeats a name (LSeg's ADE20K-150 texts name classes 59 and 131 "screen"; tied classes resolve to the
+    lower index, as the reference argmax does). Validated on creation: at least one class, distinct non-blank
+    names (unless ``shared_names``), a true partition.
     """
 
     names: tuple[tuple[str, ...], ...]
@@ -117,6 +122,7 @@ class LabelSplit:
     unseen: tuple[int, ...] = ()
     void: int | None = None
     background: int | None = None
+    shared_names: bool = False
 
     def __post_init__(self) -> None:
         names = tuple(_as_names(e, f"class {i}") for i, e in enumerate(self.names))
@@ -126,7 +132,8 @@ class LabelSplit:
         k = len(names)
         if k < 1:
             raise ValueError("a label set needs at least one class")
-        _check_distinct(names, "the label set")
+        if not self.shared_names:
+            _check_distinct(names, "the label set")
         if not self.seen and not self.unseen:
             object.__setattr__(self, "seen", tuple(range(k)))
         both = [*self.seen, *self.unseen]
@@ -138,17 +145,18 @@ class LabelSplit:
         if len(set(both)) != len(both):
             dup = sorted({c for c in both if both.count(c) > 1})
             raise ValueError(f"classes {dup} are listed twice in seen {self.seen} / unseen {self.unseen}")
-        if len(both) != k:
-            missing = sorted(set(range(k)) - set(both))
+        if self.background is not None and not 0 <= self.background < k:
+            raise ValueError(f"background class {self.background} outside [0, {k})")
+        missing = sorted(set(range(k)) - set(both) - {self.background})
+        if missing:
             raise ValueError(
-                f"classes {missing} are neither seen nor unseen: seen and unseen must cover all {k}"
+                f"classes {missing} are neither seen nor unseen: seen and unseen must cover all {k} classes "
+                "(only the background class may be neither)"
             )
         if self.void is None:  # 255, or C when the classes reach 255 (FSS-1000's 1001 labels)
             object.__setattr__(self, "void", VOID if k <= VOID else k)
         if self.void < k:
             raise ValueError(f"void value {self.void} collides with a class index (0..{k - 1})")
-        if self.background is not None and not 0 <= self.background < k:
-            raise ValueError(f"background class {self.background} outside [0, {k})")
 
     @classmethod
     def from_labels(
@@ -216,7 +224,8 @@ class LabelSplit:
         """The label set restricted to ``classes`` (in that order; all seen, e.g. the unseen-only setting)."""
         idx = [int(c) for c in classes]
         bg = idx.index(self.background) if self.background in idx else None
-        return LabelSplit(tuple(self.names[c] for c in idx), tuple(range(len(idx))), (), self.void, bg)
+        names = tuple(self.names[c] for c in idx)
+        return LabelSplit(names, tuple(range(len(idx))), (), self.void, bg, self.shared_names)
 
     def lut_size(self) -> int:
         """Entries of :meth:`train_lut`: every class index plus the void value (``max(256, C + 1)``, so class
@@ -245,6 +254,7 @@ class LabelSplit:
             "unseen": list(self.unseen),
             "void": self.void,
             "background": self.background,
+            "shared_names": self.shared_names,
         }
 
     @classmethod
@@ -255,4 +265,44 @@ class LabelSplit:
             tuple(d.get("unseen", ())),
             d.get("void"),
             d.get("background"),
+            bool(d.get("shared_names", False)),
         )
+
+
+def read_labels_file(path: str | Path) -> list[str]:
+    """Class entries of a labels file: one class per line (several names of one class joined by ``|``); blank
+    and repeated lines are refused naming the line, since dropping one would shift every later class."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file {path} does not exist")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise ValueError(
+            f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line"
+        ) from None
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            raise ValueError(f"{path}:{i} is blank: every line names one class (remove the empty line)")
+    entries = [line.strip() for line in lines]
+    if not entries:
+        raise ValueError(f"labels file {path} is empty: write one label per line")
+    return clean_labels(entries, str(path))
+
+
+def labels_from_args(values: Sequence[str], labels_file: str | Path | None = None) -> list[str]:
+    """The classes of ``--labels A B "C, D" "E|F"`` (commas split classes, as in the widget) or of
+    ``--labels-file FILE``. A lone value naming an existing file is refused (it would silently become one
+    label), as is giving both or neither."""
+    if labels_file is not None:
+        if values:
+            raise ValueError("give --labels or --labels-file, not both")
+        return read_labels_file(labels_file)
+    if not values:
+        raise ValueError("no labels given: pass --labels sky grass cow (or --labels-file FILE)")
+    if len(values) == 1 and Path(values[0]).is_file():
+        raise ValueError(
+            f"--labels {values[0]!r} names a file: pass --labels-file {values[0]} to read one label per line, "
+            "or type the labels themselves"
+        )
+    return clean_labels(",".join(values), "--labels")

@@ -7,7 +7,7 @@ Layout (the official zip, checked in place)::
 
 :class:`ADE20KDataset` yields ``(normalised image float (3, H, W) at full resolution, label int64 (H, W))`` with
 labels 0..149 and 255 for "other" (the official reader subtracts 1 and ignores -1), ready for
-``lseg_nb.engine.fewshot.evaluate_ade20k`` (the official multi-scale protocol, ``lseg_nb.config.OFFICIAL_EVAL``).
+``lseg_nb.evaluate`` with (the official multi-scale protocol, ``lseg_nb.config.OFFICIAL_EVAL``).
 """
 
 from __future__ import annotations

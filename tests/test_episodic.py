@@ -3,6 +3,7 @@ through one loop, the generalised setting and ADE20K-150 fixed-label evaluation,
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from lseg_nb.config import OFFICIAL_EVAL, DataConfig, EvalConfig
 from lseg_nb.data.benchmarks import coco20i, fss1000, pascal5i
 from lseg_nb.data.benchmarks.base import (
     Episode,
@@ -21,16 +23,23 @@ from lseg_nb.data.benchmarks.base import (
     cycle_episodes,
     read_label_file,
 )
-from lseg_nb.engine.fewshot import (
-    binary_areas,
-    evaluate_ade20k,
-    evaluate_coco20i,
-    evaluate_episodes,
-    evaluate_fss1000,
-    evaluate_generalised,
-    evaluate_pascal5i,
-    hsnet_scores,
-)
+from lseg_nb.engine.episodic import binary_areas, generalised, generalised_data, hsnet_scores, run_episodes
+from lseg_nb.engine.evaluate import evaluate
+from lseg_nb.engine.inference import predict_logits
+from lseg_nb.engine.metrics import confusion_matrix
+from lseg_nb.engine.results import EpisodicResult
+from tests.conftest import with_crop
+
+
+def ep(model, source, size: int, max_episodes: int | None = None, **protocol) -> EpisodicResult:
+    """The episodic protocol at ``size`` x ``size`` (no intervals: faster)."""
+    cfg = EvalConfig(protocol="episodic", episode_size=size, bootstrap=0, **protocol)
+    return run_episodes(model, source, cfg, max_episodes, progress=False)
+
+
+def pascal(model, root, fold, split_dir, labels_file=None, max_episodes=None, size=64) -> EpisodicResult:
+    return ep(model, pascal5i.episode_source(root, fold, split_dir, labels_file), size, max_episodes)
+
 
 NAMES = [f"class{i}" for i in range(1, 21)]
 
@@ -153,29 +162,33 @@ PLANTED = {
 
 def test_planted_two_episodes_fb_iou_and_miou_by_hand(tmp_path):
     source = _planted_source(tmp_path, [Episode("a", 1), Episode("b", 2)])
-    r = evaluate_episodes(PlantedModel(PLANTED), source, image_size=4, progress=False)
+    protocol = EvalConfig(protocol="episodic", episode_size=4, bootstrap=0)
+    r = run_episodes(PlantedModel(PLANTED), source, protocol, progress=False)
     # one episode per forward pass gives the same areas as both in one batch
-    r1 = evaluate_episodes(PlantedModel(PLANTED), source, image_size=4, progress=False, batch_size=1)
-    assert r1["intersection"] == r["intersection"] and r1["union"] == r["union"]
+    r1 = run_episodes(PlantedModel(PLANTED), source, protocol, progress=False, batch_size=1)
+    assert np.array_equal(r1.intersection, r.intersection) and np.array_equal(r1.union, r.union)
     # a/class1: 14 scored pixels (two boundary pixels ignored); fg gt 4, pred 4, both 3 -> I 3, U 5;
     #           bg I = 14 - 5 = 9, U = 10 + 10 - 9 = 11.
     # b/class2: 16 pixels; fg gt 4, pred 3, both 2 -> I 2, U 5; bg I = 16 - 5 = 11, U = 12 + 13 - 11 = 14.
-    assert r["intersection"][0][:2] == [9, 11] and r["union"][0][:2] == [11, 14]
-    assert r["intersection"][1][:2] == [3, 2] and r["union"][1][:2] == [5, 5]
-    assert r["miou"] == pytest.approx((3 / 5 + 2 / 5) / 2 * 100)  # 50.0
-    assert r["fb_iou"] == pytest.approx(((9 + 11) / (11 + 14) + (3 + 2) / (5 + 5)) / 2 * 100)  # 65.0
-    assert r["per_class_iou"] == pytest.approx({"class1": 60.0, "class2": 40.0})
+    assert r.intersection[0][:2].tolist() == [9, 11] and r.union[0][:2].tolist() == [11, 14]
+    assert r.intersection[1][:2].tolist() == [3, 2] and r.union[1][:2].tolist() == [5, 5]
+    assert r.miou == pytest.approx((3 / 5 + 2 / 5) / 2 * 100)  # 50.0
+    assert r.fb_iou == pytest.approx(((9 + 11) / (11 + 14) + (3 + 2) / (5 + 5)) / 2 * 100)  # 65.0
+    assert r.per_class_iou == pytest.approx({"class1": 60.0, "class2": 40.0})
+    # per served episode areas (the bootstrap's unit)
+    assert r.episodes.class_ids.tolist() == [1, 2] and r.episodes.intersection.tolist() == [[9, 3], [11, 2]]
     # a served repeat counts twice (COCO draws with replacement): class 1 areas double, FB-IoU shifts
-    r2 = evaluate_episodes(
+    r2 = run_episodes(
         PlantedModel(PLANTED),
         _planted_source(tmp_path, [Episode("a", 1), Episode("b", 2), Episode("a", 1)]),
-        image_size=4,
+        protocol,
         progress=False,
     )
-    assert r2["num_episodes"] == 3 and r2["distinct_episodes"] == 2
-    assert r2["miou"] == pytest.approx(50.0)
-    assert r2["fb_iou"] == pytest.approx(((18 + 11) / (22 + 14) + (6 + 2) / (10 + 5)) / 2 * 100)
-    assert r2["episodes_per_class"] == {"class1": 2, "class2": 1}
+    assert r2.num_episodes == 3 and r2.distinct_episodes == 2
+    assert r2.miou == pytest.approx(50.0)
+    assert r2.fb_iou == pytest.approx(((18 + 11) / (22 + 14) + (6 + 2) / (10 + 5)) / 2 * 100)
+    assert r2.episodes_per_class == {"class1": 2, "class2": 1}
+    assert r2.episodes.class_ids.tolist() == [1, 2, 1]
 
 
 # ---------------------------------------------------------------- PASCAL-5i end to end on a written VOC copy
@@ -248,9 +261,7 @@ def _expected(
 
 def test_evaluate_pascal5i_matches_independent_bookkeeping(tmp_path, tiny_model):
     base = _fake_voc(tmp_path)
-    result = evaluate_pascal5i(
-        tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", image_size=64, progress=False
-    )
+    result = pascal(tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt")
     inter, union = _expected(
         tiny_model,
         [("img_a", 1), ("img_b", 3), ("img_a", 2)],
@@ -260,24 +271,21 @@ def test_evaluate_pascal5i_matches_independent_bookkeeping(tmp_path, tiny_model)
         64,
         20,
     )
-    assert np.array_equal(np.array(result["intersection"]), inter)
-    assert np.array_equal(np.array(result["union"]), union)
+    assert np.array_equal(result.intersection, inter)
+    assert np.array_equal(result.union, union)
     fg = inter[1, :5] / np.maximum(union[1, :5], 1)
-    assert result["miou"] == pytest.approx(fg.mean() * 100)
-    assert result["fb_iou"] == pytest.approx((inter[:, :5].sum(1) / union[:, :5].sum(1)).mean() * 100)
-    assert result["per_class_iou"]["class3"] == pytest.approx(fg[2] * 100)
-    assert result["episodes_per_class"] == {"class1": 1, "class2": 1, "class3": 1, "class4": 0, "class5": 0}
-    assert result["num_episodes"] == 3 and union[1, :3].min() > 0
+    assert result.miou == pytest.approx(fg.mean() * 100)
+    assert result.fb_iou == pytest.approx((inter[:, :5].sum(1) / union[:, :5].sum(1)).mean() * 100)
+    assert result.per_class_iou["class3"] == pytest.approx(fg[2] * 100)
+    assert result.episodes_per_class == {"class1": 1, "class2": 1, "class3": 1, "class4": 0, "class5": 0}
+    assert result.num_episodes == 3 and union[1, :3].min() > 0
     # provenance: a home-made list and label texts are flagged as not the paper's
-    assert result["split_list_is_official"] is False and result["labels_match_paper"] is False
-    limited = evaluate_pascal5i(
-        tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", 1, 64, progress=False
-    )
-    assert limited["num_episodes"] == 1 and limited["intersection"][1][2] == 0
-    default_labels = evaluate_pascal5i(
-        tiny_model, tmp_path, 0, tmp_path / "splits", None, 1, 64, progress=False
-    )
-    assert default_labels["labels_match_paper"] is True and "aeroplane" in default_labels["per_class_iou"]
+    assert result.info["split_list_is_official"] is False and result.info["labels_match_paper"] is False
+    assert result.to_dict()["split_list_is_official"] is False
+    limited = pascal(tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", 1)
+    assert limited.num_episodes == 1 and limited.intersection[1][2] == 0
+    default_labels = pascal(tiny_model, tmp_path, 0, tmp_path / "splits", None, 1)
+    assert default_labels.info["labels_match_paper"] is True and "aeroplane" in default_labels.per_class_iou
 
 
 def test_evaluate_pascal5i_clear_errors(tmp_path, tiny_model):
@@ -285,36 +293,58 @@ def test_evaluate_pascal5i_clear_errors(tmp_path, tiny_model):
     args = (tmp_path / "splits", tmp_path / "labels.txt")
     (tmp_path / "splits" / "fold1.txt").write_text("img_a__01\n")
     with pytest.raises(ValueError, match="outside fold 1"):
-        evaluate_pascal5i(tiny_model, tmp_path, 1, *args, image_size=64, progress=False)
+        pascal(tiny_model, tmp_path, 1, *args)
     (tmp_path / "splits" / "fold0.txt").write_text("img_zz__02\n")
     with pytest.raises(FileNotFoundError, match=r"episode img_zz__02: .*img_zz\.jpg does not exist"):
-        evaluate_pascal5i(tiny_model, tmp_path, 0, *args, image_size=64, progress=False)
+        pascal(tiny_model, tmp_path, 0, *args)
     with pytest.raises(FileNotFoundError, match="PASCAL VOC layout not found"):
-        evaluate_pascal5i(tiny_model, tmp_path / "splits", 0, *args, image_size=64, progress=False)
+        pascal(tiny_model, tmp_path / "splits", 0, *args)
 
 
 def test_generalised_setting_counts_every_pixel_once_with_the_right_targets(tmp_path, tiny_model):
     base = _fake_voc(tmp_path)
     source = pascal5i.episode_source(tmp_path, 0, tmp_path / "splits")
-    fold = evaluate_generalised(tiny_model, source, "fold", image_size=32, progress=False)
-    assert fold["labels"] == ["others", "aeroplane", "bicycle", "bird", "boat", "bottle"]
-    assert fold["num_images"] == 2 and "not reported in the paper" in fold["protocol"]
+    protocol = EvalConfig(protocol="episodic", episode_size=32, bootstrap=0)
+    fold = generalised(tiny_model, source, "fold", protocol, progress=False)
+    assert fold.labels.class_names == ("others", "aeroplane", "bicycle", "bird", "boat", "bottle")
+    assert fold.num_images == 2 and fold.all_labels.seen_miou is None
     # ground-truth rows of the confusion matrix, recomputed from the masks: seen class 7 counts as "others"
     masks = [
         _nearest(np.array(Image.open(base / "SegmentationClassAug" / f"{i}.png")), 32)
         for i in ("img_a", "img_b")
     ]
-    rows = np.array(fold["confusion"]).sum(1)
+    rows = fold.confusion.sum(1)
     expected = [sum(((m == 0) | (m == 7)).sum() for m in masks)] + [
         sum((m == c).sum() for m in masks) for c in range(1, 6)
     ]
     assert rows.tolist() == expected
-    every = evaluate_generalised(tiny_model, source, "all", image_size=32, progress=False, label_chunk=5)
-    assert len(every["labels"]) == 21 and every["hiou"] is not None and every["miou_seen"] is not None
-    assert np.array(every["confusion"]).sum(1)[7] == sum((m == 7).sum() for m in masks)
-    # label chunks only bound memory: the argmax is the same as over all labels at once
-    one_chunk = evaluate_generalised(tiny_model, source, "all", image_size=32, progress=False, label_chunk=64)
-    assert one_chunk["confusion"] == every["confusion"]
+    every = generalised(tiny_model, source, "all", protocol, progress=False)
+    assert every.labels.num_classes == 21 and every.all_labels.harmonic_iou is not None
+    assert every.confusion.sum(1)[7] == sum((m == 7).sum() for m in masks)
+    # the generalised scores are the argmax over all labels at once
+    assert np.array_equal(every.confusion, _reference_generalised(tiny_model, source))
+
+
+def _reference_generalised(model, source) -> np.ndarray:
+    """The generalised confusion matrix recomputed item by item: argmax over every label in one forward pass."""
+    data = generalised_data(source, "all", 32, model)
+    text = model.encode_text(list(data.labels.class_names))
+    cm = torch.zeros(21, 21, dtype=torch.long)
+    for i in range(len(data.dataset)):
+        x, target = data.dataset[i]
+        cm += confusion_matrix(predict_logits(model, x[None], text).argmax(1), target[None], 21)
+    return cm.numpy()
+
+
+def test_generalised_scores_with_a_bottleneck_head_equal_the_unchunked_argmax(tmp_path, block_model):
+    """The official bottleneck head adds the max over the labels at hand, so label chunks are not comparable:
+    the generalised setting used to take its argmax over chunks of 64 labels (8.8 % of pixels differed with
+    chunks of 4). Now the argmax is over every label at once, whatever the head."""
+    _fake_voc(tmp_path)
+    source = pascal5i.episode_source(tmp_path, 0, tmp_path / "splits")
+    protocol = EvalConfig(protocol="episodic", episode_size=32, bootstrap=0)
+    every = generalised(block_model, source, "all", protocol, progress=False)
+    assert np.array_equal(every.confusion, _reference_generalised(block_model, source))
 
 
 # ---------------------------------------------------------------- COCO-20i and FSS-1000 on written copies
@@ -345,24 +375,18 @@ def test_evaluate_coco20i_draws_seeded_episodes_of_the_fold(tmp_path, tiny_model
     assert lists[1] == ["val2014/COCO_val2014_000000000000.jpg", "val2014/COCO_val2014_000000000002.jpg"]
     # a fold whose other classes have no image is refused rather than silently scored on 3 of 20 classes
     with pytest.raises(ValueError, match="no query image lists class"):
-        evaluate_coco20i(tiny_model, tmp_path, 0, image_size=32, progress=False)
+        coco20i.episode_source(tmp_path, 0)
     fold_lists = {c: lists[c] for c in (1, 5, 9)} | {c: lists[1] for c in coco20i.fold_class_ids(0)[3:]}
     index = tmp_path / "index.tsv"
     coco20i.write_classwise(index, fold_lists)
-    r = evaluate_coco20i(
-        tiny_model, tmp_path, 0, classwise=index, num_episodes=12, image_size=32, progress=False
-    )
-    assert r["num_episodes"] == 12 and sum(r["episodes_per_class"].values()) == 12
-    assert set(r["episodes_per_class"]) == {
-        coco20i.manifest().classes[c - 1] for c in coco20i.fold_class_ids(0)
-    }
-    inter = np.array(r["intersection"])
+    r = ep(tiny_model, coco20i.episode_source(tmp_path, 0, index, num_episodes=12), 32)
+    assert r.num_episodes == 12 and sum(r.episodes_per_class.values()) == 12
+    assert set(r.episodes_per_class) == {coco20i.manifest().classes[c - 1] for c in coco20i.fold_class_ids(0)}
+    inter = r.intersection
     seen_cols = [c - 1 for c in range(1, 81) if c not in coco20i.fold_class_ids(0)]
     assert inter[:, seen_cols].sum() == 0 and inter.sum() > 0
-    again = evaluate_coco20i(
-        tiny_model, tmp_path, 0, classwise=index, num_episodes=12, image_size=32, progress=False
-    )
-    assert again["intersection"] == r["intersection"] and again["union"] == r["union"]
+    again = ep(tiny_model, coco20i.episode_source(tmp_path, 0, index, num_episodes=12), 32)
+    assert np.array_equal(again.intersection, r.intersection) and np.array_equal(again.union, r.union)
 
 
 def test_evaluate_fss1000_scores_every_test_image_once(tmp_path, tiny_model):
@@ -381,7 +405,7 @@ def test_evaluate_fss1000_scores_every_test_image_once(tmp_path, tiny_model):
             Image.fromarray(grey).save(base / names[c - 1] / f"{n}.png")
     source = fss1000.episode_source(tmp_path, max_classes=2)
     assert [e.class_id for e in source.episodes] == [761, 761, 762, 762]
-    r = evaluate_episodes(tiny_model, source, image_size=32, progress=False)
+    r = ep(tiny_model, source, 32)
     inter, union = _expected(
         tiny_model,
         [(e.image_id, e.class_id) for e in source.episodes],
@@ -395,9 +419,9 @@ def test_evaluate_fss1000_scores_every_test_image_once(tmp_path, tiny_model):
         32,
         1000,
     )
-    assert np.array_equal(np.array(r["intersection"]), inter) and np.array_equal(np.array(r["union"]), union)
+    assert np.array_equal(r.intersection, inter) and np.array_equal(r.union, union)
     with pytest.raises(FileNotFoundError, match="FSS-1000 class folder"):
-        evaluate_fss1000(tiny_model, tmp_path, image_size=32, progress=False)  # the other 238 test classes
+        fss1000.episode_source(tmp_path)  # the other 238 test classes
 
 
 # ---------------------------------------------------------------- ADE20K-150
@@ -416,6 +440,8 @@ def test_evaluate_ade20k_scores_150_labels_with_other_as_void(tmp_path, tiny_mod
         ann = rng.integers(0, 151, (30, 40)).astype(np.uint8)
         valid += int((ann > 0).sum())
         Image.fromarray(ann).save(base / "annotations" / "validation" / f"ADE_val_{i:08d}.png")
-    r = evaluate_ade20k(tiny_model, tmp_path, progress=False, crop_size=32, base_size=32, scales=(0.5, 1.0))
-    assert r.num_images == 2 and r.mode == "multiscale" and r.confusion.shape == (150, 150)
+    protocol = dataclasses.replace(OFFICIAL_EVAL, base_size=32, scales=(0.5, 1.0), bootstrap=0)
+    data = DataConfig(dataset="ade20k150", data_root=str(tmp_path), fold=None)
+    r = evaluate(with_crop(tiny_model, 32), data, protocol, split="validation", progress=False)
+    assert r.num_images == 2 and r.protocol.mode == "multiscale" and r.confusion.shape == (150, 150)
     assert r.confusion.sum() == valid  # annotation 0 ("other") never scored

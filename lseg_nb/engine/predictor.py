@@ -1,0 +1,157 @@
+"""Label queries on one image: :class:`Predictor` caches the image's pixel embeddings, so a new label list costs
+only the text encoder and the head (segment-anything's ``SamPredictor`` pattern).
+
+With the default protocol (one pass over the whole image) the cached embeddings answer every query. Other
+protocols (sliding windows, multi-scale, a short-side resize) run the whole inference for each query on the
+cached input, with the same result as :func:`~lseg_nb.engine.inference.predict_logits`. Predictions follow the
+one decision rule of :mod:`lseg_nb.engine.postprocess` (several names per class, thresholds), as evaluation does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor, nn
+
+from lseg_nb.config import EvalConfig
+from lseg_nb.data.images import read_rgb
+from lseg_nb.data.transforms import normalize_image
+from lseg_nb.engine.inference import (
+    _check_images,
+    _check_text,
+    _Runner,
+    eval_mode,
+    predict_logits_multi,
+    upsample_like_model,
+)
+from lseg_nb.engine.postprocess import class_scores, encode_labels, predict_classes
+from lseg_nb.utils.device import autocast, model_device
+from lseg_nb.utils.labels import LabelSplit
+
+ImageInput = str | Path | np.ndarray | Image.Image | Tensor
+Labels = str | Sequence[str] | LabelSplit | Tensor
+
+
+def as_label_split(labels: str | Sequence[str] | LabelSplit) -> LabelSplit:
+    """Typed labels (``"sky, sofa|couch"`` or a list of entries) or a :class:`LabelSplit` -> a LabelSplit."""
+    return labels if isinstance(labels, LabelSplit) else LabelSplit.from_labels(labels)
+
+
+def to_input(image: np.ndarray, model: nn.Module) -> Tensor:
+    """RGB uint8 ``(H, W, 3)`` -> normalised ``(1, 3, H, W)`` with the model's mean/std."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {tuple(image.shape)}")
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
+    return normalize_image(x, model.config.mean, model.config.std).unsqueeze(0)
+
+
+class Predictor:
+    """Label queries on one image with any label list.
+
+    >>> p = Predictor(model)
+    >>> p.set_image("photo.jpg")                          # a file, PIL image, uint8 array or normalised tensor
+    >>> mask = p.predict_mask("sky, grass, cow|calf")     # (H, W) class indices; '|' joins names of one class
+
+    Args:
+        model: LSeg, a converted official checkpoint or a dense-CLIP baseline (see ``lseg_nb.load_model``).
+        protocol: the inference and decision settings (default ``EvalConfig()``: one pass, argmax).
+    """
+
+    def __init__(self, model: nn.Module, protocol: EvalConfig | None = None) -> None:
+        self.model = model
+        self.protocol = protocol or EvalConfig()
+        self._run = _Runner(model, model_device(model), self.protocol.amp, self.protocol.compile)
+        autocast(self.protocol.amp, self._run.device)  # fail on a bad choice now, not at the first image
+        self._cache_features = self.protocol.mode == "single" and self.protocol.short_side is None
+        self._x: Tensor | None = None
+        self._emb: Tensor | None = None
+        self._padded: tuple[int, int] = (0, 0)
+        self.image: np.ndarray | None = None
+
+    def set_image(self, image: ImageInput) -> None:
+        """Take one image: a file path (read upright, EXIF applied), a PIL image, an RGB uint8 array ``(H, W, 3)``,
+        or a normalised float tensor ``(3, H, W)`` / ``(1, 3, H, W)``. Computes and caches its pixel embeddings
+        (default protocol) or keeps the input for the protocol's inference."""
+        if isinstance(image, (str, Path)):
+            image = read_rgb(image)
+        if isinstance(image, Image.Image):
+            image = np.asarray(image.convert("RGB"))
+        if isinstance(image, np.ndarray):
+            self.image = image
+            x = to_input(image, self.model)
+        else:
+            self.image = None
+            x = image.unsqueeze(0) if image.ndim == 3 else image
+            if x.ndim != 4 or x.shape[0] != 1:
+                raise ValueError(
+                    f"set_image takes one image (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}"
+                )
+        _check_images(x)
+        self._x = x.to(self._run.device)
+        self._emb = None
+        if self._cache_features:
+            with eval_mode(self.model), torch.inference_mode():
+                self._emb, self._padded = self._run.embed(self._x)
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """``(H, W)`` of the current image, ``None`` before :meth:`set_image`."""
+        return None if self._x is None else (int(self._x.shape[-2]), int(self._x.shape[-1]))
+
+    def _text(self, labels: Labels) -> tuple[Tensor, Tensor, LabelSplit | None]:
+        if self._x is None:
+            raise RuntimeError("call Predictor.set_image(image) before predicting")
+        if isinstance(labels, Tensor):
+            _check_text(self.model, [labels])
+            return labels, torch.arange(labels.shape[0]), None
+        split = as_label_split(labels)
+        text, owner = encode_labels(self.model, split)
+        return text, owner, split
+
+    def _name_logits(self, text: Tensor) -> Tensor:
+        h, w = self.image_size
+        if self._emb is None:
+            return predict_logits_multi(self.model, self._x, [text], self.protocol)[0][0]
+        with eval_mode(self.model), torch.inference_mode():
+            logits = self._run.logits(self._emb, text.to(self._emb.device), self._padded)
+        return logits[0, :, :h, :w]
+
+    def predict(self, labels: Labels) -> Tensor:
+        """Class scores ``(K, H, W)`` (CPU float32) for typed labels, a :class:`LabelSplit`, or text embeddings
+        ``(K, D)``: the model's logits, maximum over each class's names (probabilities when the protocol has a
+        ``logit_scale`` or ``prob_thd``, see :func:`~lseg_nb.engine.postprocess.class_scores`)."""
+        text, owner, split = self._text(labels)
+        scale = getattr(self.model, "logit_scale", None)
+        k = int(owner.max()) + 1 if split is None else split.num_classes
+        return class_scores(self._name_logits(text)[None], owner, k, self.protocol, scale)[0].cpu()
+
+    def predict_mask(self, labels: Labels) -> Tensor:
+        """Class index per pixel ``(H, W)`` (int64, CPU), with the protocol's background rules (``prob_thd``,
+        ``area_thd`` need a label set with a background class)."""
+        text, owner, split = self._text(labels)
+        k = int(owner.max()) + 1 if split is None else split.num_classes
+        scale = getattr(self.model, "logit_scale", None)
+        scores = class_scores(self._name_logits(text)[None], owner, k, self.protocol, scale)
+        return predict_classes(scores, self.protocol, split.background if split else None)[0].cpu()
+
+    def similarity(self, labels: Labels) -> Tensor:
+        """Cosine similarity ``(K, H, W)`` (CPU float32) of each class's text with the pixel embeddings (the
+        maximum over a class's names): raw similarities before the logit scale and any head block, resized to the
+        image with the model's own rule, like its logits."""
+        text, owner, split = self._text(labels)
+        k = int(owner.max()) + 1 if split is None else split.num_classes
+        h, w = self.image_size
+        with eval_mode(self.model), torch.inference_mode():
+            emb, padded = (self._emb, self._padded) if self._emb is not None else self._run.embed(self._x)
+            text = F.normalize(text.to(device=emb.device, dtype=emb.dtype), dim=-1)
+            sim = torch.einsum("bdhw,kd->bkhw", F.normalize(emb, dim=1), text).float()
+            sim = upsample_like_model(self.model, sim, padded)[..., :h, :w]
+        return class_scores(sim, owner, k, EvalConfig())[0].cpu()
+
+
+__all__ = ["Predictor", "as_label_split", "to_input"]
