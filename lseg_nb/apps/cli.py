@@ -43,6 +43,7 @@ from lseg_nb.config import (
 from lseg_nb.config.serialize import require
 from lseg_nb.data.benchmarks.registry import prepare
 from lseg_nb.utils.io import atomic_save_figure, atomic_write_text, check_output_path
+from lseg_nb.utils.optional import MissingDependencyError
 from lseg_nb.viz.segmentation import plot_examples
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
@@ -365,9 +366,11 @@ COMMANDS = {
     "prepare": cmd_prepare,
 }
 
-# Errors a user can cause (bad input, missing files, full disks, non-finite numbers): one line, exit 2.
+# Errors a user can cause (bad input, missing files, full disks, non-finite numbers, a missing optional
+# dependency): one line, exit 2.
 USER_ERRORS = (
     ConfigError,
+    MissingDependencyError,
     FileNotFoundError,
     ValueError,
     KeyError,

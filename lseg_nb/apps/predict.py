@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
 from lseg_nb.data.images import read_rgb
 from lseg_nb.data.transforms import normalize_image
@@ -19,6 +18,9 @@ from lseg_nb.utils.device import model_device, resolve_device
 from lseg_nb.utils.io import atomic_save_figure, check_output_path
 from lseg_nb.utils.labels import clean_labels
 from lseg_nb.viz.explorer import plot_label_query
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def to_input(image: np.ndarray, model: LSeg) -> torch.Tensor:
