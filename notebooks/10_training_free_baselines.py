@@ -28,7 +28,7 @@
 # Weights cannot be downloaded offline, so the default builds the CLIP model with **random weights**: the
 # pipeline runs, but its numbers mean nothing. Set `clip_weights` to an open_clip tag (`"openai"`, needs
 # internet or the Hugging Face cache) or a local weights file for real numbers (OpenAI files need the
-# `-quickgelu` model name, e.g. `ViT-B-16-quickgelu`). The README lists the published mIoUs of each method.
+# `-quickgelu` model name, e.g. `ViT-B-16-quickgelu`). The docs (`docs/training-free.md`) list the published mIoUs of each method.
 # Figures are also saved in `run_dir/figures/10_training_free_baselines/`.
 
 # %% tags=["parameters"]

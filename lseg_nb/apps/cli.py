@@ -37,6 +37,7 @@ from lseg_nb.config import (
 from lseg_nb.config.serialize import require
 from lseg_nb.data.benchmarks.registry import prepare
 from lseg_nb.utils.labels import labels_from_args
+from lseg_nb.utils.optional import MissingDependencyError
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
 
@@ -221,9 +222,11 @@ COMMANDS = {
     "prepare": cmd_prepare,
 }
 
-# Errors a user can cause (bad input, missing files, full disks, non-finite numbers): one line, exit 2.
+# Errors a user can cause (bad input, missing files, full disks, non-finite numbers, a missing optional
+# dependency): one line, exit 2.
 USER_ERRORS = (
     ConfigError,
+    MissingDependencyError,
     FileNotFoundError,
     ValueError,
     KeyError,

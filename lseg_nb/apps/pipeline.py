@@ -14,6 +14,7 @@ import json
 import math
 import shlex
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,13 +28,22 @@ from lseg_nb.engine.runs import MetricsLog
 from lseg_nb.engine.train import Trainer, quiet_known_warnings
 from lseg_nb.models.text_encoder import TextEncoder
 from lseg_nb.utils.io import atomic_save_figure, atomic_write_text
+from lseg_nb.utils.optional import MissingDependencyError
 from lseg_nb.viz.segmentation import plot_examples, plot_loss_curve, plot_per_class_iou
 
 
-def save_loss_curve(run_dir: str | Path) -> Path:
-    """Draw the run's ``metrics.jsonl`` (loss and learning rate, labelled) into ``run_dir/loss_curve.png``."""
+def save_loss_curve(run_dir: str | Path) -> Path | None:
+    """Draw the run's ``metrics.jsonl`` (loss and learning rate, labelled) into ``run_dir/loss_curve.png``.
+
+    Without matplotlib (the ``notebooks`` extra) the run is complete all the same: a warning names the extra and
+    ``None`` is returned, so a core-only install trains to the end.
+    """
     run_dir = Path(run_dir)
-    fig = plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), run_dir.name)
+    try:
+        fig = plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), run_dir.name)
+    except MissingDependencyError as e:
+        warnings.warn(f"loss_curve.png not drawn: {e}", stacklevel=2)
+        return None
     atomic_save_figure(fig, run_dir / "loss_curve.png")
     return run_dir / "loss_curve.png"
 

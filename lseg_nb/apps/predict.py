@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 from torch import nn
 
 from lseg_nb.config import EvalConfig
@@ -18,6 +18,9 @@ from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.io import atomic_save_figure, check_output_path
 from lseg_nb.utils.labels import LabelSplit
 from lseg_nb.viz.explorer import plot_label_query
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def segment(

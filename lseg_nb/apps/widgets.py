@@ -18,12 +18,10 @@ import io
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import ipywidgets as W
 import numpy as np
 import torch
-from ipyevents import Event
-from matplotlib.figure import Figure
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
@@ -31,6 +29,7 @@ from lseg_nb.data.transforms import denormalize
 from lseg_nb.engine.predictor import Predictor, to_input
 from lseg_nb.models import LSeg
 from lseg_nb.utils.labels import clean_labels
+from lseg_nb.utils.optional import import_optional
 from lseg_nb.viz.colours import label_palette
 from lseg_nb.viz.explorer import (
     enlarge,
@@ -41,6 +40,13 @@ from lseg_nb.viz.explorer import (
     top_labels_html,
 )
 from lseg_nb.viz.segmentation import overlay
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+# the widgets are in the 'notebooks' extra: without them this module names the extra instead of failing bare
+W = import_optional("ipywidgets", "notebooks", "the label explorer (lseg_nb.apps.widgets)")
+Event = import_optional("ipyevents", "notebooks", "the label explorer (lseg_nb.apps.widgets)").Event
 
 PIXEL_HINT = "Click the segmentation to see the top labels of a pixel."
 
@@ -177,7 +183,7 @@ class LabelExplorer:
 def png_bytes(image: np.ndarray | Figure, dpi: int = 90) -> bytes:
     """PNG encoding of an RGB uint8 array or a matplotlib figure (for ``ipywidgets.Image``)."""
     buf = io.BytesIO()
-    if isinstance(image, Figure):
+    if hasattr(image, "savefig"):  # a matplotlib Figure (matplotlib itself is imported only by viz)
         image.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     else:
         Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import minimize_scalar
 from torch import Tensor
 
 from lseg_nb.diagnostics.sampling import ArrayLike, as_tensor
+from lseg_nb.utils.optional import import_optional
 
 
 @dataclass
@@ -230,6 +230,8 @@ def fit_temperature(
     def nll(log_t: float) -> float:
         return float(torch.nn.functional.cross_entropy(lg / np.exp(log_t), t))
 
+    # scipy is in the 'diagnostics' extra: imported on use, so `import lseg_nb.diagnostics` works without it
+    minimize_scalar = import_optional("scipy.optimize", "diagnostics", "fit_temperature").minimize_scalar
     res = minimize_scalar(
         nll, bounds=(np.log(bounds[0]), np.log(bounds[1])), method="bounded", options={"xatol": 1e-6}
     )

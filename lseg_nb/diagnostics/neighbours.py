@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.stats import rankdata
 from torch import Tensor
 
 from lseg_nb.diagnostics.sampling import ArrayLike, as_tensor, flatten_pixels
+from lseg_nb.utils.optional import import_optional
 
 
 def check_text(text_emb: ArrayLike, names: Sequence[str], dim: int, what: str = "text_emb") -> Tensor:
@@ -117,8 +117,7 @@ class NeighbourReport:
 
     def to_dataframe(self):
         """:meth:`to_rows` as a ``pandas.DataFrame``."""
-        import pandas as pd
-
+        pd = import_optional("pandas", "notebooks", "NeighbourReport.to_dataframe")
         return pd.DataFrame(self.to_rows())
 
 
@@ -149,6 +148,10 @@ def similarity_confusion_spearman(
     x, y = text_similarity[ii, jj], confusion[ii, jj]
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan"), float("nan"), int(len(x))
+    # scipy is in the 'diagnostics' extra: imported on use, so `import lseg_nb.diagnostics` works without it
+    rankdata = import_optional(
+        "scipy.stats", "diagnostics", "the similarity/confusion Spearman test"
+    ).rankdata
     rho = _rank_correlation(rankdata(x)[None], rankdata(y))[0]
     rng = np.random.default_rng(seed)
     mapping = np.tile(np.arange(text_similarity.shape[0]), (n_permutations, 1))

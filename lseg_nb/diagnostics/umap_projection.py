@@ -16,6 +16,7 @@ import numpy as np
 
 from lseg_nb.diagnostics.neighbours import check_groups, check_text
 from lseg_nb.diagnostics.sampling import ArrayLike, PixelSampler, feed
+from lseg_nb.utils.optional import import_optional
 
 
 @dataclass
@@ -67,9 +68,9 @@ def joint_umap(
     check_groups(len(class_names), seen, unseen)
     sampler = PixelSampler(per_class or max_pixels, max_pixels, seed, ignore_index)
     feed(sampler, pixel_emb, pixel_labels)
-    # umap-learn is a required dependency; imported here only because importing it (numba, sklearn) costs
-    # seconds, which every `import lseg_nb.viz` / `lseg_nb.diagnostics` would otherwise pay.
-    import umap
+    # umap-learn is in the 'diagnostics' extra, and importing it (numba, sklearn) costs seconds that every
+    # `import lseg_nb.viz` / `lseg_nb.diagnostics` would otherwise pay
+    umap = import_optional("umap", "diagnostics", "joint_umap (UMAP projection)")
 
     pix, lab = sampler.result()
     text = check_text(text_emb, class_names, pix.shape[1])

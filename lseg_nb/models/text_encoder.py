@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lseg_nb.config import TextEncoderConfig
+from lseg_nb.utils.optional import import_optional
 
 MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
@@ -269,13 +270,15 @@ class SentenceTransformerTextEncoder(TextEncoder):
 
     def __init__(self, name: str = "all-MiniLM-L6-v2", templates: Sequence[str] = ("{}",)) -> None:
         super().__init__(templates)
-        from sentence_transformers import SentenceTransformer
-        from transformers.utils import logging as hf_logging
+        st = import_optional(
+            "sentence_transformers", "minilm", f"the sentence-transformers text encoder ({name})"
+        )
+        from transformers.utils import logging as hf_logging  # installed with sentence-transformers
 
         hf_logging.disable_progress_bar()  # the weight-loading bar is noise for a 90 MB local model
         path = resolve_sentence_transformer(name)
         try:
-            self.model = SentenceTransformer(path, device="cpu")
+            self.model = st.SentenceTransformer(path, device="cpu")
         except OSError as e:
             raise RuntimeError(
                 f"could not load sentence-transformers model {name!r}: {e}. Offline, pass a local model folder, "

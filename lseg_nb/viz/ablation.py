@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import textwrap
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from lseg_nb.diagnostics.ablation_report import AblationReport
+from lseg_nb.viz.mpl import figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BARS = (
     ("seen_miou", "seen mIoU (all labels)", "tab:blue"),
@@ -25,7 +29,7 @@ def plot_ablation(report: AblationReport, title: str | None = None) -> Figure:
     rows = report.rows
     if not rows:
         raise ValueError("the ablation report has no rows to plot")
-    fig = Figure(figsize=(max(6.0, 1.6 * len(rows) + 2), 4.2), layout="constrained")
+    fig = figure(figsize=(max(6.0, 1.6 * len(rows) + 2), 4.2), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(rows))
     width = 0.8 / len(BARS)

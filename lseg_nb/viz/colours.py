@@ -17,7 +17,8 @@ import hashlib
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib import colormaps
+
+from lseg_nb.viz.mpl import colormap
 
 VOID_LABEL = "void (not scored)"
 MIN_DELTA_E = 16.0
@@ -73,9 +74,9 @@ def class_palette(n: int) -> np.ndarray:
     For things without a label text (e.g. clusters); labelled classes use :func:`label_colours`.
     """
     if n <= 10:
-        return np.asarray(colormaps["tab10"].colors[:n])
+        return np.asarray(colormap("tab10").colors[:n])
     if n <= 20:
-        return np.asarray(colormaps["tab20"].colors[:n])
+        return np.asarray(colormap("tab20").colors[:n])
     # computed hues, not the 256-entry "hsv" colour map, which would repeat colours beyond n = 256
     return np.array([colorsys.hsv_to_rgb(i / n, 1.0, 1.0) for i in range(n)]).reshape(-1, 3)
 

@@ -1,26 +1,29 @@
 """Plots for :mod:`lseg_nb.diagnostics`. Every function returns a :class:`matplotlib.figure.Figure`.
 
-Figures are built with ``Figure()`` rather than ``pyplot`` so they work under any backend (Agg included), are
-never shown twice in Jupyter (the returned figure is displayed once), and are not kept alive by pyplot.
+Figures are built with ``Figure()`` (through :mod:`lseg_nb.viz.mpl`) rather than ``pyplot`` so they work under
+any backend (Agg included), are never shown twice in Jupyter (the returned figure is displayed once), and are not
+kept alive by pyplot.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from lseg_nb.diagnostics.calibration import CalibrationReport, TemperatureScaling
 from lseg_nb.diagnostics.neighbours import NeighbourReport
 from lseg_nb.diagnostics.sampling import ArrayLike
 from lseg_nb.diagnostics.umap_projection import UmapResult
 from lseg_nb.viz.colours import label_colours
+from lseg_nb.viz.mpl import figure, line2d, patch
 from lseg_nb.viz.segmentation import void_patch
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 GROUP_COLOURS = {"seen": "tab:blue", "unseen": "tab:orange", "other": "tab:gray"}
 
@@ -30,7 +33,7 @@ def _np(x: ArrayLike) -> np.ndarray:
 
 
 def _grid(nrows: int, ncols: int, cell: tuple[float, float]) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(cell[0] * ncols, cell[1] * nrows), layout="constrained")
+    fig = figure(figsize=(cell[0] * ncols, cell[1] * nrows), layout="constrained")
     return fig, fig.subplots(nrows, ncols, squeeze=False)
 
 
@@ -61,7 +64,7 @@ def plot_neighbour_report(report: NeighbourReport) -> Figure:
     ax[0, 1].legend(fontsize=8)
     for a in ax[0]:
         a.set_xticks(x, [c.name for c in rows], rotation=60, ha="right", fontsize=8)
-    handles = [Patch(color=v, label=k) for k, v in GROUP_COLOURS.items() if any(c.group == k for c in rows)]
+    handles = [patch(color=v, label=k) for k, v in GROUP_COLOURS.items() if any(c.group == k for c in rows)]
     ax[0, 0].legend(handles=handles, fontsize=8, ncol=3, loc="upper left")
     return fig
 
@@ -125,7 +128,7 @@ def plot_umap(result: UmapResult, point_size: float = 4.0, label_texts: bool = T
     for i in txt if label_texts else []:
         name = result.class_names[result.labels[i]] + ("*" if result.is_unseen[i] else "")
         a.annotate(name, result.coords[i], **_UMAP_STYLE)
-    handles = [Line2D([], [], marker=m, ls="", color="gray", label=lbl, **kw) for m, lbl, kw in _UMAP_LEGEND]
+    handles = [line2d([], [], marker=m, ls="", color="gray", label=lbl, **kw) for m, lbl, kw in _UMAP_LEGEND]
     a.legend(handles=handles, fontsize=8, loc="best")
     title = f"UMAP: {result.n_sampled_pixels} of {result.n_input_pixels} pixels + texts"
     a.set(xticks=[], yticks=[], title=title)
@@ -289,10 +292,10 @@ def plot_nearest_text_row(
     used = sorted(
         i for i in set(np.unique(pred).tolist()) | set(np.unique(gt).tolist()) if 0 <= i < len(class_names)
     )
-    handles = [Patch(color=cls_pal[i], label=class_names[i]) for i in used]
+    handles = [patch(color=cls_pal[i], label=class_names[i]) for i in used]
     shown = {class_names[i] for i in used}
     handles += [
-        Patch(color=voc_pal[i], label=f"{vocabulary[i]} (text)")
+        patch(color=voc_pal[i], label=f"{vocabulary[i]} (text)")
         for i in np.unique(near)
         if vocabulary[i] not in shown
     ]

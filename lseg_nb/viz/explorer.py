@@ -9,14 +9,16 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 
 from lseg_nb.viz.colours import hex_colour, label_colours
+from lseg_nb.viz.mpl import figure, line2d, patch
 from lseg_nb.viz.segmentation import overlay
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 def share_text(share: float) -> str:
@@ -47,7 +49,7 @@ def plot_label_query(
         raise ValueError(f"mask {mask.shape} does not match image {np.asarray(image).shape[:2]}")
     colours = label_colours(labels)
     shares = _shares(mask, len(labels))
-    fig = Figure(figsize=(8.5, 3.6), layout="constrained")
+    fig = figure(figsize=(8.5, 3.6), layout="constrained")
     ax = fig.subplots(1, 2)
     ax[0].imshow(image)
     ax[0].set_title(title or "image", fontsize=10)
@@ -56,10 +58,10 @@ def plot_label_query(
     for a in ax:
         a.set_axis_off()
     shown = [i for i in range(len(labels)) if shares[i] > 0 or not omit_absent]
-    handles: list = [Patch(color=colours[i], label=f"{labels[i]} ({share_text(shares[i])})") for i in shown]
+    handles: list = [patch(color=colours[i], label=f"{labels[i]} ({share_text(shares[i])})") for i in shown]
     absent = [labels[i] for i in range(len(labels)) if i not in shown]
     if absent:
-        handles.append(Line2D([], [], ls="", label="not found: " + ", ".join(absent)))
+        handles.append(line2d([], [], ls="", label="not found: " + ", ".join(absent)))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return fig
 
@@ -75,7 +77,7 @@ def plot_similarity_maps(similarity: np.ndarray, labels: Sequence[str], columns:
         raise ValueError(f"similarity must be (K={len(labels)}, H, W), got {sim.shape}")
     cols = max(1, min(columns, len(labels)))
     rows = math.ceil(len(labels) / cols)
-    fig = Figure(figsize=(2.3 * cols + 0.8, 2.3 * rows + 0.3), layout="constrained")
+    fig = figure(figsize=(2.3 * cols + 0.8, 2.3 * rows + 0.3), layout="constrained")
     axes = fig.subplots(rows, cols, squeeze=False)
     lo, hi = float(sim.min()), float(sim.max())
     colours = label_colours(labels)

@@ -9,13 +9,17 @@ notebooks display it and scripts save it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-from matplotlib.axes import Axes
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from lseg_nb.viz.colours import VOID_LABEL, class_palette, label_palette, palette
+from lseg_nb.viz.mpl import figure, patch
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
 
 __all__ = [
     "class_palette",
@@ -52,15 +56,15 @@ def overlay(
 def void_patch(label_map: bool = False) -> Patch:
     """Legend entry for void pixels: untinted in overlays (hatched swatch), black in label maps (``label_map``)."""
     if label_map:
-        return Patch(facecolor="black", edgecolor="black", label=VOID_LABEL)
-    return Patch(facecolor="none", edgecolor="black", hatch="///", label=f"{VOID_LABEL}: untinted")
+        return patch(facecolor="black", edgecolor="black", label=VOID_LABEL)
+    return patch(facecolor="none", edgecolor="black", hatch="///", label=f"{VOID_LABEL}: untinted")
 
 
 def _legend(
     ax: Axes, names: Sequence[str], colours: np.ndarray, present: Sequence[int], unseen: set[int], void: bool
 ) -> None:
     handles = [
-        Patch(color=colours[i] / 255, label=f"{names[i]}{' (unseen)' if i in unseen else ''}")
+        patch(color=colours[i] / 255, label=f"{names[i]}{' (unseen)' if i in unseen else ''}")
         for i in present
     ]
     handles += [void_patch()] if void else []
@@ -81,7 +85,7 @@ def plot_examples(
     """
     colours = label_palette(class_names)
     rows = max(1, len(examples))
-    fig = Figure(figsize=(10, 3.2 * rows))
+    fig = figure(figsize=(10, 3.2 * rows))
     axes = fig.subplots(rows, 3, squeeze=False)
     for r, (image, pred, target) in enumerate(examples):
         present = sorted((set(np.unique(target).tolist()) | set(np.unique(pred).tolist())) - {ignore_index})
@@ -110,7 +114,7 @@ def plot_per_class_iou(
     unseen_set = set(unseen)
     vals = np.array([np.nan if v is None else v for v in per_class_iou], dtype=float)
     order = np.arange(len(class_names))
-    fig = Figure(figsize=(7, 0.32 * len(class_names) + 1.2))
+    fig = figure(figsize=(7, 0.32 * len(class_names) + 1.2))
     ax = fig.subplots()
     colours = ["tab:orange" if i in unseen_set else "tab:blue" for i in order]
     ax.barh(order, np.nan_to_num(vals), color=colours)
@@ -130,7 +134,7 @@ def plot_per_class_iou(
     ax.set_xlabel("IoU")
     ax.set_title(title)
     ax.legend(
-        handles=[Patch(color="tab:blue", label="seen"), Patch(color="tab:orange", label="unseen (*)")],
+        handles=[patch(color="tab:blue", label="seen"), patch(color="tab:orange", label="unseen (*)")],
         loc="lower right",
         fontsize=8,
     )
@@ -144,7 +148,7 @@ def plot_loss_curve(records: Sequence[dict], run_name: str | None = None) -> Fig
     ``run_name``."""
     logged = [r for r in records if "loss" in r]
     steps = [r["step"] for r in logged]
-    fig = Figure(figsize=(6.5, 3.8))
+    fig = figure(figsize=(6.5, 3.8))
     ax = fig.subplots()
     marker = "." if len(steps) <= 30 else None  # short runs: show the logged points themselves
     lines = ax.plot(
