@@ -1,4 +1,4 @@
-"""Training-free dense-CLIP baselines on tiny random-weight open_clip ViTs.
+"""Training-free dense-CLIP baselines (MaskCLIP, SCLIP, NACLIP, ClearCLIP) on tiny random-weight open_clip ViTs.
 
 The last-block variants are checked against explicit recomputations from the block's state dict (plain matmuls,
 per-head loops, NACLIP's own convolution construction of the neighbourhood term); the models then go through the
@@ -36,7 +36,13 @@ from lseg_nb.models.dense_clip import (
     parse_model_spec,
     resize_pos_embed,
 )
-from lseg_nb.models.dense_clip_attention import correlative_weights, gaussian_neighbourhood, sclip_block
+from lseg_nb.models.dense_clip_attention import (
+    clearclip_block,
+    correlative_weights,
+    gaussian_neighbourhood,
+    sclip_block,
+    self_self_weights,
+)
 from lseg_nb.utils.labels import LabelSplit
 from tests.conftest import with_crop
 
@@ -121,6 +127,12 @@ def _ref_last_block(method, x, sd, grid, std=5.0):
 
         y = x + _per_head(csa, q, k, v, sd)
         return y + _mlp(_ln(y, sd, "ln_2"), sd)
+    if method == "clearclip":  # q-q attention only: no residual, no FFN
+
+        def qq(qh, kh, d):
+            return (qh @ qh.transpose(-1, -2) / math.sqrt(d)).softmax(-1)
+
+        return _per_head(qq, q, k, v, sd)
     h, w = grid
     omega = torch.zeros(1 + h * w, 1 + h * w)
     for i in range(h * w):
@@ -134,7 +146,7 @@ def _ref_last_block(method, x, sd, grid, std=5.0):
     return _per_head(nb, q, k, v, sd)
 
 
-@pytest.mark.parametrize("method", ["maskclip", "sclip", "naclip"])
+@pytest.mark.parametrize("method", ["maskclip", "sclip", "naclip", "clearclip"])
 def test_last_block_equals_explicit_recomputation(method):
     model = _tiny(method)
     images = torch.randn(2, 3, 48, 64, generator=torch.Generator().manual_seed(2))
@@ -157,8 +169,10 @@ def test_methods_differ_and_tokens_match_open_clip():
     v = model.visual
     pooled = v.ln_post(v.transformer.resblocks[-1](x)[:, 0]) @ v.proj
     assert torch.allclose(pooled, v(images), atol=1e-5)
-    embs = [_tiny(m).encode_image(images) for m in ("maskclip", "sclip", "naclip")]
-    assert not torch.allclose(embs[0], embs[1], atol=1e-3) and not torch.allclose(embs[1], embs[2], atol=1e-3)
+    embs = [_tiny(m).encode_image(images) for m in ("maskclip", "sclip", "naclip", "clearclip")]
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not torch.allclose(embs[a], embs[b], atol=1e-3), (a, b)
 
 
 def test_correlative_attention_on_a_toy_input():
@@ -171,6 +185,35 @@ def test_correlative_attention_on_a_toy_input():
     # first row of softmax(q q^T s): logits [1, 0, 1] * s
     row = torch.softmax(torch.tensor([1.0, 0.0, 1.0]) * s, 0)
     assert torch.allclose(torch.softmax(q[0, 0] @ q[0, 0].T * s, -1)[0], row)
+
+
+def test_self_self_attention_on_a_toy_input():
+    """ClearCLIP: softmax(q q^T s) per row; the first row of q = [[1, 0], [0, 2], [1, 1]] has logits [1, 0, 1] s."""
+    q = torch.tensor([[[[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]]])
+    s = 0.5**0.5
+    w = self_self_weights(q, s)
+    e = math.exp(s)
+    assert w[0, 0, 0].tolist() == pytest.approx([e / (2 * e + 1), 1 / (2 * e + 1), e / (2 * e + 1)])
+    assert torch.allclose(w.sum(-1), torch.ones(1, 1, 3))
+
+
+def test_clearclip_block_drops_residual_and_ffn():
+    """Zeroing the FFN changes SCLIP's block (FFN kept) but not ClearCLIP's (FFN removed); ClearCLIP's output does
+    not contain the input as a residual: scaling the out-projection scales the output exactly."""
+    model = _tiny("clearclip")
+    block = model.visual.transformer.resblocks[-1]
+    x = torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(7))
+    before = clearclip_block(block, x)
+    sclip_before = sclip_block(block, x)
+    with torch.no_grad():
+        block.mlp.c_proj.weight.zero_()
+        block.mlp.c_proj.bias.zero_()
+    assert torch.equal(clearclip_block(block, x), before)
+    assert not torch.allclose(sclip_block(block, x), sclip_before, atol=1e-3)
+    with torch.no_grad():
+        block.attn.out_proj.weight.mul_(2)
+        block.attn.out_proj.bias.mul_(2)
+    assert torch.allclose(clearclip_block(block, x), 2 * before, atol=1e-5)
 
 
 def test_gaussian_neighbourhood_matches_naclip_convolution():
@@ -258,6 +301,7 @@ def test_spec_parsing_and_config_round_trip(tmp_path):
     assert (cfg.method, cfg.name, cfg.pretrained) == ("maskclip", "ViT-B-16", "openai")
     assert parse_model_spec("naclip:ViT-B-16//data/clip.bin").pretrained == "/data/clip.bin"
     assert parse_model_spec("sclip:ViT-B-16/none").pretrained is None
+    assert parse_model_spec("clearclip:ViT-B-16/openai").method == "clearclip"
     assert parse_model_spec("sclip:ViT-B-16/").pretrained is None
     assert parse_model_spec("naclip:ViT-B-16/openai", gaussian_std=3.0).gaussian_std == 3.0
     assert cfg.spec == "maskclip:ViT-B-16/openai" and parse_model_spec("naclip:x/").spec == "naclip:x/none"

@@ -15,6 +15,7 @@ from lseg_nb.engine.evaluate import evaluate
 from lseg_nb.engine.examples import diverse_indices, example_indices
 from lseg_nb.engine.inference import predict_logits
 from lseg_nb.engine.metrics import compute_metrics, confusion_matrix
+from lseg_nb.engine.pamr import pamr
 from lseg_nb.engine.results import EvalResult
 from lseg_nb.utils.labels import LabelSplit
 from tests.conftest import with_crop
@@ -276,3 +277,51 @@ def test_per_image_counts_sum_to_the_confusion_matrix(tiny_model, dataset):
         np.testing.assert_array_equal(counts.tp.sum(0), np.diag(s.confusion))
         np.testing.assert_array_equal(counts.gt.sum(0), s.confusion.sum(1))
         np.testing.assert_array_equal(counts.pred.sum(0), s.confusion.sum(0))
+
+
+def test_training_free_decision_rule_end_to_end(tiny_model, dataset):
+    """logit scale 40 + prob_thd: softmax over all names of the rescaled cosines, max per class, low-confidence
+    pixels to the background class (0), computed here by hand from the model's logits."""
+    protocol = EvalConfig(logit_scale=40.0, prob_thd=0.5, bootstrap=0)
+    labels = ["sky|air", "cow", "grass", "tree"]
+    data = EvalData(dataset, LabelSplit.from_labels(labels, background="sky"))
+    res = evaluate(tiny_model, data, protocol, progress=False)
+    text = tiny_model.encode_text(["sky", "air", "cow", "grass", "tree"])
+    cm = torch.zeros(4, 4, dtype=torch.long)
+    for img, lab in dataset:
+        cos = predict_logits(tiny_model, img[None], text) / tiny_model.logit_scale
+        p = (cos * 40).softmax(1)
+        per_class = torch.stack([p[:, :2].max(1).values, p[:, 2], p[:, 3], p[:, 4]], 1)
+        pred = per_class.argmax(1)
+        pred[per_class.max(1).values < 0.5] = 0
+        cm += confusion_matrix(pred, lab[None], 4)
+    np.testing.assert_array_equal(res.confusion, cm.numpy())
+    assert "logit scale 40, prob_thd 0.5" in res.protocol_name
+    with pytest.raises(ValueError, match="has no background class"):
+        evaluate(tiny_model, EvalData(dataset, LabelSplit.from_labels(labels)), protocol, progress=False)
+
+
+def test_pamr_refines_the_logits_before_the_decision(tiny_model, dataset):
+    protocol = EvalConfig(pamr_steps=3, pamr_dilations=(1, 2), bootstrap=0)
+    res = ev(tiny_model, dataset, LABELS, protocol=protocol)
+    text = tiny_model.encode_text(LABELS)
+    cm = torch.zeros(4, 4, dtype=torch.long)
+    for img, lab in dataset:
+        refined = pamr(img[None], predict_logits(tiny_model, img[None], text), 3, (1, 2))
+        cm += confusion_matrix(refined.argmax(1), lab[None], 4)
+    np.testing.assert_array_equal(res.confusion, cm.numpy())
+    assert not np.array_equal(res.confusion, ev(tiny_model, dataset, LABELS).confusion)
+
+
+def test_crop_fit_drops_the_remainder_and_stretches_the_grid(tiny_vit):
+    """input_fit='crop' (the references' ViT): a 40x56 input is seen as 32x48 and its logits stretched over
+    40x56 with the model's resize rule; 'pad' pads to 48x64 and crops the logits back."""
+    x = torch.randn(1, 3, 40, 56, generator=torch.Generator().manual_seed(3))
+    text = tiny_vit.encode_text(LABELS)
+    crop = predict_logits(tiny_vit, x, text, EvalConfig(input_fit="crop"))
+    tiny_vit.eval()
+    with torch.no_grad():
+        emb = tiny_vit.encode_image(x[..., :32, :48])
+        ref = tiny_vit.logits_from_embeddings(emb, text, (40, 56))
+    torch.testing.assert_close(crop, ref)
+    assert not torch.allclose(crop, predict_logits(tiny_vit, x, text))

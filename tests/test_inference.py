@@ -13,9 +13,9 @@ from lseg_nb.engine.inference import (
     predict_logits,
     predict_logits_multi,
     scaled_size,
-    short_side_size,
     window_weight,
 )
+from lseg_nb.engine.postprocess import short_side_size
 from lseg_nb.engine.predictor import Predictor
 from tests.conftest import with_crop
 
@@ -326,14 +326,6 @@ def test_protocol_names_every_number_changing_setting():
     assert EvalConfig().key == "single" == EvalConfig(window_batch=2, compile=True, bootstrap=0).key
     assert EvalConfig(amp="bf16").key != EvalConfig().key != EvalConfig(calibrate_seen=True).key
     assert EvalConfig(mode="sliding").key == "sliding" and tf.key.startswith("sliding-")
-
-
-def test_short_side_size_is_the_mmseg_keep_ratio_rule():
-    """mmcv rescale_size with scale (2048, 336): one factor min(2048 / long, 336 / short), sides int(x f + 0.5)."""
-    assert short_side_size(375, 500, 336) == (336, 448)  # a VOC image: factor 0.896
-    assert short_side_size(1024, 2048, 560) == (560, 1120)  # Cityscapes
-    assert short_side_size(100, 3000, 336) == (68, 2048)  # the long side caps the factor at 2048 / 3000
-    assert short_side_size(333, 500, 336) == (336, int(500 * 336 / 333 + 0.5))
 
 
 def test_short_side_resizes_the_input_and_resizes_logits_back(tiny_model, odd_images):

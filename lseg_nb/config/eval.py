@@ -21,6 +21,7 @@ InferenceMode = Literal["single", "sliding", "multiscale"]
 EvalProtocol = Literal["dense", "episodic"]
 Precision = Literal["none", "bf16", "fp16"]
 WindowWeight = Literal["uniform", "smooth"]
+InputFit = Literal["pad", "crop"]
 #: The official multi-scale protocol's scales (PyTorch-Encoding ``MultiEvalModule``).
 OFFICIAL_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 #: Benchmarks scored with the paper's episodic zero-shot protocol (``EvalConfig.protocol='episodic'``).
@@ -45,7 +46,10 @@ class EvalConfig:
     at its centre, which hides window seams of small-crop models). ``'multiscale'``: for each of ``scales`` the
     image is resized -- relative to its own size, or with ``base_size`` so that its long side is
     ``ceil(base_size * scale)`` (the official LSeg protocol: base 520, scales 0.5-1.75, flip, stride 2/3) -- run
-    with sliding windows and, with ``flip``, mirrored; logits are averaged at the input size.
+    with sliding windows and, with ``flip``, mirrored; logits are averaged at the input size. ``input_fit``: a
+    side that is not a multiple of the backbone's stride is zero-padded and the logits cropped back (``pad``,
+    lseg_nb), or the last ``H mod stride`` rows/columns are dropped and the coarse logits stretched over the whole
+    input (``crop``: what the training-free references' CLIP ViT does, see ``docs/protocols-trainingfree.md``).
 
     From logits to a prediction: a class scores the maximum over its names. ``logit_scale=None`` takes the model's
     logits as they are (LSeg: ``cosine / 0.07``); a number re-scales the cosines (training-free harnesses: 40,
@@ -69,6 +73,7 @@ class EvalConfig:
     scales: tuple[float, ...] = OFFICIAL_SCALES
     flip: bool = True
     window_weight: WindowWeight = "uniform"
+    input_fit: InputFit = "pad"
     short_side: int | None = None
     long_cap: int = 2048
     logit_scale: float | None = None
@@ -142,6 +147,8 @@ class EvalConfig:
             base = f"base {self.base_size}" if self.base_size else "relative"
             flip = ", flip" if self.flip else ""
             parts = [f"multiscale({base}, {len(self.scales)} scales{flip}{win}{smooth})"]
+        if self.input_fit == "crop":
+            parts.append("inputs cropped to the patch multiple")
         if self.short_side is not None:
             parts.append(f"short side {self.short_side} (long <= {self.long_cap})")
         if self.logit_scale is not None:

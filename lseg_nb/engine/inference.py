@@ -37,6 +37,8 @@ from torch import Tensor, nn
 
 from lseg_nb.config import EvalConfig
 from lseg_nb.data.images import MAX_PIXELS
+from lseg_nb.engine.pamr import pamr
+from lseg_nb.engine.postprocess import short_side_size
 from lseg_nb.models import LSeg
 from lseg_nb.models.text_encoder import check_text_embeddings
 from lseg_nb.utils.device import autocast, model_device
@@ -96,11 +98,24 @@ class _Runner:
     device: torch.device
     amp: str = "none"
     compile: bool = False
+    fit: str = "pad"
 
     def embed(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
-        """Pixel embeddings of ``x`` zero-padded to the size multiple, and the padded size."""
-        size = _padded_size(self.model, *x.shape[-2:])
-        xp = _pad_to(x, *size)
+        """Pixel embeddings of ``x`` fitted to the size multiple, and the size their logits are resized to:
+        ``pad``: zero-padded, the padded size (logits cropped back by the callers); ``crop``: the remainder rows
+        and columns dropped, the input's own size (the coarse grid is stretched over all of it, as the
+        training-free references do)."""
+        if self.fit == "crop":
+            m = self.model.size_multiple
+            h, w = x.shape[-2:]
+            if h < m or w < m:
+                raise ValueError(
+                    f"an input of {h}x{w} is smaller than one {m}-pixel patch: use input_fit='pad'"
+                )
+            xp, size = x[..., : h - h % m, : w - w % m], (h, w)
+        else:
+            size = _padded_size(self.model, *x.shape[-2:])
+            xp = _pad_to(x, *size)
         with autocast(self.amp, self.device):
             if self.compile:
                 return _compiled_encoder(self.model)(self.model, xp), size
@@ -179,11 +194,13 @@ def _windowed(
     """
     b, (h, w) = x.shape[0], x.shape[-2:]
     sliding = h > crop or w > crop
-    views = [_pad_to(x, crop, crop) if sliding else x]
+    # pad: a side shorter than the window is padded to it; crop (the references): the window shrinks to it
+    pad = sliding and run.fit == "pad"
+    views = [_pad_to(x, crop, crop) if pad else x]
     ph, pw = views[0].shape[-2:]
-    ch, cw = (crop, crop) if sliding else (h, w)
+    ch, cw = (min(crop, ph), min(crop, pw)) if sliding else (h, w)
     stride = max(1, int(crop * protocol.stride_ratio))
-    hs, ws = (_window_starts(ph, crop, stride), _window_starts(pw, crop, stride)) if sliding else ([0], [0])
+    hs, ws = (_window_starts(ph, ch, stride), _window_starts(pw, cw, stride)) if sliding else ([0], [0])
     fuse = (
         flip
         and run.can_upsample
@@ -192,7 +209,7 @@ def _windowed(
         and {pw - cw - a for a in ws} == set(ws)
     )
     if flip and not fuse:
-        views.append(_pad_to(x.flip(-1), crop, crop) if sliding else x.flip(-1))
+        views.append(_pad_to(x.flip(-1), crop, crop) if pad else x.flip(-1))
     # one group = the crops fused into one window result: (view, h0, w0, mirrored)
     windows = [(h0, w0) for h0 in hs for w0 in ws]
     if fuse:
@@ -243,13 +260,6 @@ def scaled_size(h: int, w: int, scale: float, base_size: int | None) -> tuple[in
     return max(1, int(h * long / w + 0.5)), long
 
 
-def short_side_size(h: int, w: int, short: int, long_cap: int = 2048) -> tuple[int, int]:
-    """mmseg ``Resize(scale=(long_cap, short), keep_ratio=True)`` (mmcv ``rescale_size``): one factor
-    ``min(long_cap / long side, short / short side)``, each side ``int(side * factor + 0.5)``."""
-    factor = min(long_cap / max(h, w), short / min(h, w))
-    return max(1, int(h * factor + 0.5)), max(1, int(w * factor + 0.5))
-
-
 def _multiscale(
     run: _Runner, x: Tensor, text_embs: Sequence[Tensor], crop: int, protocol: EvalConfig
 ) -> list[Tensor]:
@@ -296,7 +306,7 @@ def predict_logits_multi(
     h, w = images.shape[-2:]
     check_work(h, w, protocol, crop)
     device = model_device(model)
-    run = _Runner(model, device, protocol.amp, protocol.compile)
+    run = _Runner(model, device, protocol.amp, protocol.compile, protocol.input_fit)
     autocast(protocol.amp, device)  # an unknown choice or fp16 on the CPU fails here, before any work
     with eval_mode(model), torch.inference_mode():
         x = images.to(device=device, dtype=next(model.parameters()).dtype, non_blocking=True)
@@ -314,6 +324,27 @@ def predict_logits_multi(
         if tuple(x.shape[-2:]) != (h, w):  # back to the label map with the model's own resize rule
             out = [upsample_like_model(model, o, (h, w)) for o in out]
         return out
+
+
+def refine_logits(images: Tensor, logits: Sequence[Tensor], protocol: EvalConfig) -> list[Tensor]:
+    """PAMR refinement of per-name logits ``(B, T, H, W)`` when ``protocol.pamr_steps`` > 0 (else unchanged).
+
+    The colours PAMR compares are those the network saw: the (short-side resized) input brought back to the
+    label-map size, bilinear with ``align_corners=False``, as NACLIP does (sinahmr/NACLIP@0cac3a6
+    ``naclip.py:129-135``). Refinement is linear in the logits, so refining the model's logits equals refining
+    cosines and scaling afterwards (the references refine cosines).
+    """
+    if not protocol.pamr_steps:
+        return list(logits)
+    h, w = images.shape[-2:]
+    guide = images.float()
+    if protocol.short_side is not None:
+        size = short_side_size(h, w, protocol.short_side, protocol.long_cap)
+        if size != (h, w):
+            guide = F.interpolate(guide, size=size, mode="bilinear", align_corners=False)
+            guide = F.interpolate(guide, size=(h, w), mode="bilinear", align_corners=False)
+    guide = guide.to(logits[0].device)
+    return [pamr(guide, t, protocol.pamr_steps, protocol.pamr_dilations) for t in logits]
 
 
 def upsample_like_model(model: nn.Module, logits: Tensor, size: tuple[int, int]) -> Tensor:

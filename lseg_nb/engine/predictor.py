@@ -27,9 +27,10 @@ from lseg_nb.engine.inference import (
     _Runner,
     eval_mode,
     predict_logits_multi,
+    refine_logits,
     upsample_like_model,
 )
-from lseg_nb.engine.postprocess import class_scores, encode_labels, predict_classes
+from lseg_nb.engine.postprocess import encode_labels, max_over_names, protocol_predict, protocol_scores
 from lseg_nb.utils.device import autocast, model_device
 from lseg_nb.utils.labels import LabelSplit
 
@@ -65,9 +66,10 @@ class Predictor:
     def __init__(self, model: nn.Module, protocol: EvalConfig | None = None) -> None:
         self.model = model
         self.protocol = protocol or EvalConfig()
-        self._run = _Runner(model, model_device(model), self.protocol.amp, self.protocol.compile)
+        p = self.protocol
+        self._run = _Runner(model, model_device(model), p.amp, p.compile, p.input_fit)
         autocast(self.protocol.amp, self._run.device)  # fail on a bad choice now, not at the first image
-        self._cache_features = self.protocol.mode == "single" and self.protocol.short_side is None
+        self._cache_features = p.mode == "single" and p.short_side is None and p.input_fit == "pad"
         self._x: Tensor | None = None
         self._emb: Tensor | None = None
         self._padded: tuple[int, int] = (0, 0)
@@ -116,42 +118,40 @@ class Predictor:
     def _name_logits(self, text: Tensor) -> Tensor:
         h, w = self.image_size
         if self._emb is None:
-            return predict_logits_multi(self.model, self._x, [text], self.protocol)[0][0]
-        with eval_mode(self.model), torch.inference_mode():
-            logits = self._run.logits(self._emb, text.to(self._emb.device), self._padded)
-        return logits[0, :, :h, :w]
+            logits = predict_logits_multi(self.model, self._x, [text], self.protocol)[0]
+        else:
+            with eval_mode(self.model), torch.inference_mode():
+                logits = self._run.logits(self._emb, text.to(self._emb.device), self._padded)[..., :h, :w]
+        return refine_logits(self._x, [logits], self.protocol)[0][0]
 
     def predict(self, labels: Labels) -> Tensor:
         """Class scores ``(K, H, W)`` (CPU float32) for typed labels, a :class:`LabelSplit`, or text embeddings
         ``(K, D)``: the model's logits, maximum over each class's names (probabilities when the protocol has a
         ``logit_scale`` or ``prob_thd``, see :func:`~lseg_nb.engine.postprocess.class_scores`)."""
-        text, owner, split = self._text(labels)
+        text, owner, _ = self._text(labels)
         scale = getattr(self.model, "logit_scale", None)
-        k = int(owner.max()) + 1 if split is None else split.num_classes
-        return class_scores(self._name_logits(text)[None], owner, k, self.protocol, scale)[0].cpu()
+        return protocol_scores(self._name_logits(text)[None], owner, self.protocol, scale)[0].cpu()
 
     def predict_mask(self, labels: Labels) -> Tensor:
         """Class index per pixel ``(H, W)`` (int64, CPU), with the protocol's background rules (``prob_thd``,
         ``area_thd`` need a label set with a background class)."""
         text, owner, split = self._text(labels)
-        k = int(owner.max()) + 1 if split is None else split.num_classes
         scale = getattr(self.model, "logit_scale", None)
-        scores = class_scores(self._name_logits(text)[None], owner, k, self.protocol, scale)
-        return predict_classes(scores, self.protocol, split.background if split else None)[0].cpu()
+        scores = protocol_scores(self._name_logits(text)[None], owner, self.protocol, scale)
+        return protocol_predict(scores, self.protocol, split.background if split else None)[0].cpu()
 
     def similarity(self, labels: Labels) -> Tensor:
         """Cosine similarity ``(K, H, W)`` (CPU float32) of each class's text with the pixel embeddings (the
         maximum over a class's names): raw similarities before the logit scale and any head block, resized to the
         image with the model's own rule, like its logits."""
-        text, owner, split = self._text(labels)
-        k = int(owner.max()) + 1 if split is None else split.num_classes
+        text, owner, _ = self._text(labels)
         h, w = self.image_size
         with eval_mode(self.model), torch.inference_mode():
             emb, padded = (self._emb, self._padded) if self._emb is not None else self._run.embed(self._x)
             text = F.normalize(text.to(device=emb.device, dtype=emb.dtype), dim=-1)
             sim = torch.einsum("bdhw,kd->bkhw", F.normalize(emb, dim=1), text).float()
             sim = upsample_like_model(self.model, sim, padded)[..., :h, :w]
-        return class_scores(sim, owner, k, EvalConfig())[0].cpu()
+        return max_over_names(sim, owner)[0].cpu()
 
 
 __all__ = ["Predictor", "as_label_split", "to_input"]

@@ -25,13 +25,14 @@ from tqdm.auto import tqdm
 from lseg_nb.config import EvalConfig
 from lseg_nb.data.loading import eval_batches
 from lseg_nb.data.transforms import denormalize
-from lseg_nb.engine.inference import predict_logits_multi
+from lseg_nb.engine.inference import predict_logits_multi, refine_logits
 from lseg_nb.engine.metrics import ImageCounts, confusion_matrices
 from lseg_nb.engine.postprocess import (
-    class_scores,
     encode_labels,
+    max_over_names,
     offset_argmax,
-    predict_classes,
+    protocol_predict,
+    protocol_scores,
     seen_unseen_max,
     shift_seen,
 )
@@ -132,7 +133,7 @@ def score_settings(
         pick = [i for c in classes for i in range(len(labels.owner)) if labels.owner[i] == c]
         position = {c: j for j, c in enumerate(classes)}
         texts.append(text[pick])
-        owners.append(torch.tensor([position[labels.owner[i]] for i in pick], device=device))
+        owners.append(torch.tensor([position[labels.owner[i]] for i in pick]))
     luts = [labels.target_lut(s.classes, ignore_index=-1).to(device) for s in settings]  # -1: not scored
     seen_masks = [torch.zeros(len(s.classes), dtype=torch.bool, device=device) for s in settings]
     for mask, s in zip(seen_masks, settings, strict=True):
@@ -156,7 +157,8 @@ def score_settings(
     )
     with tqdm(total=n, desc=desc, unit="img", disable=not progress) as bar:
         for step, (index, images, target) in enumerate(batches):
-            logits = predict_logits_multi(model, images.to(device, non_blocking=True), texts, protocol)
+            images = images.to(device, non_blocking=True)
+            logits = refine_logits(images, predict_logits_multi(model, images, texts, protocol), protocol)
             finite &= torch.stack([torch.isfinite(t).all() for t in logits]).all()
             if step % _FINITE_EVERY == 0 and not bool(finite):
                 break
@@ -167,15 +169,16 @@ def score_settings(
                 if plain:  # argmax of class logits: any seen offset is one comparison per pixel
                     key = (sub, s.labels.seen)
                     if key not in maxima:
-                        cl = class_scores(logits[sub], owners[sub], len(s.classes), protocol, scale)
-                        maxima[key] = seen_unseen_max(cl, seen_masks[si])
+                        maxima[key] = seen_unseen_max(
+                            max_over_names(logits[sub], owners[sub]), seen_masks[si]
+                        )
                     pred = offset_argmax(maxima[key], s.offset)
                 else:
                     name_logits = logits[sub]
                     if s.offset:
                         name_logits = shift_seen(name_logits, owners[sub], seen_masks[si], s.offset)
-                    scores = class_scores(name_logits, owners[sub], len(s.classes), protocol, scale)
-                    pred = predict_classes(scores, protocol, s.labels.background)
+                    scores = protocol_scores(name_logits, owners[sub], protocol, scale)
+                    pred = protocol_predict(scores, protocol, s.labels.background)
                 accs[si].add(pred, luts[si][target])
                 if si == 0:
                     for j in range(images.shape[0]):

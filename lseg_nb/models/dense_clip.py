@@ -1,4 +1,4 @@
-"""Training-free dense-CLIP baselines with the LSeg interface: MaskCLIP, SCLIP and NACLIP.
+"""Training-free dense-CLIP baselines with the LSeg interface: MaskCLIP, SCLIP, NACLIP and ClearCLIP.
 
 A CLIP ViT image tower (any open_clip model name + pretrained tag, local weights file, or random weights) gives one
 embedding per patch in CLIP's joint space by changing only its last block; the text tower of the *same* CLIP model
@@ -19,23 +19,28 @@ Methods (last block only; every earlier block runs unchanged; then ``ln_post`` a
   Open-Vocabulary Semantic Segmentation", WACV 2025): ``softmax(k k^T s + omega)`` with a Gaussian neighbourhood
   ``omega`` (std ``gaussian_std``, default 5 as its reference) between patch positions; residual and FFN of the
   last block removed ("reduced" architecture).
+* ``clearclip`` -- ClearCLIP (Lan et al., "ClearCLIP: Decomposing CLIP Representations for Dense Vision-Language
+  Inference", ECCV 2024): self-self attention ``softmax(q q^T s)`` applied to ``v``, residual and FFN of the last
+  block removed (mc-lan/ClearCLIP@ad68a40 ``open_clip/transformer.py:523-536,614-616``; ``s`` = ``head_dim**-0.5``).
 
-Deviations from the reference implementations (all three pin an mmsegmentation stack):
+Deviations from the reference implementations (all four pin an mmsegmentation stack):
 
-* no post-processing: no PAMR refinement (SCLIP/NACLIP option), no MaskCLIP key smoothing / prompt denoising /
-  MaskCLIP+ self-training, no background probability threshold (``prob_thd``), one text per class (the
-  references' name files may list several names per class and take the max);
-* test pipelines are the engine's (:mod:`lseg_nb.engine.inference`): the references resize images (e.g. short side 336)
-  and slide 224 px windows with stride 112 -- use ``mode="sliding", crop_size=224, stride_ratio=0.5`` on resized
-  images to approach them; ``config.crop_size`` defaults to the tower's native size (224 for ViT-B/16);
+* the model applies no post-processing: the references' softmax over all names with a fixed logit scale, the
+  per-class max over names, ``prob_thd``/``area_thd`` and PAMR are pure functions of the engine
+  (:mod:`lseg_nb.engine.postprocess`, :mod:`lseg_nb.engine.pamr`) applied by the evaluation protocol; no MaskCLIP
+  key smoothing / prompt denoising / MaskCLIP+ self-training;
+* test pipelines are the engine's (:mod:`lseg_nb.engine.inference`); the references' exact pipelines (short-side
+  resize, 224 px windows at stride 112, dropping ``H mod 16`` rows where lseg_nb pads) are written down in
+  ``docs/protocols-trainingfree.md``; ``config.crop_size`` defaults to the tower's native size (224 for ViT-B/16);
 * positional embeddings are resized bicubically (``align_corners=False``) to the exact patch grid, as mmseg's
-  ``resize_pos_embed`` used by MaskCLIP; SCLIP/NACLIP interpolate with a scale factor ``(n + 0.1) / N``, which
-  samples marginally different positions;
+  ``resize_pos_embed`` used by MaskCLIP; SCLIP/NACLIP/ClearCLIP interpolate with a scale factor ``(n + 0.1) / N``,
+  which samples marginally different positions;
 * logits are ``logit_scale * cosine`` (default: the CLIP model's own learned scale, 100 for OpenAI weights;
-  SCLIP/NACLIP use 40 before their softmax -- the argmax is the same), upsampled bilinearly with
+  SCLIP/NACLIP use 40 before their softmax, ClearCLIP 50 -- the argmax is the same), upsampled bilinearly with
   ``align_corners=False`` as the references;
-* every method uses the same prompt templates (default: OpenAI's 80 ImageNet templates, as SCLIP and NACLIP;
-  MaskCLIP's reference has its own template list); computation is float32 (the references run CLIP in fp16).
+* every method uses the same prompt templates (default: OpenAI's 80 ImageNet templates, as SCLIP, NACLIP and
+  ClearCLIP; MaskCLIP's reference has its own template list); computation is float32 (the references run CLIP in
+  fp16).
 """
 
 from __future__ import annotations
@@ -49,7 +54,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lseg_nb.models.dense_clip_attention import check_block, maskclip_block, naclip_block, sclip_block
+from lseg_nb.models.dense_clip_attention import (
+    check_block,
+    clearclip_block,
+    maskclip_block,
+    naclip_block,
+    sclip_block,
+)
 from lseg_nb.models.text_encoder import (
     OpenCLIPTextEncoder,
     check_text_embeddings,
@@ -57,11 +68,11 @@ from lseg_nb.models.text_encoder import (
     open_clip_local_name,
 )
 
-Method = Literal["maskclip", "sclip", "naclip"]
-METHODS: tuple[str, ...] = ("maskclip", "sclip", "naclip")
+Method = Literal["maskclip", "sclip", "naclip", "clearclip"]
+METHODS: tuple[str, ...] = ("maskclip", "sclip", "naclip", "clearclip")
 RANDOM_WEIGHTS = ("", "none", "random")
 SPEC_FORMS = (
-    "'METHOD:MODEL/PRETRAINED' with METHOD one of maskclip|sclip|naclip, MODEL an open_clip name "
+    "'METHOD:MODEL/PRETRAINED' with METHOD one of maskclip|sclip|naclip|clearclip, MODEL an open_clip name "
     "(e.g. ViT-B-16) and PRETRAINED an open_clip tag (e.g. openai), a local weights file "
     "(maskclip:ViT-B-16//path/to/open_clip_pytorch_model.bin) or 'none' for random weights"
 )
@@ -225,6 +236,8 @@ class DenseCLIP(nn.Module):
             return maskclip_block(block, x)
         if self.config.method == "sclip":
             return sclip_block(block, x)
+        if self.config.method == "clearclip":
+            return clearclip_block(block, x)
         return naclip_block(block, x, grid, self.config.gaussian_std)
 
     def logits_from_embeddings(self, pixel_emb: Tensor, text_emb: Tensor, size: tuple[int, int]) -> Tensor:

@@ -1,4 +1,5 @@
-"""Last-block variants of a CLIP ViT used by the training-free dense-CLIP baselines (MaskCLIP, SCLIP, NACLIP).
+"""Last-block variants of a CLIP ViT used by the training-free dense-CLIP baselines (MaskCLIP, SCLIP, NACLIP,
+ClearCLIP).
 
 Every function works on batch-first tokens ``x`` ``(B, N, C)`` with the class token first and the ``h x w`` patch
 tokens after it in row-major order, and on the last ``ResidualAttentionBlock`` of an open_clip
@@ -82,6 +83,15 @@ def gaussian_neighbourhood(h: int, w: int, std: float) -> Tensor:
     return F.pad(omega, (1, 0, 1, 0))
 
 
+def self_self_weights(q: Tensor, scale: float) -> Tensor:
+    """ClearCLIP's self-self (query-query) attention: ``softmax(q q^T * s)`` (rows sum to 1).
+
+    ``s`` is the block's own ``head_dim ** -0.5``: the reference uses no other temperature
+    (mc-lan/ClearCLIP@ad68a40 ``open_clip/transformer.py:594,614-616``).
+    """
+    return F.softmax(q @ q.transpose(-2, -1) * scale, dim=-1)
+
+
 def neighbourhood_weights(k: Tensor, omega: Tensor, scale: float) -> Tensor:
     """NACLIP's attention: ``softmax(k k^T * s + omega)`` with ``omega`` from :func:`gaussian_neighbourhood`."""
     return F.softmax(k @ k.transpose(-2, -1) * scale + omega.to(k), dim=-1)
@@ -112,6 +122,18 @@ def naclip_block(block: nn.Module, x: Tensor, grid: tuple[int, int], std: float)
     _, k, v = qkv_heads(block.attn, block.ln_1(x))
     omega = gaussian_neighbourhood(grid[0], grid[1], std).to(device=x.device)
     return attend(block.attn, neighbourhood_weights(k, omega, head_scale(block.attn)), v)
+
+
+def clearclip_block(block: nn.Module, x: Tensor) -> Tensor:
+    """ClearCLIP's last block: q-q attention on ``ln_1(x)`` through the output projection; no residual, no FFN.
+
+    ``out_proj(softmax(q q^T s) v)``, as the reference ``VisionTransformer.forward`` with ``model_type='ClearCLIP'``
+    and ``ignore_residual=True`` (mc-lan/ClearCLIP@ad68a40 ``open_clip/transformer.py:523-536``): the attention
+    output alone replaces the block's output (the block's own forward still runs there, its result is discarded);
+    ``ln_post`` and ``proj`` follow as for every method.
+    """
+    q, _, v = qkv_heads(block.attn, block.ln_1(x))
+    return attend(block.attn, self_self_weights(q, head_scale(block.attn)), v)
 
 
 def _slice(bias: Tensor | None, start: int) -> Tensor | None:
