@@ -42,6 +42,7 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.export import Dim
 
 from lseg_nb.engine.provenance import file_sha256, model_family, model_fingerprint
 from lseg_nb.engine.runs import load_model_or_spec
@@ -139,8 +140,6 @@ def _export(module: OnnxSegmenter, args: tuple[Tensor, ...], path: Path, exporte
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings; parity is checked below
         if exporter == "dynamo":
-            from torch.export import Dim
-
             dims = {
                 "batch": Dim("batch"),
                 "height": Dim("height"),
@@ -174,7 +173,7 @@ def _export(module: OnnxSegmenter, args: tuple[Tensor, ...], path: Path, exporte
             )
 
 
-def _hint(family: str, exporter: str) -> str:
+def _hint(exporter: str) -> str:
     if exporter == "torchscript":
         return "the TorchScript tracer handles only CNN LSeg models: use the default exporter='dynamo'"
     return "the dynamo exporter failed on this model; set LSEG_NB_DEBUG=1 for the traceback and report it"
@@ -278,7 +277,7 @@ def export_onnx(
                 said = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
                 raise RuntimeError(
                     f"cannot export this {family} model to ONNX with the {exporter} exporter: {said} "
-                    f"({_hint(family, exporter)})"
+                    f"({_hint(exporter)})"
                 ) from e
         data = proto.SerializeToString()
         if len(data) > MAX_PROTO_BYTES:
@@ -286,6 +285,7 @@ def export_onnx(
                 f"the ONNX model is {len(data) / 2**30:.1f} GiB, over the 2 GiB single-file limit; "
                 "lseg_nb writes single-file models only"
             )
+        onnx.checker.check_model(proto)
         checks = _validate(module, data, text_input, k)
     finally:
         model.to(device, dtype)
