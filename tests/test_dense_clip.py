@@ -233,6 +233,17 @@ def test_gaussian_neighbourhood_matches_naclip_convolution():
     assert omega[1 + 0, 1 + w] == pytest.approx(math.exp(-1 / (2 * std**2)))  # vertical neighbour
 
 
+def test_gaussian_neighbourhood_is_exact():
+    """exp(-d^2 / 2 std^2) from integer coordinate differences, bit for bit (cdist's sqrt-then-square was off by
+    up to 6e-8, and cdist has no ONNX lowering: tests/test_export.py exports NACLIP)."""
+    h, w, std = 7, 9, 5.0
+    n = h * w
+    d2 = torch.tensor(
+        [[float((i // w - j // w) ** 2 + (i % w - j % w) ** 2) for j in range(n)] for i in range(n)]
+    )
+    assert torch.equal(gaussian_neighbourhood(h, w, std)[1:, 1:], torch.exp(-d2 / (2 * std**2)))
+
+
 def test_sclip_block_keeps_residual_and_ffn_on_a_toy_input():
     block = _tiny("sclip").visual.transformer.resblocks[-1]
     x = torch.randn(1, 5, 32, generator=torch.Generator().manual_seed(6))

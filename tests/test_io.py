@@ -8,10 +8,12 @@ import os
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from lseg_nb.utils.io import (
+    atomic_save_npy,
     atomic_save_safetensors,
     atomic_torch_save,
     atomic_write_bytes,
@@ -28,6 +30,7 @@ WRITERS = {
     "bytes": lambda p: atomic_write_bytes(p, b"\x00\x01"),
     "torch": lambda p: atomic_torch_save({"w": torch.ones(2)}, p),
     "safetensors": lambda p: atomic_save_safetensors({"w": torch.ones(2)}, p),
+    "npy": lambda p: atomic_save_npy(np.ones(2, np.float16), p),
 }
 
 
@@ -81,6 +84,17 @@ def test_failed_torch_save_keeps_old_checkpoint_and_no_temp(tmp_path):
     state = safe_torch_load(path)
     assert state["step"] == 3 and torch.equal(state["w"], torch.arange(4.0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_failed_npy_save_keeps_old_array_and_no_temp(tmp_path):
+    path = tmp_path / "features.npy"
+    atomic_save_npy(np.arange(3, dtype=np.float16), path)
+    with pytest.raises(ValueError):  # object arrays need pickling, which is refused
+        atomic_save_npy(np.array([{"a": 1}], dtype=object), path)
+    assert np.array_equal(np.load(path), np.arange(3, dtype=np.float16))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "features.npy"
+    ]  # no ".npy" appended to the temp name
 
 
 def test_round_trips(tmp_path):

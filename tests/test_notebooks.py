@@ -81,6 +81,17 @@ SMALL: dict[str, dict] = {
             "figures/10_training_free_baselines/examples_maskclip.png",
         ],
     },
+    "13_features": {
+        "params": {"examples": [0, 1], "recipe": "openscene"},
+        "figures": 2,
+        "prints": ["nearest text == model prediction, per image"],
+        "writes": [
+            "features/13_features/features.json",
+            "features/13_features/text_embeddings.npy",
+            "features/13_features/image_1.npy",
+            "figures/13_features/nearest_text_image_1.png",
+        ],
+    },
 }
 PAIRS = sorted(p.stem for p in NB_DIR.glob("*.py"))
 

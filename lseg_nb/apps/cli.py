@@ -1,4 +1,4 @@
-"""Command line: ``lseg-nb train|evaluate|benchmark|predict|demo|convert|models|recipes|prepare`` (also
+"""Command line: ``lseg-nb train|evaluate|benchmark|predict|export|demo|convert|models|recipes|prepare`` (also
 ``python -m lseg_nb``).
 
 ``train`` takes the same :class:`~lseg_nb.config.TrainConfig` the notebooks use: ``--config run.json|yaml`` or
@@ -14,12 +14,14 @@ import os
 import pickle
 import sys
 from dataclasses import dataclass
+from typing import Literal
 
 import tyro
 import yaml
 
 from lseg_nb.apps.cli_args import parse_args
 from lseg_nb.apps.cli_eval import cmd_benchmark, cmd_evaluate
+from lseg_nb.apps.export import export_weights
 from lseg_nb.apps.pipeline import demo_config, run_demo, train_run
 from lseg_nb.apps.predict import predict_image
 from lseg_nb.checkpoints import convert_main
@@ -48,6 +50,7 @@ commands:
              such as maskclip:ViT-B-16/openai on a dataset split
   benchmark  score weights (e.g. a converted official checkpoint) on a paper benchmark with its protocol
   predict    segment one image with any labels and save an overlay figure
+  export     export a model to ONNX (labels baked in, or --text-input), validated with onnxruntime
   convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
   models     list named model configs
   recipes    list named recipes (whole training + evaluation settings)
@@ -99,6 +102,25 @@ class PredictArgs:
     """read the labels from a file instead: one class per line"""
     out: str = "prediction.png"
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+
+
+@dataclass(frozen=True)
+class ExportArgs:
+    """Export a model to ONNX: normalised images (B, 3, H, W) -> logits (B, K, H, W), validated with onnxruntime."""
+
+    weights: str
+    """run folder, .safetensors file or training-free model spec such as maskclip:ViT-B-16/openai"""
+    out: str
+    """the .onnx file to write"""
+    labels: tuple[str, ...] | None = None
+    """labels baked into the graph ('sofa|couch' = one class with two names); or use --text-input"""
+    text_input: bool = False
+    """take the label embeddings (K, D) as a second input instead of baking labels in"""
+    exporter: Literal["dynamo", "torchscript"] = "dynamo"
+    """torch.onnx exporter (torchscript: CNN LSeg only, faster)"""
+    opset: int = 18
+    tolerance: float = 1e-4
+    """refuse when max |onnx - torch| > tolerance * max(1, max |logit|)"""
 
 
 @dataclass(frozen=True)
@@ -181,6 +203,16 @@ def cmd_predict(args: list[str]) -> None:
     print(f"figure written to {a.out}")
 
 
+def cmd_export(args: list[str]) -> None:
+    a = parse_args(ExportArgs, args, "lseg-nb export")
+    # "--labels sky grass" and "--labels 'sky, grass'" (shell words, commas) name the same classes
+    labels = None if a.labels is None else [p for word in a.labels for p in word.split(",") if p.strip()]
+    report = export_weights(
+        a.weights, a.out, labels, a.text_input, exporter=a.exporter, opset=a.opset, tolerance=a.tolerance
+    )
+    print(report.text())
+
+
 def cmd_convert(args: list[str]) -> None:
     if len(args) != 2 or any(a.startswith("-") for a in args):
         raise ConfigError("usage: lseg-nb convert OFFICIAL.ckpt OUT.safetensors")
@@ -215,6 +247,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "benchmark": cmd_benchmark,
     "predict": cmd_predict,
+    "export": cmd_export,
     "demo": cmd_demo,
     "convert": cmd_convert,
     "models": cmd_models,

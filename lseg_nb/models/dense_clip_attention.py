@@ -78,8 +78,11 @@ def gaussian_neighbourhood(h: int, w: int, std: float) -> Tensor:
     if std <= 0:
         raise ValueError(f"the Gaussian std must be > 0, got {std}")
     rows, cols = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-    pos = torch.stack([rows.reshape(-1), cols.reshape(-1)], dim=1).float()
-    omega = torch.exp(-torch.cdist(pos, pos).square() / (2 * std**2))
+    r, c = rows.reshape(-1).float(), cols.reshape(-1).float()
+    # Squared distances from coordinate differences: exact for integer positions (cdist's sqrt-then-square is
+    # not), and exportable to ONNX (cdist has no ONNX lowering).
+    dist2 = (r[:, None] - r[None, :]).square() + (c[:, None] - c[None, :]).square()
+    omega = torch.exp(-dist2 / (2 * std**2))
     return F.pad(omega, (1, 0, 1, 0))
 
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 
@@ -181,3 +182,13 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a flat dict of tensors (a state_dict)")
     return obj
+
+
+def atomic_save_npy(array: Any, path: str | Path) -> None:
+    """``numpy.save`` an array to ``path`` atomically (no pickled objects: ``allow_pickle=False``)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to the temporary name
+            np.save(f, np.asarray(array), allow_pickle=False)
+
+    _atomic(Path(path), write)
