@@ -33,6 +33,7 @@ from lseg_nb.engine.seen_bias import fit_split_seen_offset
 from lseg_nb.engine.train import Trainer, quiet_known_warnings
 from lseg_nb.models.text_encoder import TextEncoder
 from lseg_nb.utils.device import resolve_device
+from lseg_nb.utils.errors import printable
 from lseg_nb.utils.io import atomic_save_figure, atomic_write_text
 from lseg_nb.viz.segmentation import plot_examples, plot_loss_curve, plot_per_class_iou
 
@@ -101,9 +102,11 @@ def evaluate_benchmark_run(
     cfg = load_config(TrainConfig, run_dir / "config.json")
     d = data or cfg.data
     if d.data_root is None:
-        raise ValueError(f"{run_dir}: its data.data_root is not set; pass --data-root (the benchmark folder)")
+        raise ConfigError(
+            f"{run_dir}: its data.data_root is not set; pass --data-root (the benchmark folder)"
+        )
     if d.fold is None:
-        raise ValueError(f"{run_dir}: the episodic protocol scores one fold; pass --fold")
+        raise ConfigError(f"{run_dir}: the episodic protocol scores one fold; pass --fold")
     source = episode_source(d.dataset, d.data_root, d.fold, d.splits)  # data errors before the model loads
     model = load_model(run_dir, map_location=str(resolve_device("auto")))
     result = evaluate_source(model, source, generalised, model.config.crop_size, max_episodes, progress)
@@ -163,7 +166,7 @@ def evaluate_model(
 def save_loss_curve(run_dir: str | Path) -> Path:
     """Draw the run's ``metrics.jsonl`` (loss and learning rate, labelled) into ``run_dir/loss_curve.png``."""
     run_dir = Path(run_dir)
-    fig = plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), run_dir.name)
+    fig = plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), printable(run_dir.name))
     atomic_save_figure(fig, run_dir / "loss_curve.png")
     return run_dir / "loss_curve.png"
 
@@ -311,7 +314,9 @@ def write_report(
             unseen,
             "per-class IoU (all labels, generalised zero-shot)" if unseen else "per-class IoU (all labels)",
         ),
-        "loss_curve.png": plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), run_dir.name),
+        "loss_curve.png": plot_loss_curve(
+            MetricsLog(run_dir / "metrics.jsonl").read(), printable(run_dir.name)
+        ),
     }
     for name, fig in figures.items():
         atomic_save_figure(fig, out / name)
@@ -353,4 +358,4 @@ def run_demo(cfg: TrainConfig | None = None, examples: int = 4) -> Path:
         progress=cfg.progress,
         calibrate_seen=bool(trainer.exp.labels.unseen),
     )
-    return write_report(Path(cfg.run_dir), result, trainer.exp, cfg, summary.seconds)
+    return write_report(trainer.run_dir, result, trainer.exp, cfg, summary.seconds)

@@ -16,6 +16,7 @@ from lseg_nb.engine.inference import predict_logits
 from lseg_nb.engine.runs import load_model_or_spec
 from lseg_nb.models.lseg import LSeg
 from lseg_nb.utils.device import model_device, resolve_device
+from lseg_nb.utils.errors import printable
 from lseg_nb.utils.io import atomic_save_figure, check_output_path
 from lseg_nb.utils.labels import clean_labels
 from lseg_nb.viz.explorer import plot_label_query
@@ -79,6 +80,6 @@ def predict_image(
     out = check_output_path(out, "--out")
     image = read_rgb(image_path)
     model = load_model_or_spec(weights, map_location=str(resolve_device("auto")))
-    fig, shares = predict_figure(model, image, names, mode, Path(image_path).name, **options)
+    fig, shares = predict_figure(model, image, names, mode, printable(Path(image_path).name), **options)
     atomic_save_figure(fig, out)
     return shares
