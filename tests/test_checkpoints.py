@@ -539,3 +539,105 @@ def test_missing_decoder_tensor_names_both_names(rn101_official):
         ),
     ):
         build_from_official(partial, text_encoder=RandomTextEncoder(dim=512))
+
+
+# ---- round 3: convert never replaces its input, leaves no temporary file; non-finite weights refused ----
+
+
+def _tiny_safetensors(path: Path) -> bytes:
+    from safetensors.torch import save_file
+
+    save_file({"net.scratch.head1.weight": torch.ones(2)}, str(path))
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("spelling", ["same", "dot", "absolute", "symlink", "hardlink"])
+def test_convert_refuses_an_output_that_is_the_input(tmp_path, monkeypatch, spelling):
+    src = tmp_path / "lseg_official.safetensors"
+    before = _tiny_safetensors(src)
+    monkeypatch.chdir(tmp_path)
+    if spelling == "symlink":
+        (tmp_path / "out.safetensors").symlink_to(src)
+    if spelling == "hardlink":
+        os.link(src, tmp_path / "out.safetensors")
+    dst = {
+        "same": "lseg_official.safetensors",
+        "dot": "./sub/../lseg_official.safetensors",
+        "absolute": str(src),
+        "symlink": "out.safetensors",
+        "hardlink": "out.safetensors",
+    }[spelling]
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(ValueError, match="is the input .*converting in place would replace"):
+        convert_official("lseg_official.safetensors", dst)
+    assert src.read_bytes() == before
+
+
+INTERRUPTED_CONVERT = """
+import sys, time, types
+import safetensors.torch
+import lseg_nb.checkpoints.official as official
+from lseg_nb.apps.cli import main
+from lseg_nb.models import RandomTextEncoder, create_model
+
+model = create_model("lseg_small_cpu", text_encoder=RandomTextEncoder(dim=16, seed=0), features=8,
+                     backbone="resnet18", backbone_pretrained=False)
+# stand-ins: the real conversion needs a full official checkpoint; what is tested is the interrupted write
+official.build_from_official = lambda *a, **k: (model, types.SimpleNamespace(layout="rn101"))
+
+def slow_save_file(tensors, filename, metadata=None):  # a big file being written when the signal arrives
+    with open(filename, "wb") as f:
+        f.write(b"x" * 100_000)
+    print("writing", flush=True)
+    time.sleep(120)
+
+safetensors.torch.save_file = slow_save_file
+sys.exit(main(["convert", sys.argv[1], sys.argv[2]]))
+"""
+
+
+@pytest.mark.parametrize(("signum", "code"), [(2, 130), (15, 143)], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_conversion_leaves_no_temporary_file(tmp_path, signum, code):
+    import signal
+    import subprocess
+
+    torch.save({"state_dict": {"net.x": torch.ones(1)}}, tmp_path / "official.ckpt")
+    out = tmp_path / "out" / "lseg.safetensors"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_CONVERT, str(tmp_path / "official.ckpt"), str(out)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout.readline().strip() == "writing"  # the temporary file exists now
+        assert [p.name for p in out.parent.iterdir()][0].endswith(".tmp")
+        proc.send_signal(signal.Signals(signum))
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert list(out.parent.iterdir()) == []  # no hidden temporary file, no partial output
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tiny_model, text_encoder, tmp_path):
+    model = _randomise(tiny_model)
+    with torch.no_grad():
+        model.head.proj.weight.view(-1)[0] = float("nan")  # one damaged value in 10^4
+    name = "head.proj.weight"
+    save_lseg_nb(model, tmp_path / "m.safetensors")
+    with pytest.raises(
+        ValueError, match=rf"m\.safetensors: tensor {re.escape(name)} holds 1 non-finite value"
+    ):
+        load_lseg_nb(tmp_path / "m.safetensors", text_encoder=RandomTextEncoder(dim=16, seed=0))
+
+
+def test_non_finite_official_weights_are_refused_before_building(tmp_path):
+    sd = {"net.scratch.head1.weight": torch.tensor([1.0, float("inf")]), "net.x": torch.zeros(1)}
+    torch.save({"state_dict": sd}, tmp_path / "broken.ckpt")
+    with pytest.raises(ValueError, match=r"broken\.ckpt: the checkpoint: tensor net\.scratch\.head1\.weight"):
+        convert_official(tmp_path / "broken.ckpt", tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()

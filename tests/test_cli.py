@@ -444,3 +444,112 @@ def test_evaluate_calibrate_seen_reports_both_generalised_rows(trained_run, tmp_
     nofold = ["evaluate", "--model", weights, "--data.dataset", "synthetic_textures", "--eval.calibrate-seen"]
     assert main([*nofold, "--out", str(tmp_path / "x.json")]) == 2
     assert "calibrate_seen needs a zero-shot fold" in capsys.readouterr().err
+
+
+# ---- round 3: lseg_nb's own errors and OS errors are one line; anything else is a bug with its traceback ----
+
+
+@pytest.mark.parametrize(
+    ("error", "shown"),
+    [
+        (KeyError("boom"), "KeyError: 'boom'"),
+        (ValueError("deep"), "ValueError: deep"),
+        (RuntimeError("x"), "RuntimeError: x"),
+    ],
+)
+def test_a_genuine_bug_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys, error, shown):
+    from lseg_nb.apps import cli
+
+    def broken(args):
+        raise error
+
+    monkeypatch.setitem(cli.COMMANDS, "models", broken)
+    assert main(["models", "--x"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == "Traceback (most recent call last):" and shown in err
+    assert err[-1] == (
+        "lseg-nb models: this is a bug in lseg_nb; please report it with the command and the traceback above: "
+        "lseg-nb models --x"
+    )
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        lambda: __import__("lseg_nb.utils.errors", fromlist=["InputError"]).InputError("bad value"),
+        lambda: __import__("lseg_nb.config", fromlist=["ConfigError"]).ConfigError("bad value"),
+        lambda: PermissionError("bad value"),
+    ],
+    ids=["InputError", "ConfigError", "OSError"],
+)
+def test_lseg_nb_errors_and_os_errors_are_one_line(monkeypatch, capsys, error):
+    from lseg_nb.apps import cli
+
+    def fails(args):
+        raise error()
+
+    monkeypatch.setitem(cli.COMMANDS, "models", fails)
+    assert main(["models"]) == 2
+    assert _error_line(capsys) == "lseg-nb models: error: bad value"
+
+
+def _press_ctrl_c(*args, **kwargs):
+    """What Ctrl-C does in the middle of the work: a real SIGINT to this process."""
+    import signal
+    import time
+
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # interrupted by the signal
+    raise AssertionError("SIGINT was not delivered")
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_ctrl_c_during_evaluate_and_predict_is_one_line_exit_130(
+    command, tiny_run, tmp_path, monkeypatch, capsys
+):
+    from lseg_nb.apps import cli
+
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    monkeypatch.setattr(cli, {"evaluate": "evaluate_run", "predict": "predict_image"}[command], _press_ctrl_c)
+    args = {
+        "evaluate": ["evaluate", "--run", str(tiny_run), "--out", str(tmp_path / "e.json")],
+        "predict": ["predict", "--weights", str(tiny_run), "--image", str(image), "--labels", "a", "b"],
+    }[command]
+    try:
+        code = main(args)
+    except KeyboardInterrupt:  # the old behaviour: a traceback
+        code = "KeyboardInterrupt escaped"
+    assert code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"lseg-nb {command}: interrupted (Ctrl-C); nothing more was written"]
+    assert not (tmp_path / "e.json").exists()
+
+
+def test_file_names_that_are_not_utf8_work_and_print(tiny_run, synth_root, tmp_path, capsys):
+    import shutil
+
+    odd = tmp_path / os.fsdecode(b"caf\xe9")  # Latin-1 bytes: not valid UTF-8
+    run = odd / "run"
+    shutil.copytree(tiny_run, run)
+    image = odd / os.fsdecode(b"ph\xf6to.png")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
+    out = odd / os.fsdecode(b"\xe9.png")
+    assert (
+        main(
+            ["predict", "--weights", str(run), "--image", str(image), "--labels", "a", "b", "--out", str(out)]
+        )
+        == 0
+    )
+    assert out.stat().st_size > 0 and "caf\\udce9" in capsys.readouterr().out
+    assert main(["predict", "--weights", str(run), "--image", str(odd / "missing.png"), "--labels", "a"]) == 2
+    assert "caf\\udce9/missing.png does not exist" in _error_line(capsys)
+    data = odd / "synth"
+    shutil.copytree(synth_root, data)
+    trained = odd / "trained"
+    args = ["train", "--run-dir", str(trained), "--steps", "1", "--data.data-root", str(data), *TINY]
+    assert main(args) == 0
+    assert (trained / "model.safetensors").is_file() and (trained / "loss_curve.png").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", "--run", str(trained), "--max-images", "1", "--examples", "1"]) == 0
+    assert (trained / "eval_test_single_examples.png").is_file()

@@ -119,3 +119,45 @@ def test_yaml_tags_never_run_and_syntax_errors_name_the_file(tmp_path):
     (tmp_path / "syntax.yaml").write_text("steps: [3\nlr: 0.1\n")
     with pytest.raises(ConfigError, match=r"syntax\.yaml: not a plain-data YAML file"):
         load_config(TrainConfig, tmp_path / "syntax.yaml")
+
+
+def _alias_bomb() -> str:
+    """A YAML flow list of nested aliases (about 350 bytes) that expands to 9**9 = 387 million strings."""
+    levels = "abcdefghi"
+    items = ['&a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip(levels, levels[1:]):
+        items.append(f"&{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "[" + ", ".join(items) + "]"
+
+
+def test_alias_bomb_as_steps_fails_fast_with_a_short_message(tmp_path):
+    import time
+
+    path = tmp_path / "run.yaml"
+    path.write_text(f"steps: {_alias_bomb()}\n")
+    assert path.stat().st_size < 400
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="run.yaml: .*expands to more than 100000 values") as e:
+        load_config(TrainConfig, path)
+    assert time.perf_counter() - t0 < 1.0 and len(str(e.value)) < 700
+
+
+def test_small_aliases_still_work(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("data: &d {dataset: synthetic_textures, fold: 1}\nsteps: 5\n")
+    assert load_config(TrainConfig, path).data.fold == 1
+
+
+def test_type_errors_show_huge_values_shortened_in_bounded_time():
+    import time
+
+    bomb: list = ["lol"] * 9
+    for _ in range(8):
+        bomb = [bomb] * 9  # what the alias bomb expands to, built in Python (no YAML cap in the way)
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"steps: expected int, got \[\[\[") as e:
+        from_dict(TrainConfig, {"steps": bomb})
+    assert time.perf_counter() - t0 < 1.0 and len(str(e.value)) < 200
+    with pytest.raises(ConfigError, match="is not an integer") as e:
+        TrainConfig(steps=bomb)  # type: ignore[arg-type]
+    assert len(str(e.value)) < 200

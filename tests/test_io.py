@@ -1,5 +1,7 @@
 """Atomic writes: normal file permissions, nothing half-written, durable (fsync), no temporary files left behind;
-output paths checked before the work; errors name the path and the reason."""
+output paths checked before the work; errors name the path and the reason. Paths built from data stay inside
+their root, `~` expands in user paths, the same file is recognised however spelled, safetensors bytes are
+reproducible, bounded values in messages."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from lseg_nb.utils.errors import InputError, printable, shorten
 from lseg_nb.utils.io import (
     atomic_save_npy,
     atomic_save_safetensors,
@@ -21,8 +24,13 @@ from lseg_nb.utils.io import (
     check_output_dir,
     check_output_path,
     clean_stale_tmp,
+    file_stem,
+    inside,
     load_tensors,
     safe_torch_load,
+    safetensors_metadata,
+    same_file,
+    user_path,
 )
 
 WRITERS = {
@@ -196,3 +204,89 @@ def test_read_only_folders_are_named(tmp_path):
             atomic_write_text(ro / "x.txt", "x")
     finally:
         ro.chmod(0o755)
+
+
+@pytest.mark.parametrize(
+    "part",
+    ["../x", "a/../../x", "/etc/passwd", "a\\..\\..\\x", "C:\\x", "x/../../../outside/y.png", "", "a\0b"],
+)
+def test_paths_built_from_data_may_not_leave_their_root(tmp_path, part):
+    with pytest.raises(InputError, match="layout.image_suffix"):
+        inside(tmp_path, "images", part, what="layout.image_suffix")
+    assert list(tmp_path.iterdir()) == []  # checked before anything is created
+
+
+def test_paths_inside_the_root_are_joined(tmp_path):
+    assert inside(tmp_path, "images", "sub/a.b.png") == tmp_path / "images" / "sub" / "a.b.png"
+
+
+@pytest.mark.parametrize(
+    ("text", "stem"),
+    [
+        ("maskclip:ViT-B-16/openai", "maskclip_ViT-B-16_openai"),
+        ("..", "unnamed"),
+        ("../../x", "x"),
+        (".hid", "hid"),
+    ],
+)
+def test_file_stem_is_one_plain_component(text, stem):
+    assert file_stem(text) == stem and "/" not in file_stem(text)
+
+
+def test_tilde_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert user_path("~/runs/x") == tmp_path / "runs" / "x"
+    assert check_output_dir("~/runs/x", "run_dir") == tmp_path / "runs" / "x"
+    assert (tmp_path / "runs" / "x").is_dir() and not Path("~").exists()
+
+
+def test_same_file_however_spelled(tmp_path, monkeypatch):
+    a = tmp_path / "in.safetensors"
+    a.write_bytes(b"x")
+    (tmp_path / "link.safetensors").symlink_to(a)
+    os.link(a, tmp_path / "hard.safetensors")
+    monkeypatch.chdir(tmp_path)
+    for other in (
+        "in.safetensors",
+        "./in.safetensors",
+        str(a),
+        "link.safetensors",
+        "hard.safetensors",
+        "sub/../in.safetensors",
+    ):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        assert same_file(a, other), other
+    assert not same_file(a, "other.safetensors")
+
+
+def test_identical_safetensors_writes_give_identical_bytes(tmp_path):
+    """safetensors keeps metadata in a Rust HashMap whose order changes between writes: the header is sorted."""
+    tensors = {"b": torch.arange(3.0), "a": torch.ones(2, 2)}
+    meta = {f"key{i}": str(i) for i in range(8)}
+    blobs = set()
+    for i in range(6):
+        atomic_save_safetensors(
+            tensors, tmp_path / f"{i}.safetensors", dict(reversed(meta.items())) if i % 2 else meta
+        )
+        blobs.add((tmp_path / f"{i}.safetensors").read_bytes())
+    assert len(blobs) == 1
+    back = load_tensors(tmp_path / "0.safetensors")
+    assert torch.equal(back["a"], tensors["a"]) and torch.equal(back["b"], tensors["b"])
+    assert safetensors_metadata(tmp_path / "0.safetensors") == meta
+
+
+def test_safetensors_in_a_folder_whose_name_is_not_utf8(tmp_path):
+    folder = tmp_path / os.fsdecode(b"w\xffx")
+    atomic_save_safetensors({"w": torch.ones(2)}, folder / "m.safetensors", {"k": "v"})
+    assert torch.equal(load_tensors(folder / "m.safetensors")["w"], torch.ones(2))
+    assert safetensors_metadata(folder / "m.safetensors") == {"k": "v"}
+
+
+def test_messages_show_huge_values_shortened_in_bounded_time():
+    bomb: list = ["x"] * 9
+    for _ in range(8):  # 9**9 = 387 million strings, sharing their lists (as YAML aliases expand)
+        bomb = [bomb] * 9
+    text = shorten(bomb)
+    assert len(text) <= 80 and text.startswith("[[[")
+    assert "..." in shorten("y" * 10**6) and len(shorten("y" * 10**6)) <= 80
+    assert printable(os.fsdecode(b"a\xffb")) == "a\\udcffb"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -301,3 +302,98 @@ def test_manifest_parsing_property(tmp_path_factory, classes, split_file):
     else:
         m = load_manifest(path)
         assert m.classes == tuple(classes) and m.split("train").file == split_file
+
+
+# ---- round 3: paths stay inside the data root, plain split names, classes.txt lines, bounded aliases ----
+
+BOMB_LEVELS = "abcdefghi"
+
+
+def alias_bomb() -> str:
+    """A YAML flow list of nested aliases (~300 bytes) that expands to 9**9 = 387 million strings."""
+    items = ['&a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for prev, name in zip(BOMB_LEVELS, BOMB_LEVELS[1:]):
+        items.append(f"&{name} [" + ",".join([f"*{prev}"] * 9) + "]")
+    return "[" + ", ".join(items) + "]"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("image_suffix", "/../../../outside/x.png"),
+        ("label_suffix", "/../x.png"),
+        ("image_suffix", "a\\..\\b"),
+    ],
+)
+def test_layout_suffixes_are_file_name_endings(tmp_path, key, value):
+    data = copy.deepcopy(BASE)
+    data["layout"][key] = value
+    with pytest.raises(ManifestError, match=rf"toy\.yaml: layout\.{key}: .* must be a file-name ending"):
+        load_manifest(write(tmp_path, data))
+
+
+def test_a_dataset_never_reads_outside_its_root(tmp_path):
+    """Even a layout built in Python (no manifest parsing) cannot reach a file outside the data root."""
+    import dataclasses
+
+    from lseg_nb.data.datasets import SegmentationDataset
+
+    root = make_root(tmp_path / "data")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "x.png").write_bytes(b"secret")
+    m = load_manifest(write(tmp_path, BASE))
+    m = dataclasses.replace(m, layout=dataclasses.replace(m.layout, image_suffix="/../../outside/x.png"))
+    ds = SegmentationDataset(root, m, "train")
+    with pytest.raises(ValueError, match="must be a path relative to .*data"):
+        ds.raw_image(0)
+
+
+@pytest.mark.parametrize("name", ["x/../../../../out/z", "../z", "a b", ".hidden"])
+def test_split_names_are_plain_names(tmp_path, name):
+    data = copy.deepcopy(BASE)
+    data["splits"] = {name: {"file": "splits/train.txt"}}
+    with pytest.raises(ManifestError, match="a split name is a plain name"):
+        load_manifest(write(tmp_path, data))
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "reason"),
+    [
+        ("cat\n\ndog\nhorse\n", 2, "blank line"),
+        ("cat\n   \ndog\nhorse\n", 2, "blank line"),
+        ("cat\ndog\ncat\n", 3, "'cat' is listed again (first on line 1)"),
+    ],
+)
+def test_classes_file_lines_are_refused_naming_the_line(tmp_path, text, line, reason):
+    """A dropped blank line would shift every later class index by one: refused, never skipped."""
+    root = make_root(tmp_path / "data")
+    data = copy.deepcopy(BASE)
+    del data["classes"]
+    data["zero_shot_folds"] = []
+    data["layout"]["classes_file"] = "classes.txt"
+    (root / "classes.txt").write_text(text)
+    m = load_manifest(write(tmp_path, data))
+    with pytest.raises(ManifestError, match=rf"classes\.txt:{line}: .*{re.escape(reason)}"):
+        m.class_names(root)
+    (root / "classes.txt").write_text("cat\ndog\nhorse\n\n\n")  # trailing blank lines shift nothing
+    assert m.class_names(root) == ["cat", "dog", "horse"]
+
+
+def test_classes_file_may_not_leave_the_data_root(tmp_path):
+    data = copy.deepcopy(BASE)
+    data["layout"]["classes_file"] = "../classes.txt"
+    with pytest.raises(
+        ManifestError, match="classes_file: '../classes.txt' must be a path relative to the data root"
+    ):
+        load_manifest(write(tmp_path, data))
+
+
+def test_alias_bomb_in_a_description_fails_fast_with_a_short_message(tmp_path):
+    import time
+
+    text = yaml.safe_dump({k: v for k, v in BASE.items()}, sort_keys=False) + f"description: {alias_bomb()}\n"
+    path = write(tmp_path, text)
+    t0 = time.perf_counter()
+    with pytest.raises(ManifestError, match="expands to more than") as e:
+        load_manifest(path)
+    assert time.perf_counter() - t0 < 1.0 and len(str(e.value)) < 700

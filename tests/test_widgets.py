@@ -212,3 +212,40 @@ def test_unexpected_errors_are_shown_in_the_widget(tiny_model, data, monkeypatch
 def test_single_label_gives_a_constant_mask(tiny_model):
     explorer = LabelExplorer(tiny_model, [torch.zeros(3, 32, 32)])
     assert (explorer.query(0, "anything").mask == 0).all()
+
+
+def _bomb_png() -> bytes:
+    """A PNG header claiming 20000 x 20000 pixels (past Pillow's decompression-bomb limit), almost no data."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    head = chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 20000, 8, 2, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + head + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b"")
+
+
+def test_uploads_use_the_reader_of_predict(tiny_model, data):
+    """16-bit greyscale scaled (not clipped to white), EXIF orientation applied, as lseg-nb predict reads files."""
+    explorer = LabelExplorer(tiny_model, data)
+    grey = np.full((6, 4), 32768, np.uint16)
+    buf = io.BytesIO()
+    Image.fromarray(grey).save(buf, format="PNG")
+    i = explorer.add_upload(buf.getvalue(), "scan16.png")
+    assert abs(int(explorer.display_image(i)[0, 0, 0]) - 128) <= 1  # 32768 / 65535 of white, not 255
+    stored = np.random.default_rng(2).integers(0, 256, (2, 4, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a viewer turns the stored pixels 90 degrees clockwise
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="PNG", exif=exif.tobytes())
+    j = explorer.add_upload(buf.getvalue(), "phone.png")
+    np.testing.assert_array_equal(explorer.display_image(j), np.rot90(stored, -1))
+
+
+def test_an_upload_past_the_decompression_limit_is_one_line_in_the_widget(tiny_model, data):
+    w = label_explorer(tiny_model, data, "a, b")
+    w.upload.value = _upload("huge.png", _bomb_png())
+    assert w.error is not None and "huge.png" in w.error and "too large" in w.error
+    assert "Traceback" not in w.message.value and "\n" not in w.error
+    assert w.picker.value == 0  # nothing was added

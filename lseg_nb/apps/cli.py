@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import pickle
 import sys
 from dataclasses import dataclass
 from typing import Literal
 
 import tyro
-import yaml
 
 from lseg_nb.apps.cli_args import parse_args
+from lseg_nb.apps.cli_errors import USER_ERRORS, run_command  # noqa: F401 - USER_ERRORS: public
 from lseg_nb.apps.cli_eval import cmd_benchmark, cmd_evaluate
 from lseg_nb.apps.export import export_weights
 from lseg_nb.apps.pipeline import demo_config, run_demo, train_run
@@ -33,13 +31,13 @@ from lseg_nb.config import (
     TrainConfig,
     get_recipe,
     list_recipes,
-    load_config,
     to_dict,
 )
 from lseg_nb.config.serialize import require
 from lseg_nb.data.benchmarks.registry import prepare
+from lseg_nb.engine.runs import load_run_config
+from lseg_nb.utils.errors import printable
 from lseg_nb.utils.labels import labels_from_args
-from lseg_nb.utils.optional import MissingDependencyError
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
 
@@ -157,14 +155,17 @@ def _pop_flag(args: list[str], name: str) -> bool:
 
 
 def resolve_train_config(args: list[str]) -> TrainConfig:
-    """The config ``lseg-nb train ARGS`` would run: ``--config`` or ``--preset`` (not both), then flags."""
+    """The config ``lseg-nb train ARGS`` would run: ``--config`` or ``--preset`` (not both), then flags.
+
+    ``--config RUN/config.json`` (a run's own config) trains in ``RUN``, ``--run-dir`` wherever it says
+    (:func:`~lseg_nb.engine.runs.load_run_config`)."""
     args = list(args)
     config, preset = _pop_option(args, "--config"), _pop_option(args, "--preset")
     if config and preset:
         raise ConfigError(
             "give --config FILE or --preset RECIPE, not both (a config file is already a recipe)"
         )
-    default = load_config(TrainConfig, config) if config else get_recipe(preset) if preset else TrainConfig()
+    default = load_run_config(config) if config else get_recipe(preset) if preset else TrainConfig()
     return parse_args(TrainConfig, args, "lseg-nb train", default)
 
 
@@ -255,44 +256,19 @@ COMMANDS = {
     "prepare": cmd_prepare,
 }
 
-# Errors a user can cause (bad input, missing files, full disks, non-finite numbers, a missing optional
-# dependency): one line, exit 2.
-USER_ERRORS = (
-    ConfigError,
-    MissingDependencyError,
-    FileNotFoundError,
-    ValueError,
-    KeyError,
-    RuntimeError,
-    OSError,
-    ArithmeticError,
-    yaml.YAMLError,
-    pickle.UnpicklingError,
-)
-
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``lseg-nb`` console script."""
+    """Entry point of the ``lseg-nb`` console script; exit codes and error handling in
+    :func:`~lseg_nb.apps.cli_errors.run_command` (0 done, 2 a user error, 130 Ctrl-C, 1 a bug)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        print(f"lseg-nb: unknown command {cmd!r}\n\n{USAGE}", file=sys.stderr)
+        print(f"lseg-nb: unknown command {printable(cmd)!r}\n\n{USAGE}", file=sys.stderr)
         return 2
-    try:
-        COMMANDS[cmd](rest)
-    except USER_ERRORS as e:
-        if os.environ.get("LSEG_NB_DEBUG") == "1":
-            raise
-        text = str(e).strip() or type(e).__name__
-        if isinstance(e, KeyError) and text.startswith(("'", '"')):
-            text = text[1:-1]
-        print(f"lseg-nb {cmd}: error: {text}", file=sys.stderr)
-        print("(set LSEG_NB_DEBUG=1 for the full traceback)", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(cmd, lambda: COMMANDS[cmd](rest), argv)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ file whose name carries everything that changes the numbers.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from lseg_nb.engine.evaluate import evaluate, evaluate_run
 from lseg_nb.engine.results import EpisodicResult, EvalResult
 from lseg_nb.engine.runs import load_model
 from lseg_nb.utils.device import resolve_device
-from lseg_nb.utils.io import atomic_save_figure, atomic_write_text, check_output_path
+from lseg_nb.utils.io import atomic_save_figure, atomic_write_text, check_output_path, file_stem, user_path
 from lseg_nb.viz.segmentation import plot_examples, plot_per_class_iou
 
 
@@ -79,8 +78,8 @@ def _pop(args: list[str], name: str) -> str | None:
 
 
 def safe_name(text: str) -> str:
-    """A file-name-safe rendering of a model spec, weights path or dataset name."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "model"
+    """A file-name-safe rendering of a model spec, weights path or dataset name (one path component)."""
+    return file_stem(text, "model")
 
 
 def result_name(data: DataConfig, split: str, protocol: EvalConfig) -> str:
@@ -127,7 +126,7 @@ def cmd_evaluate(args: list[str]) -> None:
             "give exactly one of --run RUN_FOLDER or --model WEIGHTS_OR_SPEC (e.g. --model naclip:ViT-B-16/openai)"
         )
     if run is not None:
-        config = Path(run) / "config.json"
+        config = user_path(run) / "config.json"
         if not config.is_file():
             raise FileNotFoundError(
                 f"{run} is not a run folder (no config.json): pass --run RUN_DIR of a finished run, or --model"
@@ -152,7 +151,7 @@ def cmd_evaluate(args: list[str]) -> None:
             f"--model {a.model} has no run folder to take the data from: add --data.dataset (e.g. --data.dataset "
             "msrc_v2 --data.fold 0)"
         )
-    where = Path(a.run) if a.run else Path("runs", "eval", safe_name(a.model or "model"))
+    where = user_path(a.run) if a.run else Path("runs", "eval", safe_name(a.model or "model"))
     identity = {"run": a.run, "model": a.model, **_identity(a.data, a.split, a.eval)}
     out = check_output_path(Path(a.out) if a.out else where / result_name(a.data, a.split, a.eval), "--out")
     check_result_file(out, identity, a.overwrite)

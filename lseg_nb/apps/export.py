@@ -46,6 +46,7 @@ from torch.export import Dim
 
 from lseg_nb.engine.provenance import file_sha256, model_family, model_fingerprint
 from lseg_nb.engine.runs import load_model
+from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.io import atomic_write_bytes, check_output_path
 from lseg_nb.utils.labels import LabelSplit
 from lseg_nb.utils.optional import MissingDependencyError
@@ -251,11 +252,11 @@ def export_onnx(
     onnx = _require_onnx()
     out = check_output_path(out, "--out")
     if (labels is None) == (not text_input):
-        raise ValueError("give labels to bake in (--labels ...) or text_input=True (--text-input), not both")
+        raise InputError("give labels to bake in (--labels ...) or text_input=True (--text-input), not both")
     if exporter not in EXPORTERS:
-        raise ValueError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
+        raise InputError(f"exporter must be one of {EXPORTERS}, got {exporter!r}")
     if tolerance <= 0:
-        raise ValueError(f"tolerance must be > 0, got {tolerance}")
+        raise InputError(f"tolerance must be > 0, got {tolerance}")
     family = model_family(model)
     split = None if labels is None else LabelSplit.from_labels(labels)
     flags = [(mod, mod.training) for mod in model.modules()]
@@ -349,7 +350,7 @@ def export_weights(
     the labels and the output path are checked before the model is loaded. ``options`` as in :func:`export_onnx`."""
     check_output_path(out, "--out")
     if (labels is None) == (not text_input):
-        raise ValueError("give --labels LABEL ... to bake in, or --text-input, not both")
+        raise InputError("give --labels LABEL ... to bake in, or --text-input, not both")
     if labels is not None:
         LabelSplit.from_labels(labels)
     weights_file = Path(weights) / "model.safetensors" if Path(weights).is_dir() else Path(weights)

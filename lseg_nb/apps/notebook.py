@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from lseg_nb.apps.pipeline import demo_config, train_run
 from lseg_nb.apps.reports import metrics_rows as metrics_table  # noqa: F401 - notebook API
 from lseg_nb.config import ConfigError, TrainConfig, load_config
 from lseg_nb.data.experiment import Experiment, make_experiment
-from lseg_nb.engine.runs import load_model
+from lseg_nb.engine.runs import config_differences, load_model
 from lseg_nb.models.lseg import LSeg
 from lseg_nb.utils.device import resolve_device
-from lseg_nb.utils.io import atomic_save_figure
+from lseg_nb.utils.io import atomic_save_figure, file_stem, inside, user_path
 from lseg_nb.utils.labels import LabelSplit
 from lseg_nb.utils.labels import clean_labels as parse_labels
 
@@ -70,21 +69,32 @@ def notebook_config(
         raise ConfigError(f"notebook_config: {e}; valid fields are those of TrainConfig") from None
 
 
+# notebook_config keywords used only if the run has to be trained: a finished run is returned whatever they say
+TRAIN_ONLY = ("steps", "max_images", "batch_size", "progress", "data_root")
+
+
 def ensure_run(
     run_dir: str | Path, cfg: TrainConfig | None = None, verbose: bool = True, **kwargs: Any
 ) -> Path:
     """Return ``run_dir`` when it holds a finished model (``model.safetensors``); otherwise train it first.
 
     Training uses ``cfg`` (its ``run_dir`` is replaced by ``run_dir``) or ``notebook_config(run_dir, **kwargs)``
-    (e.g. ``steps=``, ``max_images=``); an interrupted run in the folder is resumed.
+    (e.g. ``steps=``, ``max_images=``); an interrupted run in the folder is resumed. A finished run must be the
+    run asked for: with ``cfg``, every field that changes the numbers (:func:`~lseg_nb.engine.runs.
+    config_differences`); with keywords, each one given other than :data:`TRAIN_ONLY` (``dataset=``, ``fold=``,
+    config overrides). A finished run of another dataset or fold is refused, never returned.
     """
-    run_dir = Path(run_dir)
+    run_dir = user_path(run_dir)
+    if cfg is not None and kwargs:
+        raise TypeError(f"give either cfg or notebook_config keywords, not both (got {sorted(kwargs)})")
+    asked = {k: v for k, v in kwargs.items() if k not in TRAIN_ONLY and v is not None}
     if (run_dir / "model.safetensors").is_file():
+        if cfg is not None or asked:  # nothing asked: any finished run
+            want = notebook_config(run_dir, **kwargs) if cfg is None else cfg
+            _check_finished(run_dir, want, None if cfg is not None else asked)
         if verbose:
             print(f"using the finished run in {run_dir}")
         return run_dir
-    if cfg is not None and kwargs:
-        raise TypeError(f"give either cfg or notebook_config keywords, not both (got {sorted(kwargs)})")
     cfg = (
         notebook_config(run_dir, **kwargs) if cfg is None else dataclasses.replace(cfg, run_dir=str(run_dir))
     )
@@ -96,6 +106,28 @@ def ensure_run(
     if verbose:
         print(summary.text())
     return summary.run_dir
+
+
+def _check_finished(run_dir: Path, want: TrainConfig, asked: dict[str, Any] | None) -> None:
+    """Refuse a finished run that is not the one asked for (``asked``: the keywords to check; ``None``: all)."""
+    saved = load_config(TrainConfig, run_dir / "config.json")
+    diff = config_differences(saved, want)
+    if asked is not None:
+        names = {"dataset": "data.dataset", "fold": "data.fold"}
+        keys = {names.get(k, k) for k in asked}
+        diff = [d for d in diff if d in keys or d.split(".")[0] in keys]
+    if diff:
+        have = ", ".join(f"{d}={_field(saved, d)!r}" for d in diff)
+        raise ConfigError(
+            f"{run_dir} holds a finished run with {have}, not the run asked for "
+            f"({', '.join(f'{d}={_field(want, d)!r}' for d in diff)}): pass another run_dir, or ask for that run"
+        )
+
+
+def _field(cfg: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
 
 
 @dataclass
@@ -135,14 +167,31 @@ class LoadedRun:
         return self.experiment.dataset(split, self.config.model, data)
 
 
-def load_run(run_dir: str | Path, device: str = "auto") -> LoadedRun:
-    """Open a finished run folder: model on ``device`` (``auto``: CUDA when available) plus its data and fold."""
-    run_dir = Path(run_dir)
+def load_run(
+    run_dir: str | Path,
+    device: str = "auto",
+    dataset: str | None = None,
+    fold: int | None | Literal["any"] = "any",
+) -> LoadedRun:
+    """Open a finished run folder: model on ``device`` (``auto``: CUDA when available) plus its data and fold.
+
+    Args:
+        run_dir: the run folder (``config.json`` + ``model.safetensors``).
+        device: where the model goes (``auto``: CUDA when available).
+        dataset: when given, the run must be of this dataset (else a ``ConfigError`` naming both).
+        fold: when given (an index or ``None`` for no fold), the run must be of this zero-shot fold.
+    """
+    run_dir = user_path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ConfigError(
             f"{run_dir} is not a run folder (no config.json): train it first, e.g. ensure_run()"
         )
     cfg = load_config(TrainConfig, run_dir / "config.json")
+    data = {"dataset": dataset} if dataset is not None else {}
+    if fold != "any":
+        data["fold"] = fold
+    if data:  # the run asked for: this dataset / fold, nothing else changed
+        _check_finished(run_dir, dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, **data)), data)
     model = load_model(run_dir, map_location=str(resolve_device(device)))
     return LoadedRun(run_dir, cfg, model, make_experiment(cfg.data))
 
@@ -192,13 +241,13 @@ def run_files(run_dir: str | Path) -> list[dict[str, str]]:
 
 def figure_dir(run_dir: str | Path | LoadedRun, notebook: str) -> Path:
     """``run_dir/figures/<notebook>``: where a notebook saves its figures (see :func:`show`)."""
-    base = run_dir.run_dir if isinstance(run_dir, LoadedRun) else Path(run_dir)
-    return base / "figures" / notebook
+    base = run_dir.run_dir if isinstance(run_dir, LoadedRun) else user_path(run_dir)
+    return inside(base, "figures", notebook, what="figure_dir notebook name")
 
 
 def _png_paths(save: str | Path, n: int) -> list[Path]:
-    path = Path(save)
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.name.removesuffix(".png")).strip("_") or "figure"
+    path = user_path(save)
+    stem = file_stem(path.name.removesuffix(".png"), "figure")
     if n == 1:
         return [path.with_name(f"{stem}.png")]
     return [path.with_name(f"{stem}_{i}.png") for i in range(1, n + 1)]

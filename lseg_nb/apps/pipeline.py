@@ -27,6 +27,7 @@ from lseg_nb.engine.results import EvalResult
 from lseg_nb.engine.runs import MetricsLog
 from lseg_nb.engine.train import Trainer, quiet_known_warnings
 from lseg_nb.models.text_encoder import TextEncoder
+from lseg_nb.utils.errors import printable
 from lseg_nb.utils.io import atomic_save_figure, atomic_write_text
 from lseg_nb.utils.optional import MissingDependencyError
 from lseg_nb.viz.segmentation import plot_examples, plot_loss_curve, plot_per_class_iou
@@ -40,7 +41,7 @@ def save_loss_curve(run_dir: str | Path) -> Path | None:
     """
     run_dir = Path(run_dir)
     try:
-        fig = plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), run_dir.name)
+        fig = plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), printable(run_dir.name))
     except MissingDependencyError as e:
         warnings.warn(f"loss_curve.png not drawn: {e}", stacklevel=2)
         return None
@@ -191,7 +192,9 @@ def write_report(
             unseen,
             "per-class IoU (all labels, generalised zero-shot)" if unseen else "per-class IoU (all labels)",
         ),
-        "loss_curve.png": plot_loss_curve(MetricsLog(run_dir / "metrics.jsonl").read(), run_dir.name),
+        "loss_curve.png": plot_loss_curve(
+            MetricsLog(run_dir / "metrics.jsonl").read(), printable(run_dir.name)
+        ),
     }
     for name, fig in figures.items():
         atomic_save_figure(fig, out / name)
@@ -224,4 +227,4 @@ def run_demo(cfg: TrainConfig | None = None, examples: int = 4) -> Path:
     trainer, summary = _fit(cfg)
     protocol = dataclasses.replace(cfg.eval, calibrate_seen=trainer.exp.labels.is_zero_shot)
     result = evaluate(trainer.model, cfg.data, protocol, cfg.data.test_split, examples, cfg.progress)
-    return write_report(Path(cfg.run_dir), result, trainer.exp, cfg, summary.seconds)
+    return write_report(trainer.run_dir, result, trainer.exp, cfg, summary.seconds)

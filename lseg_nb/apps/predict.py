@@ -15,6 +15,7 @@ from lseg_nb.data.images import read_rgb
 from lseg_nb.engine.predictor import Predictor, as_label_split
 from lseg_nb.engine.runs import load_model
 from lseg_nb.utils.device import resolve_device
+from lseg_nb.utils.errors import printable
 from lseg_nb.utils.io import atomic_save_figure, check_output_path
 from lseg_nb.utils.labels import LabelSplit
 from lseg_nb.viz.explorer import plot_label_query
@@ -72,6 +73,6 @@ def predict_image(
     out = check_output_path(out, "--out")
     image = read_rgb(image_path)
     model = load_model(weights, map_location=str(resolve_device("auto")))
-    fig, shares = predict_figure(model, image, split, protocol, Path(image_path).name)
+    fig, shares = predict_figure(model, image, split, protocol, printable(Path(image_path).name))
     atomic_save_figure(fig, out)
     return shares

@@ -22,12 +22,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
+from lseg_nb.data.images import read_rgb
 from lseg_nb.data.transforms import denormalize
 from lseg_nb.engine.predictor import Predictor, to_input
 from lseg_nb.models import LSeg
+from lseg_nb.utils.errors import InputError, UserError, printable
 from lseg_nb.utils.labels import clean_labels
 from lseg_nb.utils.optional import import_optional
 from lseg_nb.viz.colours import label_palette
@@ -79,7 +81,7 @@ class LabelQuery:
         scale, e.g. 1/0.07); above 1 flattens them, below 1 sharpens them; the argmax never changes.
         """
         if not (np.isfinite(temperature) and temperature > 0):
-            raise ValueError(f"temperature must be a positive number, got {temperature}")
+            raise InputError(f"temperature must be a positive number, got {temperature}")
         h, w = self.mask.shape
         if not (0 <= y < h and 0 <= x < w):
             raise IndexError(f"pixel (y={y}, x={x}) is outside the {h}x{w} image")
@@ -95,11 +97,10 @@ class LabelQuery:
 
 
 def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
-    """Image file bytes (PNG, JPEG, ...) -> RGB uint8 ``(H, W, 3)``, with a clear error for anything else."""
-    try:
-        return np.array(Image.open(io.BytesIO(data)).convert("RGB"))
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"{name} is not a readable image ({e}): upload a PNG or JPEG file") from None
+    """Image file bytes (PNG, JPEG, ...) -> RGB uint8 ``(H, W, 3)`` with the reader of ``predict`` and the datasets
+    (:func:`~lseg_nb.data.images.read_rgb`: EXIF orientation, 16-bit scaling, the pixel limit, decompression-bomb
+    refusal), with a clear one-line error for anything else."""
+    return read_rgb(bytes(data), f"upload {printable(name)}")
 
 
 class LabelExplorer:
@@ -115,9 +116,9 @@ class LabelExplorer:
         self, model: LSeg, images: Sequence, names: Sequence[str] | None = None, max_side: int = 640
     ) -> None:
         if len(images) < 1:
-            raise ValueError("the label explorer needs at least one image")
+            raise InputError("the label explorer needs at least one image")
         if names is not None and len(names) != len(images):
-            raise ValueError(f"got {len(names)} names for {len(images)} images")
+            raise InputError(f"got {len(names)} names for {len(images)} images")
         self.model, self.images, self.max_side = model, images, max_side
         self.names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
         self.predictor = Predictor(model)
@@ -144,7 +145,7 @@ class LabelExplorer:
         """Append an RGB uint8 ``(H, W, 3)`` image (shrunk to ``max_side``, normalised); returns its index."""
         rgb = np.asarray(rgb)
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
-            raise ValueError(f"{name}: expected an RGB uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
+            raise InputError(f"{name}: expected an RGB uint8 (H, W, 3) image, got {rgb.dtype} {rgb.shape}")
         h, w = rgb.shape[:2]
         if max(h, w) > self.max_side:
             s = self.max_side / max(h, w)
@@ -155,8 +156,8 @@ class LabelExplorer:
         return len(self) - 1
 
     def add_upload(self, data: bytes, name: str) -> int:
-        """Append an uploaded image file (bytes); returns its index."""
-        return self.add_image(decode_image(data, name), name)
+        """Append an uploaded image file (bytes; read as :func:`decode_image`); returns its index."""
+        return self.add_image(decode_image(data, name), printable(name))
 
     def query(self, index: int, labels: str | Sequence[str]) -> LabelQuery:
         """Segment image ``index`` with ``labels`` (comma-separated text or a list; empty entries and repeats
@@ -288,8 +289,8 @@ class LabelExplorerWidget(W.VBox):
         def run(*args: object) -> None:
             try:
                 fn(*args)
-            except (ValueError, IndexError) as e:
-                self._fail(html.escape(str(e)), str(e))
+            except (UserError, OSError, IndexError) as e:  # what the user can fix: one line
+                self._fail(html.escape(printable(str(e))), printable(str(e)))
             except Exception as e:  # a bug: show it where the user looks
                 text = traceback.format_exc()
                 self._fail(f"<pre>{html.escape(text)}</pre>", f"{type(e).__name__}: {e}")

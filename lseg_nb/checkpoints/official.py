@@ -31,6 +31,8 @@ from lseg_nb.checkpoints.weights import load_into, save_lseg_nb
 from lseg_nb.config import ConfigError, ModelConfig, get_config
 from lseg_nb.models.lseg import LSeg, build_lseg
 from lseg_nb.models.text_encoder import OpenCLIPTextEncoder, TextEncoder
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import check_finite, same_file, user_path
 
 _ARCH_OPTIONS = {1: "bottleneck", 2: "depthwise"}
 
@@ -40,7 +42,7 @@ def _head_fields(sd: dict[str, Tensor], hparams: dict[str, Any], overrides: dict
         return {}
     option = hparams.get("arch_option")
     if option not in _ARCH_OPTIONS:
-        raise ValueError(
+        raise InputError(
             "the checkpoint has a head_block (official arch_option 1 or 2) but no hyper_parameters saying which: "
             "pass head_block='bottleneck' (arch_option 1) or 'depthwise' (2) and block_depth=max(official, 1)"
         )
@@ -57,7 +59,7 @@ class _Named(dict):
     """A stripped official state dict whose missing names raise a ValueError naming the official tensor."""
 
     def __missing__(self, key: str) -> Tensor:
-        raise ValueError(
+        raise InputError(
             f"the checkpoint has no tensor net.{key}, which every official LSeg model has: is it complete?"
         )
 
@@ -85,7 +87,7 @@ def official_config(
     fields |= _head_fields(sd, hparams or {}, overrides)
     proj, out_c = sd.get("clip_pretrained.text_projection"), sd["scratch.head1.weight"].shape[0]
     if proj is not None and proj.shape[1] != out_c:
-        raise ValueError(f"head1 outputs {out_c} channels but the CLIP text embedding has {proj.shape[1]}")
+        raise InputError(f"head1 outputs {out_c} channels but the CLIP text embedding has {proj.shape[1]}")
     try:
         return get_config(LAYOUT_CONFIGS[layout], **(fields | overrides))
     except TypeError as e:
@@ -98,7 +100,9 @@ def build_from_official(
     text_encoder: TextEncoder | None = None,
     **overrides,
 ) -> tuple[LSeg, ConversionReport]:
-    """An eval-mode :class:`LSeg` with the official weights (CLIP text tower from the checkpoint unless given)."""
+    """An eval-mode :class:`LSeg` with the official weights (CLIP text tower from the checkpoint unless given).
+    Non-finite weights are refused naming the official tensor, before any model is built."""
+    check_finite(state_dict, "the checkpoint")
     converted, report = official_to_lseg_nb(state_dict)
     cfg = official_config(state_dict, hparams, **overrides)
     if text_encoder is None:
@@ -106,7 +110,7 @@ def build_from_official(
         try:
             text_encoder = OpenCLIPTextEncoder.from_openai_state_dict(clip, cfg.text.templates)
         except (KeyError, RuntimeError) as e:  # names and shapes were checked: only odd values get here
-            raise ValueError(
+            raise InputError(
                 f"the CLIP text tower (net.clip_pretrained.*) does not load: {first_line(e)}"
             ) from None
     model = build_lseg(cfg, text_encoder)
@@ -125,7 +129,7 @@ def _clip_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     prefix = "clip_pretrained."
     clip = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if not clip:
-        raise ValueError("the checkpoint has no CLIP text tower (net.clip_pretrained.*): pass text_encoder=")
+        raise InputError("the checkpoint has no CLIP text tower (net.clip_pretrained.*): pass text_encoder=")
     proj = clip.get("text_projection")
     embed_dim = proj.shape[1] if proj is not None and proj.ndim == 2 else 512
     visual = {k: v for k, v in clip.items() if k.startswith("visual.")}
@@ -151,13 +155,13 @@ def _clip_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
 
     bad_visual = problems(visual, clip_vitb32_visual_shapes(embed_dim), with_missing=False)
     if bad_visual:
-        raise ValueError(
+        raise InputError(
             f"net.{prefix}visual.* is not OpenAI CLIP ViT-B/32's image tower ({'; '.join(bad_visual)}). LSeg never "
             f"uses that tower: delete the net.{prefix}visual.* tensors from the state_dict and convert again"
         )
     bad_text = problems(text, clip_vitb32_text_shapes(embed_dim), with_missing=True)
     if bad_text:
-        raise ValueError(
+        raise InputError(
             f"the CLIP text tower net.{prefix}* is not OpenAI CLIP ViT-B/32's ({'; '.join(bad_text)}); "
             "official LSeg checkpoints hold the complete ViT-B/32 text tower: is the file complete?"
         )
@@ -179,19 +183,29 @@ def load_official(
     try:
         model, _ = build_from_official(state_dict, hparams, text_encoder, **overrides)
     except ValueError as e:
-        raise ValueError(f"{path}: {e}") from None
+        raise InputError(f"{path}: {e}") from None
     return model.to(map_location)
 
 
 def convert_official(src: str | Path, dst: str | Path, **overrides) -> ConversionReport:
-    """Official ``.ckpt`` -> lseg_nb ``.safetensors`` (verified by a strict load before writing)."""
-    if Path(dst).suffix != ".safetensors":
-        raise ValueError(f"output {dst} must end in .safetensors")
+    """Official ``.ckpt`` -> lseg_nb ``.safetensors`` (verified by a strict load before writing).
+
+    ``dst`` may not be ``src`` however spelled (``./``, relative/absolute, symbolic or hard links): the official
+    file would be replaced and the tensors the conversion drops would be gone.
+    """
+    src, dst = user_path(src), user_path(dst)
+    if dst.suffix != ".safetensors":
+        raise InputError(f"output {dst} must end in .safetensors")
+    if same_file(src, dst):
+        raise InputError(
+            f"output {dst} is the input {src}: converting in place would replace the original checkpoint; "
+            "write the converted weights to another file"
+        )
     state_dict, hparams = split_checkpoint(read_checkpoint(src), str(src))
     try:
         model, report = build_from_official(state_dict, hparams, None, **overrides)
     except ValueError as e:
-        raise ValueError(f"{src}: {e}") from None
+        raise InputError(f"{src}: {e}") from None
     del state_dict
     save_lseg_nb(model, dst, {"source": Path(src).name, "source_layout": report.layout})
     return report

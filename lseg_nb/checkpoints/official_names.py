@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from lseg_nb.checkpoints.official_reader import preview
+from lseg_nb.utils.errors import InputError
 
 Layout = Literal["vitl16_384", "vitb16_384", "rn101"]
 LAYOUT_CONFIGS: dict[str, str] = {
@@ -76,7 +77,7 @@ def _fill(pattern: str, groups: dict[str, str]) -> str:
 
 def _rules(layout: str) -> list[tuple[str, str]]:
     if layout not in LAYOUT_CONFIGS:
-        raise ValueError(f"unknown official layout {layout!r}; known: {sorted(LAYOUT_CONFIGS)}")
+        raise InputError(f"unknown official layout {layout!r}; known: {sorted(LAYOUT_CONFIGS)}")
     return (_RESNET if layout == "rn101" else _VIT) + _COMMON
 
 
@@ -91,10 +92,10 @@ def _rename(key: str, rules: list[tuple[str, str]], to_official: bool) -> str | 
 
 def strip_net(state_dict: dict[str, Any]) -> dict[str, Tensor]:
     if not isinstance(state_dict, dict) or not state_dict:
-        raise ValueError("expected a non-empty state_dict (a dict of tensors)")
+        raise InputError("expected a non-empty state_dict (a dict of tensors)")
     bad = [k for k, v in state_dict.items() if not isinstance(v, Tensor)]
     if bad:
-        raise ValueError(f"state_dict entries that are not tensors: {preview(bad)}")
+        raise InputError(f"state_dict entries that are not tensors: {preview(bad)}")
     if any(k.startswith("net.") for k in state_dict):
         return {k[4:] if k.startswith("net.") else f"<outside net.>{k}": v for k, v in state_dict.items()}
     return dict(state_dict)
@@ -118,7 +119,7 @@ def detect_layout(state_dict: dict[str, Tensor]) -> Layout:
         )
         if key in _VIT_LAYOUTS and "scratch.head1.weight" in sd:
             return _VIT_LAYOUTS[key]  # type: ignore[return-value]
-        raise ValueError(f"official ViT checkpoint with (width, depth, patch) = {key} is not supported")
+        raise InputError(f"official ViT checkpoint with (width, depth, patch) = {key} is not supported")
     if "pretrained.layer1.0.weight" in sd and "scratch.head1.weight" in sd:
         blocks = tuple(
             _block_count(sd, p)
@@ -126,13 +127,13 @@ def detect_layout(state_dict: dict[str, Tensor]) -> Layout:
         )
         if blocks == (3, 4, 23, 3) and "pretrained.layer1.4.0.conv3.weight" in sd:
             return "rn101"
-        raise ValueError(
+        raise InputError(
             f"official ResNet checkpoint with blocks {blocks} is not ResNet-101 and not supported"
         )
     hint = ""
     if {"conv1.weight", "fc.weight"} <= set(sd) or "layer1.0.conv1.weight" in sd:
         hint = " It looks like a plain torchvision/timm ResNet state dict, not an LSeg checkpoint."
-    raise ValueError(
+    raise InputError(
         "not an official LSeg checkpoint: expected names like net.pretrained.model.pos_embed (ViT) or "
         f"net.pretrained.layer1.0.weight (ResNet-101) plus net.scratch.head1.weight.{hint} "
         f"Found {len(sd)} tensors, e.g. {preview(list(sd), 5)}"
@@ -186,7 +187,7 @@ def official_to_lseg_nb(
         else:
             converted[new] = value
     if unmapped:
-        raise ValueError(
+        raise InputError(
             f"{len(unmapped)} checkpoint tensors have no lseg_nb counterpart: {preview(unmapped)}"
         )
     report = ConversionReport(layout, LAYOUT_CONFIGS[layout], len(converted), dropped, unused)
@@ -292,5 +293,5 @@ def lseg_nb_to_official(
         else:
             out[f"net.{new}"] = value
     if unmapped:
-        raise ValueError(f"{len(unmapped)} lseg_nb tensors have no official counterpart: {preview(unmapped)}")
+        raise InputError(f"{len(unmapped)} lseg_nb tensors have no official counterpart: {preview(unmapped)}")
     return out | (unused if unused is not None else unused_placeholders(out, layout))

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lseg_nb.utils.io import load_tensors
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import load_tensors, user_path
 
 _LIGHTNING = ("pytorch_lightning.", "lightning.", "lightning_fabric.")
 _RESAVE = (
@@ -68,20 +69,20 @@ def _load_with_stand_ins(path: Path, first: str) -> Any:
     try:
         unsafe = scan(str(path)) if scan else []
     except Exception:  # noqa: BLE001
-        raise ValueError(
+        raise InputError(
             f"{path} is not a readable PyTorch checkpoint ({first}). A truncated download or another file "
             "format? Compare its size/checksum with the original and download it again."
         ) from None
     foreign = [g for g in unsafe if not (g.startswith(_LIGHTNING) or g == "argparse.Namespace")]
     if foreign or not unsafe:
-        raise ValueError(
+        raise InputError(
             f"{path} could not be loaded with weights_only=True ({preview(foreign, 5) or first}). {_RESAVE}"
         )
     try:
         with torch.serialization.safe_globals([(_stub(g), g) for g in unsafe]):
             return _torch_load(path)
     except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path} could not be loaded safely ({first_line(e)}). {_RESAVE}") from None
+        raise InputError(f"{path} could not be loaded safely ({first_line(e)}). {_RESAVE}") from None
 
 
 def read_checkpoint(path: str | Path) -> Any:
@@ -91,7 +92,7 @@ def read_checkpoint(path: str | Path) -> Any:
     statically scanning the pickle; any other Python object refuses to load with a ``ValueError`` saying how to
     re-save the tensors. Corrupt, truncated or foreign files raise ``ValueError`` too.
     """
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
     if path.suffix == ".safetensors":
@@ -110,7 +111,7 @@ def split_checkpoint(obj: Any, source: str = "checkpoint") -> tuple[dict[str, Te
     elif isinstance(obj, dict):
         sd, hp = obj, None
     else:
-        raise ValueError(f"{source} holds a {type(obj).__name__}, not a checkpoint dict with a state_dict")
+        raise InputError(f"{source} holds a {type(obj).__name__}, not a checkpoint dict with a state_dict")
     if isinstance(hp, _Inert):
         hp = hp.__dict__.get("state")
     return sd, hp if isinstance(hp, dict) else {}

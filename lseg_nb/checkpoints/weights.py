@@ -15,11 +15,18 @@ import torch
 from torch import Tensor
 
 from lseg_nb.checkpoints.official_names import clip_vitb32_visual_placeholders
-from lseg_nb.checkpoints.official_reader import first_line, preview
+from lseg_nb.checkpoints.official_reader import preview
 from lseg_nb.config import ConfigError, ModelConfig, from_dict, to_dict
 from lseg_nb.models.lseg import LSeg, build_lseg
 from lseg_nb.models.text_encoder import OpenCLIPTextEncoder, TextEncoder
-from lseg_nb.utils.io import atomic_save_safetensors, load_tensors
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import (
+    atomic_save_safetensors,
+    check_finite,
+    load_tensors,
+    safetensors_metadata,
+    user_path,
+)
 
 
 def load_into(
@@ -32,11 +39,14 @@ def load_into(
 
     ``source_name`` maps an lseg_nb name to the name the tensor has in the source file (e.g. the official
     ``net.*`` name), shown next to missing and mis-shaped tensors so the user can look for them in that file.
+    Weights holding NaN or infinite values are refused naming the tensor (:func:`~lseg_nb.utils.io.check_finite`).
     """
 
     def named(k: str) -> str:
         other = source_name(k) if source_name else None
         return f"{k} ({other} in the source)" if other and other != k else k
+
+    check_finite(tensors, source, named)
 
     expected = model.state_dict()
     if not any(k.startswith("text_encoder.") for k in expected):  # a parameter-free text encoder was supplied
@@ -56,7 +66,7 @@ def load_into(
         if names
     ]
     if problems:
-        raise ValueError(f"{source} does not fit the {model.config.backbone} model: " + "; ".join(problems))
+        raise InputError(f"{source} does not fit the {model.config.backbone} model: " + "; ".join(problems))
     # names were checked against `expected` above; only config-built text-encoder weights may be absent
     model.load_state_dict(tensors, strict=len(expected) == len(model.state_dict()))
 
@@ -84,18 +94,12 @@ def load_lseg_nb(
     path: str | Path, map_location: str | torch.device = "cpu", text_encoder: TextEncoder | None = None
 ) -> LSeg:
     """Rebuild an eval-mode :class:`LSeg` from a file written by :func:`save_lseg_nb` / :func:`convert_official`."""
-    from safetensors import safe_open
-
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # noqa: BLE001
-        raise ValueError(f"{path} is not a readable safetensors file ({first_line(e)})") from None
+    meta = safetensors_metadata(path)
     if meta.get("format") != "lseg_nb" or "model_config" not in meta:
-        raise ValueError(
+        raise InputError(
             f"{path} has no lseg_nb metadata; for an official .ckpt use load_official()/convert_official()"
         )
     try:
@@ -103,7 +107,7 @@ def load_lseg_nb(
             from_dict(ModelConfig, json.loads(meta["model_config"])), backbone_pretrained=False
         )
     except (ConfigError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: invalid model_config metadata: {e}") from None
+        raise InputError(f"{path}: invalid model_config metadata: {e}") from None
     tensors = load_tensors(path)
     if text_encoder is None and meta.get("text_encoder") == "openai_clip_state_dict":
         prefix = "text_encoder.model."

@@ -6,6 +6,7 @@ import dataclasses
 
 from lseg_nb.config.model import ModelConfig, TextEncoderConfig
 from lseg_nb.config.serialize import ConfigError
+from lseg_nb.utils.errors import UnknownNameError
 
 CLIP_B32 = TextEncoderConfig(kind="open_clip", name="ViT-B-32", pretrained="openai", dim=512)
 MINILM = TextEncoderConfig(kind="sentence_transformers", name="all-MiniLM-L6-v2", dim=384)
@@ -66,7 +67,7 @@ def list_models() -> list[str]:
 def get_config(name: str, **overrides) -> ModelConfig:
     """Named config with field overrides, e.g. ``get_config("lseg_small_cpu", features=32)``."""
     if name not in MODEL_CONFIGS:
-        raise KeyError(f"unknown model {name!r}; available: {list_models()}")
+        raise UnknownNameError(f"unknown model {name!r}; available: {list_models()}")
     try:
         return dataclasses.replace(MODEL_CONFIGS[name], **overrides)
     except TypeError as e:

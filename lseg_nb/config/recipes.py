@@ -57,7 +57,7 @@ def steps_for_epochs(
     process gets ``floor(items / processes)`` items (``DistributedSampler`` with ``drop_last``), cut into whole
     batches of ``batch_size``; ``grad_accum`` batches make one step."""
     if min(items, epochs, batch_size, grad_accum, processes) < 1:
-        raise ValueError(
+        raise ConfigError(
             "steps_for_epochs needs positive items, epochs, batch_size, grad_accum and processes"
         )
     return epochs * (items // processes // batch_size) // grad_accum

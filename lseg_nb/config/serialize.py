@@ -1,9 +1,10 @@
 """Config (de)serialisation: frozen dataclasses <-> plain JSON data, and field validation.
 
 ``to_dict``/``from_dict`` convert to and from plain data (``from_dict`` names the offending field);
-``load_config`` reads strict JSON/YAML (no tags, no duplicate keys); :func:`check_fields` validates a config
-instance on construction (literal choices, number types, finite floats), so a config built by tyro, by
-``from_dict`` or directly in Python is checked the same way.
+``load_config`` reads strict JSON/YAML (no tags, no duplicate keys, bounded aliases); :func:`check_fields`
+validates a config instance on construction (literal choices, number types, finite floats), so a config built
+by tyro, by ``from_dict`` or directly in Python is checked the same way. Messages show values through
+:func:`~lseg_nb.utils.errors.shorten`, so a huge value costs no time and no screen.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import typing
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from lseg_nb.utils.io import atomic_write_text
+from lseg_nb.utils.errors import InputError, shorten
+from lseg_nb.utils.io import atomic_write_text, user_path
 from lseg_nb.utils.parsing import DataFileError, read_data_file
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A configuration value is missing, unknown or of the wrong type."""
 
 
@@ -49,10 +51,10 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
                 return _convert(arg, value, where)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {shorten(value)}")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+            raise ConfigError(f"{where}: {shorten(value)} is not one of {list(args)}")
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
@@ -69,7 +71,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
     if tp is Path:
         return Path(value)
     if isinstance(tp, type) and not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-        raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {shorten(value)}")
     return value
 
 
@@ -80,7 +82,7 @@ def from_dict(cls: type[T], data: dict[str, Any], _where: str | None = None) -> 
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown field(s) {unknown}; valid fields are {sorted(names)}")
+        raise ConfigError(f"{where}: unknown field(s) {shorten(unknown)}; valid fields are {sorted(names)}")
     kwargs = {k: _convert(hints[k], v, f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
@@ -101,7 +103,7 @@ def _check_value(tp: Any, value: Any, where: str) -> None:
                 errors.append(str(e))
         raise ConfigError(errors[0])
     if origin is Literal and value not in args:
-        raise ConfigError(f"{where}={value!r} is not one of {list(args)}")
+        raise ConfigError(f"{where}={shorten(value)} is not one of {list(args)}")
     if origin is tuple and isinstance(value, tuple):
         items = args[:1] * len(value) if len(args) == 2 and args[1] is Ellipsis else args
         if len(items) != len(value):
@@ -109,14 +111,14 @@ def _check_value(tp: Any, value: Any, where: str) -> None:
         for i, (a, v) in enumerate(zip(items, value)):
             _check_value(a, v, f"{where}[{i}]")
     if tp is int and (not isinstance(value, int) or isinstance(value, bool)):
-        raise ConfigError(f"{where}={value!r} is not an integer")
+        raise ConfigError(f"{where}={shorten(value)} is not an integer")
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}={value!r} is not a number")
+            raise ConfigError(f"{where}={shorten(value)} is not a number")
         if not math.isfinite(value):
-            raise ConfigError(f"{where}={value!r} is not a finite number")
+            raise ConfigError(f"{where}={shorten(value)} is not a finite number")
     if tp is str and not isinstance(value, str):
-        raise ConfigError(f"{where}={value!r} is not a string")
+        raise ConfigError(f"{where}={shorten(value)} is not a string")
 
 
 def check_fields(cfg: Any) -> None:
@@ -129,7 +131,7 @@ def check_fields(cfg: Any) -> None:
 def require(ok: bool, field: str, message: str) -> None:
     """Raise :class:`ConfigError` naming ``field`` unless ``ok``."""
     if not ok:
-        raise ConfigError(f"{field}: {message}")
+        raise ConfigError(f"{field}: {message[:300]}")
 
 
 def save_json(cfg: Any, path: str | Path) -> None:
@@ -139,7 +141,7 @@ def save_json(cfg: Any, path: str | Path) -> None:
 
 def load_config(cls: type[T], path: str | Path) -> T:
     """Read a config of type ``cls`` from a JSON or YAML file (strict: no tags, no duplicate keys)."""
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:

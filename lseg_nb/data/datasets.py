@@ -12,9 +12,8 @@ Files are checked lazily per item, so opening a large dataset is instant and a b
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,18 +24,10 @@ from torch.utils.data import Dataset
 from lseg_nb.data.images import read_label, read_rgb
 from lseg_nb.data.manifests import DatasetManifest, load_manifest, resolve_data_root
 from lseg_nb.data.transforms import to_tensor_pair
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import inside, relative_part
 
 Transform = Callable[[Any, Any], tuple[torch.Tensor, torch.Tensor]]
-
-
-def _leaves_root(image_id: str) -> bool:
-    """Whether an id would be followed outside the data root (absolute path, drive, or a ``..`` part)."""
-    win = PureWindowsPath(image_id)
-    return (
-        PurePosixPath(image_id).is_absolute()
-        or bool(win.drive or win.root)
-        or ".." in re.split(r"[/\\]", image_id)
-    )
 
 
 def read_split_ids(path: Path) -> list[str]:
@@ -48,7 +39,7 @@ def read_split_ids(path: Path) -> list[str]:
     try:
         text = Path(path).read_text()
     except UnicodeDecodeError:
-        raise ValueError(f"split file {path} is not a UTF-8 text file of image ids") from None
+        raise InputError(f"split file {path} is not a UTF-8 text file of image ids") from None
     ids: list[str] = []
     first: dict[str, int] = {}
     for n, raw in enumerate(text.splitlines(), 1):
@@ -56,15 +47,11 @@ def read_split_ids(path: Path) -> list[str]:
         if not line:
             continue
         if line in first:
-            raise ValueError(
+            raise InputError(
                 f"{path}:{n}: image id {line!r} is listed again (first on line {first[line]}); each image may "
                 "appear once in a split, or it is scored several times: remove the repeated line"
             )
-        if _leaves_root(line):
-            raise ValueError(
-                f"{path}:{n}: image id {line!r} points outside the data root; ids are relative names such as "
-                "2008_000123 or sub/folder/name (no leading '/', no drive, no '..')"
-            )
+        relative_part(line, f"{path}:{n}: image id", "the data root")
         first[line] = n
         ids.append(line)
     return ids
@@ -94,7 +81,7 @@ class SegmentationDataset(Dataset):
         self.split = split
         self.transform = transform
         spec = self.manifest.split(split)
-        split_file = self.root / spec.file
+        split_file = inside(self.root, spec.file, what=f"{self.manifest.name}: splits.{split}.file")
         if not split_file.is_file():
             raise FileNotFoundError(
                 f"split file {split_file} for split {split!r} of {self.manifest.name} does not exist; "
@@ -102,10 +89,10 @@ class SegmentationDataset(Dataset):
             )
         self.ids: list[str] = read_split_ids(split_file)
         if not self.ids:
-            raise ValueError(f"split file {split_file} lists no image ids")
+            raise InputError(f"split file {split_file} lists no image ids")
         if max_images is not None:
             if max_images < 1:
-                raise ValueError(f"max_images must be >= 1, got {max_images}")
+                raise InputError(f"max_images must be >= 1, got {max_images}")
             self.ids = self.ids[:max_images]
         self.class_names: list[str] = self.manifest.class_names(self.root)
         self.ignore_index: int = self.manifest.layout.ignore_index
@@ -127,12 +114,19 @@ class SegmentationDataset(Dataset):
     def image_path(self, index: int) -> Path:
         """Path of the image of item ``index``."""
         lay = self.manifest.layout
-        return self.root / lay.images_dir / f"{self.ids[index]}{lay.image_suffix}"
+        return inside(
+            self.root, lay.images_dir, f"{self.ids[index]}{lay.image_suffix}", what=self._what(index)
+        )
 
     def label_path(self, index: int) -> Path:
         """Path of the label map of item ``index``."""
         lay = self.manifest.layout
-        return self.root / lay.labels_dir / f"{self.ids[index]}{lay.label_suffix}"
+        return inside(
+            self.root, lay.labels_dir, f"{self.ids[index]}{lay.label_suffix}", what=self._what(index)
+        )
+
+    def _what(self, index: int) -> str:
+        return f"{self.manifest.name}: file of id {self.ids[index]!r} (layout folders + id + suffix)"
 
     def raw_image(self, index: int) -> Image.Image:
         """The untransformed RGB PIL image of item ``index`` (for figures)."""
@@ -145,7 +139,7 @@ class SegmentationDataset(Dataset):
         label = read_label(path, f"label of id {self.ids[index]!r}")
         bad = np.unique(label[(label != self.ignore_index) & ((label < 0) | (label >= self.num_classes))])
         if bad.size:
-            raise ValueError(
+            raise InputError(
                 f"label {path} (id {self.ids[index]!r}) has values {bad[:10].tolist()} outside 0..{self.num_classes - 1} "
                 f"and not ignore_index {self.ignore_index}; check the dataset's classes / layout.ignore_index"
             )
@@ -161,7 +155,7 @@ class SegmentationDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, label = self.raw_image(index), self.raw_label(index)
         if (image.height, image.width) != label.shape:
-            raise ValueError(
+            raise InputError(
                 f"id {self.ids[index]!r}: image {self.image_path(index)} is {image.height}x{image.width} but label "
                 f"{self.label_path(index)} is {label.shape[0]}x{label.shape[1]}"
             )

@@ -34,6 +34,7 @@ from lseg_nb.data.manifests import (
 )
 from lseg_nb.data.synthetic import default_synthetic_root, generate_synthetic
 from lseg_nb.data.transforms import eval_transform, train_transform
+from lseg_nb.utils.io import user_path
 from lseg_nb.utils.labels import LabelSplit
 
 SYNTHETIC = "synthetic_textures"
@@ -45,7 +46,7 @@ def dataset_root(cfg: DataConfig, manifest: DatasetManifest) -> Path:
     if manifest.name == SYNTHETIC and cfg.data_root is None:
         return generate_synthetic(default_synthetic_root())
     if manifest.name == SYNTHETIC and not Path(cfg.data_root, "classes.txt").exists():
-        return generate_synthetic(Path(cfg.data_root))
+        return generate_synthetic(user_path(cfg.data_root))
     return resolve_data_root(cfg.data_root, manifest)
 
 

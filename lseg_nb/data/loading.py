@@ -25,6 +25,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.interrupt import ignore_interrupts
+
 
 def resolve_workers(num_workers: int | None, device: torch.device) -> int:
     """Worker processes for ``device``: ``num_workers`` as given, or automatic (0 on CPU, ``min(8, CPUs)``)."""
@@ -47,7 +50,7 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         self.order = DistributedSampler(range(size), world, rank, shuffle=True, seed=seed, drop_last=True)
         self.batch_size, self.start = batch_size, start
         if len(self.order) < batch_size:
-            raise ValueError(
+            raise InputError(
                 f"the training split has {size} images, fewer than one batch ({batch_size}) per process: "
                 "lower batch_size or raise max_images"
             )
@@ -82,7 +85,8 @@ def train_loader(
 ) -> DataLoader:
     """Endless batches of a dataset indexed by ``(epoch, index)`` (a ``SeededDataset``); see the module docstring.
 
-    Pinned memory on CUDA (copy with ``non_blocking=True``); workers persist for the loader's life.
+    Pinned memory on CUDA (copy with ``non_blocking=True``); workers persist for the loader's life and ignore
+    Ctrl-C, which the training loop handles at a step boundary (:class:`~lseg_nb.utils.interrupt.StopRequest`).
     """
     workers = resolve_workers(num_workers, device)
     return DataLoader(
@@ -91,6 +95,7 @@ def train_loader(
         num_workers=workers,
         pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
+        worker_init_fn=ignore_interrupts if workers > 0 else None,
     )
 
 
@@ -124,14 +129,14 @@ def check_item(
     """``dataset[i]`` as ``(image float (3, H, W), label int64 (H, W), *extras)``, or a ``ValueError`` naming
     the item; with ``num_classes``, label values must be class indices ``< num_classes`` or ``ignore_index``."""
     if not isinstance(item, tuple | list) or len(item) < 2:
-        raise ValueError(f"dataset[{i}] must be (image, label), got {type(item).__name__}")
+        raise InputError(f"dataset[{i}] must be (image, label), got {type(item).__name__}")
     image, label = torch.as_tensor(item[0]), torch.as_tensor(item[1])
     if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-        raise ValueError(
+        raise InputError(
             f"dataset[{i}] image must be a normalised float (3, H, W) tensor, got {image.dtype} {tuple(image.shape)}"
         )
     if label.shape != image.shape[1:] or label.is_floating_point():
-        raise ValueError(
+        raise InputError(
             f"dataset[{i}] label must be an integer (H, W) = {tuple(image.shape[1:])} tensor, got {label.dtype} {tuple(label.shape)}"
         )
     label = label.long()
@@ -139,7 +144,7 @@ def check_item(
         bad = (label != ignore_index) & ((label < 0) | (label >= num_classes))
         if bad.any():
             values = sorted(set(label[bad].tolist()))[:10]
-            raise ValueError(
+            raise InputError(
                 f"dataset[{i}] label holds class indices {values} but only {num_classes} labels were given "
                 f"(valid: 0..{num_classes - 1}, {ignore_index} = void): pass one label text per class index"
             )
@@ -153,7 +158,7 @@ def _collate(items: list[Any]) -> Any:
     sizes = sorted({tuple(it[1].shape) for it in items})
     if len(sizes) > 1:
         first, last = items[0][0], items[-1][0]
-        return _Failed(ValueError(f"images {first}..{last} differ in size {sizes}: use batch_size=1"))
+        return _Failed(InputError(f"images {first}..{last} differ in size {sizes}: use batch_size=1"))
     return (torch.tensor([it[0] for it in items]), *(torch.stack(col) for col in list(zip(*items))[1:]))
 
 
@@ -174,7 +179,7 @@ def eval_batches(
     memory on CUDA, ``num_workers`` as in :func:`resolve_workers`.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     indices = range(len(dataset)) if indices is None else indices
     workers = min(resolve_workers(num_workers, device), len(indices))
     loader = DataLoader(

@@ -3,7 +3,9 @@ zero-shot folds, plus data-root resolution.
 
 Manifests live in ``data_manifests/<name>.yaml`` at the repository root (the source; ``lseg_nb/data_manifests``
 links to it and wheels ship a copy) and are read with a strict ``yaml.SafeLoader`` (no Python tags, no duplicate
-keys); every field is type-checked and errors name the file and the field.
+keys, bounded aliases); every field is type-checked and errors name the file and the field (values shortened).
+Every path a manifest builds (layout folders, suffixes, split and class files) stays inside the data root
+(:func:`~lseg_nb.utils.io.inside`); split names are plain names, since they end up in output file names.
 """
 
 from __future__ import annotations
@@ -12,10 +14,13 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from lseg_nb.utils.parsing import DataFileError, parse_yaml
+from lseg_nb.data.roots import cache_dir, resolve_data_root, shared_dir  # noqa: F401 - re-exported
+from lseg_nb.utils.errors import InputError, shorten
+from lseg_nb.utils.io import inside, relative_part, user_path
+from lseg_nb.utils.parsing import DataFileError, parse_yaml, read_unique_lines
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 REPO_ROOT = PACKAGE_ROOT.parent
@@ -26,7 +31,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """A manifest is malformed, or the data on disk disagrees with it."""
 
 
@@ -85,7 +90,7 @@ class DatasetManifest:
         for s in self.splits:
             if s.name == name:
                 return s
-        raise ManifestError(f"{self._file}: no split {name!r}; available splits: {self.split_names}")
+        raise ManifestError(f"{self._file}: no split {shorten(name)}; available splits: {self.split_names}")
 
     @property
     def _file(self) -> str:
@@ -102,11 +107,10 @@ class DatasetManifest:
                     f"{self._file}: classes come from layout.classes_file; pass the data root to read them"
                 )
             return list(self.classes)
-        path = Path(root) / self.layout.classes_file
+        path = inside(root, self.layout.classes_file, what=f"{self._file}: layout.classes_file")
         if not path.is_file():
             raise FileNotFoundError(f"{self._file}: classes file {path} does not exist (layout.classes_file)")
-        names = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
-        _check_classes(names, f"{path}")
+        names = read_class_lines(path)
         if self.classes is not None and tuple(names) != self.classes:
             raise ManifestError(
                 f"{path}: class list {names} disagrees with classes {list(self.classes)} in {self._file}"
@@ -141,7 +145,7 @@ class DatasetManifest:
                 if f.name == i_or_name:
                     return f
         raise ManifestError(
-            f"{self._file}: no zero-shot fold {i_or_name!r}; folds are 0..{len(folds) - 1} = "
+            f"{self._file}: no zero-shot fold {shorten(i_or_name)}; folds are 0..{len(folds) - 1} = "
             f"{[f.name for f in folds]}"
         )
 
@@ -149,7 +153,7 @@ class DatasetManifest:
         """Check every split file against its sha256; returns ``{split: actual sha256}`` for run records."""
         actual = {}
         for s in self.splits:
-            path = Path(root) / s.file
+            path = inside(root, s.file, what=f"{self._file}: splits.{s.name}.file")
             if not path.is_file():
                 raise FileNotFoundError(
                     f"{self._file}: split file {path} (splits.{s.name}.file) does not exist"
@@ -162,6 +166,15 @@ class DatasetManifest:
                     "manifest deliberately."
                 )
         return actual
+
+
+def read_class_lines(path: Path) -> list[str]:
+    """Class names of a ``classes.txt`` or label file, one per line in index order
+    (:func:`~lseg_nb.utils.parsing.read_unique_lines`: blank and repeated lines refused naming the line)."""
+    try:
+        return read_unique_lines(path, "class name")
+    except DataFileError as e:
+        raise ManifestError(str(e)) from None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -182,14 +195,14 @@ def manifest_path(name_or_path: str | Path) -> Path:
     """Path of a manifest given a bare name (``msrc_v2``) or a path to a YAML file."""
     s = str(name_or_path)
     if isinstance(name_or_path, Path) or "/" in s or os.sep in s or s.endswith((".yaml", ".yml")):
-        path = Path(name_or_path)
+        path = user_path(name_or_path)
         if not path.is_file():
             raise FileNotFoundError(f"manifest file {path} does not exist")
         return path
     path = MANIFEST_DIR / f"{s}.yaml"
     if not path.is_file():
         raise ManifestError(
-            f"unknown manifest {s!r}; shipped manifests: {list_manifests()} (in {MANIFEST_DIR})"
+            f"unknown manifest {shorten(s)}; shipped manifests: {list_manifests()} (in {MANIFEST_DIR})"
         )
     return path
 
@@ -226,7 +239,9 @@ def _mapping(value: Any, where: str, required: set[str], optional: set[str]) -> 
         raise _fail(where, f"expected a mapping, got {type(value).__name__}")
     unknown = sorted(map(str, set(value) - required - optional))
     if unknown:
-        raise _fail(where, f"unknown field(s) {unknown}; valid fields are {sorted(required | optional)}")
+        raise _fail(
+            where, f"unknown field(s) {shorten(unknown)}; valid fields are {sorted(required | optional)}"
+        )
     missing = sorted(required - set(value))
     if missing:
         raise _fail(where, f"missing required field(s) {missing}")
@@ -237,14 +252,22 @@ def _str(value: Any, where: str, allow_none: bool = False) -> Any:
     if value is None and allow_none:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise _fail(where, f"expected a non-empty string, got {value!r}")
+        raise _fail(where, f"expected a non-empty string, got {shorten(value)}")
     return value
 
 
 def _relpath(value: Any, where: str, allow_none: bool = False) -> Any:
     value = _str(value, where, allow_none)
-    if value is not None and (PurePosixPath(value).is_absolute() or ".." in PurePosixPath(value).parts):
-        raise _fail(where, f"{value!r} must be a path relative to the data root (no leading '/' or '..')")
+    try:
+        return value if value is None else relative_part(value, where, "the data root")
+    except InputError as e:
+        raise ManifestError(str(e)) from None
+
+
+def _suffix(value: Any, where: str) -> str:
+    value = _str(value, where)
+    if re.search(r"[/\\\0]", value):
+        raise _fail(where, f"{shorten(value)} must be a file-name ending such as '.png', without '/' or '\\'")
     return value
 
 
@@ -253,7 +276,7 @@ def _check_classes(names: list[str], where: str) -> None:
     for i, n in enumerate(names):
         _str(n, f"{where}[{i}]")
         if n in seen:
-            raise _fail(f"{where}[{i}]", f"duplicate class name {n!r}; class names must be unique")
+            raise _fail(f"{where}[{i}]", f"duplicate class name {shorten(n)}; class names must be unique")
         seen.add(n)
 
 
@@ -264,7 +287,7 @@ def _check_folds(folds: tuple[ZeroShotFold, ...], classes: list[str], where: str
             if n not in known:
                 raise _fail(
                     f"{where}: zero_shot_folds[{i}].unseen[{j}]",
-                    f"{n!r} is not a class; known classes: {classes}",
+                    f"{shorten(n)} is not a class; known classes: {shorten(classes, 300)}",
                 )
         if len(set(f.unseen)) == len(known):
             raise _fail(f"{where}: zero_shot_folds[{i}].unseen", "holds every class; no seen class is left")
@@ -278,26 +301,31 @@ def _parse_layout(value: Any, where: str) -> Layout:
             kw[key] = _relpath(d[key], f"{where}.{key}", allow_none=key == "classes_file")
     for key in ("image_suffix", "label_suffix"):
         if key in d:
-            kw[key] = _str(d[key], f"{where}.{key}")
+            kw[key] = _suffix(d[key], f"{where}.{key}")
     if "ignore_index" in d:
         v = d["ignore_index"]
         if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-            raise _fail(f"{where}.ignore_index", f"expected a non-negative integer, got {v!r}")
+            raise _fail(f"{where}.ignore_index", f"expected a non-negative integer, got {shorten(v)}")
         kw["ignore_index"] = v
     return Layout(**kw)
 
 
 def _parse_splits(value: Any, where: str) -> tuple[SplitSpec, ...]:
     if not isinstance(value, dict) or not value:
-        raise _fail(where, f"expected a non-empty mapping split_name -> {{file, sha256}}, got {value!r}")
+        raise _fail(
+            where, f"expected a non-empty mapping split_name -> {{file, sha256}}, got {shorten(value)}"
+        )
     out = []
     for name, spec in value.items():
-        w = f"{where}.{name}"
-        _str(name, w)
+        w = f"{where}.{str(name)[:40]}"
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise _fail(
+                w, "a split name is a plain name (letters, digits, '_', '-', '.'), used in file names"
+            )
         d = _mapping(spec, w, {"file"}, {"sha256"})
         sha = d.get("sha256")
         if sha is not None and (not isinstance(sha, str) or not _SHA256.match(sha)):
-            raise _fail(f"{w}.sha256", f"expected 64 lowercase hex digits, got {sha!r}")
+            raise _fail(f"{w}.sha256", f"expected 64 lowercase hex digits, got {shorten(sha)}")
         out.append(SplitSpec(name=name, file=_relpath(d["file"], f"{w}.file"), sha256=sha))
     return tuple(out)
 
@@ -311,15 +339,15 @@ def _parse_folds(value: Any, where: str) -> tuple[ZeroShotFold, ...]:
         d = _mapping(item, w, {"name", "unseen"}, set())
         name = _str(d["name"], f"{w}.name")
         if name in names:
-            raise _fail(f"{w}.name", f"duplicate fold name {name!r}")
+            raise _fail(f"{w}.name", f"duplicate fold name {shorten(name)}")
         names.add(name)
         unseen = d["unseen"]
         if not isinstance(unseen, list) or not unseen:
-            raise _fail(f"{w}.unseen", f"expected a non-empty list of class names, got {unseen!r}")
+            raise _fail(f"{w}.unseen", f"expected a non-empty list of class names, got {shorten(unseen)}")
         for j, n in enumerate(unseen):
             _str(n, f"{w}.unseen[{j}]")
         if len(set(unseen)) != len(unseen):
-            raise _fail(f"{w}.unseen", f"lists a class twice: {unseen}")
+            raise _fail(f"{w}.unseen", f"lists a class twice: {shorten(unseen)}")
         folds.append(ZeroShotFold(name=name, unseen=tuple(unseen)))
     return tuple(folds)
 
@@ -330,9 +358,11 @@ def _parse_distractors(value: Any, classes: tuple[str, ...] | None, where: str) 
     for i, w in enumerate(value):
         _str(w, f"{where}[{i}]")
         if w in value[:i]:
-            raise _fail(f"{where}[{i}]", f"{w!r} is listed twice")
+            raise _fail(f"{where}[{i}]", f"{shorten(w)} is listed twice")
         if classes is not None and w in classes:
-            raise _fail(f"{where}[{i}]", f"{w!r} is a class name; distractors are texts besides the classes")
+            raise _fail(
+                f"{where}[{i}]", f"{shorten(w)} is a class name; distractors are texts besides the classes"
+            )
     return tuple(value)
 
 
@@ -342,7 +372,9 @@ def _parse(data: Any, path: Path) -> DatasetManifest:
     d = _mapping(data, f, required, {"classes", "zero_shot_folds", "description", "distractors"})
     name = _str(d["name"], f"{f}: name")
     if not _NAME.match(name):
-        raise _fail(f"{f}: name", f"{name!r} must be a plain folder name (letters, digits, '_', '-', '.')")
+        raise _fail(
+            f"{f}: name", f"{shorten(name)} must be a plain folder name (letters, digits, '_', '-', '.')"
+        )
     layout = _parse_layout(d["layout"], f"{f}: layout")
     classes = d.get("classes")
     if classes is None:
@@ -350,7 +382,7 @@ def _parse(data: Any, path: Path) -> DatasetManifest:
             raise _fail(f"{f}: classes", "missing: list the class names or set layout.classes_file")
     else:
         if not isinstance(classes, list) or not classes:
-            raise _fail(f"{f}: classes", f"expected a non-empty list of class names, got {classes!r}")
+            raise _fail(f"{f}: classes", f"expected a non-empty list of class names, got {shorten(classes)}")
         _check_classes(classes, f"{f}: classes")
         if layout.ignore_index < len(classes):
             raise _fail(
@@ -372,55 +404,4 @@ def _parse(data: Any, path: Path) -> DatasetManifest:
         description=_str(d["description"], f"{f}: description") if "description" in d else "",
         path=path,
         distractors=_parse_distractors(d.get("distractors", []), classes, f"{f}: distractors"),
-    )
-
-
-# ---------------------------------------------------------------- data roots
-
-
-def cache_dir() -> Path:
-    """Cache folder for generated data: ``$LSEG_NB_CACHE`` or ``~/.cache/lseg_nb``."""
-    env = os.environ.get("LSEG_NB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "lseg_nb"
-
-
-def shared_dir() -> Path:
-    """Shared read-only material: ``$LSEG_NB_SHARED`` or ``../shared`` next to the repository."""
-    env = os.environ.get("LSEG_NB_SHARED")
-    return Path(env).expanduser() if env else REPO_ROOT.parent / "shared"
-
-
-def _looks_like(root: Path, manifest: DatasetManifest) -> bool:
-    return (root / manifest.layout.images_dir).is_dir() and any(
-        (root / s.file).is_file() for s in manifest.splits
-    )
-
-
-def resolve_data_root(data_root: str | Path | None, manifest: DatasetManifest) -> Path:
-    """Find a dataset's root folder.
-
-    Order: explicit ``data_root`` > ``$LSEG_NB_DATA`` (a folder holding ``<name>/`` or the dataset itself) >
-    ``$LSEG_NB_SHARED/datasets/<name>`` (default ``../shared`` next to the repo) > ``<cache>/<name>``
-    (``$LSEG_NB_CACHE``, default ``~/.cache/lseg_nb``; where generated sets such as the synthetic one live).
-    """
-    if data_root is not None:
-        root = Path(data_root).expanduser()
-        for cand in (root, root / manifest.name):
-            if _looks_like(cand, manifest):
-                return cand
-        raise FileNotFoundError(
-            f"data root {root} for dataset {manifest.name!r} does not exist or lacks "
-            f"{manifest.layout.images_dir}/ and the split files {[s.file for s in manifest.splits]}"
-        )
-    tried = []
-    env = os.environ.get("LSEG_NB_DATA")
-    candidates = [Path(env).expanduser() / manifest.name, Path(env).expanduser()] if env else []
-    candidates += [shared_dir() / "datasets" / manifest.name, cache_dir() / manifest.name]
-    for cand in candidates:
-        if _looks_like(cand, manifest):
-            return cand
-        tried.append(str(cand))
-    raise FileNotFoundError(
-        f"dataset {manifest.name!r} not found; tried: {tried}. Pass --data-root / data_root=PATH, or set "
-        f"LSEG_NB_DATA to a folder holding {manifest.name}/ (or LSEG_NB_SHARED to the shared folder)."
     )

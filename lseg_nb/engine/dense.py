@@ -25,6 +25,7 @@ from lseg_nb.engine.examples import example_positions
 from lseg_nb.engine.metrics import chance_baseline, compute_metrics
 from lseg_nb.engine.results import EvalExample, EvalResult, SettingResult
 from lseg_nb.engine.scoring import Setting, score_settings
+from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.labels import LabelSplit
 
 
@@ -55,7 +56,7 @@ def dense_settings(labels: LabelSplit, seen_offset: float | None = None) -> list
             out.append(Setting("calibrated", every, labels, float(seen_offset)))
         out.append(Setting("unseen_only", labels.unseen, labels.subset(labels.unseen)))
     elif seen_offset is not None:
-        raise ValueError("seen-bias calibration needs a zero-shot fold (seen and unseen classes)")
+        raise InputError("seen-bias calibration needs a zero-shot fold (seen and unseen classes)")
     return out
 
 

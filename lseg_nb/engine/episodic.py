@@ -43,6 +43,7 @@ from lseg_nb.engine.metrics import confusion_matrices
 from lseg_nb.engine.results import EpisodeCounts, EpisodicResult, EvalResult
 from lseg_nb.engine.scoring import Setting
 from lseg_nb.utils.device import model_device
+from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.labels import LabelSplit
 
 EPISODIC = "episodic binary zero-shot (paper protocol: HSNet episodes, ['others', class], 480x480)"
@@ -57,7 +58,7 @@ def binary_areas(pred: Tensor, target: Tensor, check: bool = True) -> tuple[Tens
     """
     lead, hw = pred.shape[:-2], pred.shape[-2:]
     if target.shape != pred.shape or len(hw) != 2:
-        raise ValueError(
+        raise InputError(
             f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must be (..., H, W) alike"
         )
     cm = confusion_matrices(pred.reshape(-1, *hw), target.reshape(-1, *hw), 2, IGNORE, check)
@@ -231,7 +232,7 @@ def generalised_data(
     ``scope="fold"``: the fold's unseen classes compete (pixels of any other class count as "others");
     ``scope="all"``: every class of the benchmark, the fold's unseen and the others seen."""
     if scope not in ("fold", "all"):
-        raise ValueError(f"scope must be 'fold' or 'all', got {scope!r}")
+        raise InputError(f"scope must be 'fold' or 'all', got {scope!r}")
     names = source.class_names
     scope_ids = list(source.class_ids) if scope == "fold" else list(range(1, len(names) + 1))
     # class map -> label position; classes outside the scope count as "others" (0), void stays void

@@ -26,6 +26,7 @@ from lseg_nb.engine.results import EpisodicResult, EvalResult
 from lseg_nb.engine.runs import load_model
 from lseg_nb.engine.seen_bias import fit_seen_offset
 from lseg_nb.utils.device import resolve_device
+from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.labels import LabelSplit
 
 Data = DataConfig | EvalData | EpisodeSource
@@ -35,11 +36,11 @@ def _episodes(data: Data, protocol: EvalConfig) -> EpisodeSource:
     if isinstance(data, EpisodeSource):
         return data
     if not isinstance(data, DataConfig):
-        raise ValueError(
+        raise InputError(
             "the episodic protocol scores a benchmark fold: pass a DataConfig or an EpisodeSource"
         )
     if data.data_root is None or data.fold is None:
-        raise ValueError(
+        raise InputError(
             f"the episodic protocol scores one fold of a benchmark folder: set data.data_root and data.fold "
             f"(got data_root={data.data_root!r}, fold={data.fold})"
         )
@@ -60,7 +61,7 @@ def eval_data(
     dataset = exp.dataset(split, model.config, data)
     split_labels = exp.labels if labels is None else labels
     if split_labels.class_names != exp.labels.class_names:
-        raise ValueError("labels must have the data's classes, in order")
+        raise InputError("labels must have the data's classes, in order")
     name = Path(data.dataset).stem
     return EvalData(dataset, split_labels, name, split, data.fold, data.max_images, data.num_workers)
 
@@ -93,13 +94,13 @@ def evaluate(
         max_episodes = data.max_images if isinstance(data, DataConfig) else None
         return run_episodes(model, _episodes(data, protocol), protocol, max_episodes, progress)
     if isinstance(data, EpisodeSource):
-        raise ValueError(
+        raise InputError(
             "an EpisodeSource is scored with the episodic protocol: EvalConfig(protocol='episodic')"
         )
     if isinstance(data, DataConfig):
         return _dense_config(model, data, protocol, split, examples, progress)
     if protocol.calibrate_seen:
-        raise ValueError(
+        raise InputError(
             "eval.calibrate_seen fits its offset on the validation split, which an EvalData does not have: pass a "
             "DataConfig, or fit the offset with fit_seen_offset(model, val_data) and score with "
             "run_dense(..., seen_offset=offset)"
@@ -122,7 +123,7 @@ def _dense_config(
     offset = None
     if protocol.calibrate_seen:
         if not target.labels.is_zero_shot:
-            raise ValueError(
+            raise InputError(
                 "eval.calibrate_seen needs a zero-shot fold (seen and unseen classes): set data.fold or turn "
                 "calibration off"
             )

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from lseg_nb.utils.errors import InputError
+
 
 def diverse_indices(
     class_sets: Sequence[Iterable[int]], n: int, weights: Mapping[int, float] | None = None
@@ -21,7 +23,7 @@ def diverse_indices(
     of the same rule). Returns indices in the order picked (at most ``len(class_sets)``).
     """
     if n < 0:
-        raise ValueError(f"the number of examples must be >= 0, got {n}")
+        raise InputError(f"the number of examples must be >= 0, got {n}")
     sets = [frozenset(int(c) for c in s) for s in class_sets]
     w = weights or {}
     chosen: list[int] = []
@@ -63,7 +65,7 @@ def example_indices(
     Reads every label map once (not the images, for plain-layout datasets); deterministic for a dataset.
     """
     if n < 0:
-        raise ValueError(f"the number of examples must be >= 0, got {n}")
+        raise InputError(f"the number of examples must be >= 0, got {n}")
     total = len(dataset) if max_images is None else min(len(dataset), max_images)
     if n == 0:
         return []
@@ -81,5 +83,5 @@ def example_positions(
         chosen = [int(i) for i in examples]
         bad = [i for i in chosen if not 0 <= i < n]
         if bad or len(set(chosen)) != len(chosen):
-            raise ValueError(f"examples {chosen} must be distinct image indices in [0, {n})")
+            raise InputError(f"examples {chosen} must be distinct image indices in [0, {n})")
     return {i: pos for pos, i in enumerate(chosen)}

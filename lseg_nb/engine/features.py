@@ -60,6 +60,7 @@ from torch import Tensor, nn
 from lseg_nb.data.transforms import normalize_image
 from lseg_nb.engine.inference import eval_mode, predict_logits
 from lseg_nb.utils.device import model_device
+from lseg_nb.utils.errors import InputError
 
 RecipeName = Literal["native", "openscene", "vlmaps"]
 _ALIGNED = dict(mode="bilinear", align_corners=True)  # the references' resize of the input image
@@ -81,9 +82,9 @@ class FeatureRecipe:
 
     def __post_init__(self) -> None:
         if self.name not in RECIPES_DOC:
-            raise ValueError(f"feature recipe {self.name!r} is not one of {sorted(RECIPES_DOC)}")
+            raise InputError(f"feature recipe {self.name!r} is not one of {sorted(RECIPES_DOC)}")
         if self.base_size < 1 or self.crop_size < 1 or not 0 < self.stride_ratio <= 1:
-            raise ValueError(
+            raise InputError(
                 f"feature recipe {self.name!r}: need base_size, crop_size >= 1 and 0 < stride_ratio <= 1, got "
                 f"{self.base_size}, {self.crop_size}, {self.stride_ratio}"
             )
@@ -112,7 +113,7 @@ def feature_recipe(recipe: str | FeatureRecipe) -> FeatureRecipe:
     if isinstance(recipe, FeatureRecipe):
         return recipe
     if recipe not in RECIPES:
-        raise ValueError(f"unknown feature recipe {recipe!r}; choose one of {sorted(RECIPES)}")
+        raise InputError(f"unknown feature recipe {recipe!r}; choose one of {sorted(RECIPES)}")
     return RECIPES[recipe]
 
 
@@ -121,17 +122,17 @@ def model_input(model: nn.Module, image: Tensor | np.ndarray) -> Tensor:
     with the model's ``config.mean/std``; a float tensor ``(3, H, W)`` or ``(1, 3, H, W)`` is taken as normalised."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
+            raise InputError(
                 f"image arrays must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}; pass a normalised "
                 "float tensor (3, H, W) otherwise"
             )
         x = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
         return normalize_image(x, model.config.mean, model.config.std).unsqueeze(0)
     if not isinstance(image, Tensor) or not image.is_floating_point():
-        raise TypeError("image must be an RGB uint8 array (H, W, 3) or a normalised float tensor (3, H, W)")
+        raise InputError("image must be an RGB uint8 array (H, W, 3) or a normalised float tensor (3, H, W)")
     x = image.unsqueeze(0) if image.ndim == 3 else image
     if x.ndim != 4 or x.shape[:2] != (1, 3):
-        raise ValueError(f"one image (3, H, W) or (1, 3, H, W) is needed, got {tuple(image.shape)}")
+        raise InputError(f"one image (3, H, W) or (1, 3, H, W) is needed, got {tuple(image.shape)}")
     return x.float()
 
 
@@ -243,7 +244,7 @@ def extract_features(
     """
     r = feature_recipe(recipe)
     if size is not None and (len(size) != 2 or min(int(s) for s in size) < 1):
-        raise ValueError(f"size must be (height, width) with both >= 1, got {size}")
+        raise InputError(f"size must be (height, width) with both >= 1, got {size}")
     x = model_input(model, image).to(model_device(model))
     size = None if size is None else (int(size[0]), int(size[1]))
     with eval_mode(model), torch.inference_mode():

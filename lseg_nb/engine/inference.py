@@ -42,6 +42,7 @@ from lseg_nb.engine.postprocess import short_side_size
 from lseg_nb.models import LSeg
 from lseg_nb.models.text_encoder import check_text_embeddings
 from lseg_nb.utils.device import autocast, model_device
+from lseg_nb.utils.errors import InputError
 
 Mode = Literal["single", "sliding", "multiscale"]
 MODES = ("single", "sliding", "multiscale")
@@ -65,9 +66,9 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 def _check_images(images: Tensor) -> None:
     if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be (B, 3, H, W) normalised float tensors, got {tuple(images.shape)}")
+        raise InputError(f"images must be (B, 3, H, W) normalised float tensors, got {tuple(images.shape)}")
     if not images.is_floating_point():
-        raise TypeError(f"images must be float (normalised with the model's mean/std), got {images.dtype}")
+        raise InputError(f"images must be float (normalised with the model's mean/std), got {images.dtype}")
 
 
 def _check_text(model: LSeg, text_embs: Sequence[Tensor]) -> None:
@@ -109,7 +110,7 @@ class _Runner:
             m = self.model.size_multiple
             h, w = x.shape[-2:]
             if h < m or w < m:
-                raise ValueError(
+                raise InputError(
                     f"an input of {h}x{w} is smaller than one {m}-pixel patch: use input_fit='pad'"
                 )
             xp, size = x[..., : h - h % m, : w - w % m], (h, w)
@@ -172,7 +173,7 @@ def window_weight(crop_h: int, crop_w: int, kind: str, device: torch.device | No
     if kind == "uniform":
         return torch.ones(crop_h, crop_w, device=device)
     if kind != "smooth":
-        raise ValueError(f"window weight must be 'uniform' or 'smooth', got {kind!r}")
+        raise InputError(f"window weight must be 'uniform' or 'smooth', got {kind!r}")
 
     def ramp(n: int) -> Tensor:
         pos = (torch.arange(n, device=device, dtype=torch.float32) + 0.5) / n  # pixel centres in (0, 1)
@@ -286,7 +287,7 @@ def check_work(h: int, w: int, protocol: EvalConfig, crop: int) -> None:
         sizes += [scaled_size(*base, s, protocol.base_size) for s in protocol.scales]
     big = max(sizes, key=lambda hw: hw[0] * hw[1])
     if big[0] * big[1] > MAX_PIXELS:
-        raise ValueError(
+        raise InputError(
             f"the protocol {protocol.describe(crop)} turns a {h}x{w} image into a {big[0]}x{big[1]} view "
             f"({big[0] * big[1] / 1e6:.0f} Mpx), more than the {MAX_PIXELS / 1e6:.0f} Mpx limit of any image: "
             "use smaller --eval.scales / --eval.base-size / --eval.short-side"
@@ -299,7 +300,7 @@ def predict_logits_multi(
     """:func:`predict_logits` for several label sets at once: image features are computed once per window."""
     protocol = protocol or _DEFAULT
     if protocol.mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {protocol.mode!r}")
+        raise InputError(f"mode must be one of {MODES}, got {protocol.mode!r}")
     _check_images(images)
     _check_text(model, text_embs)
     crop = int(model.config.crop_size)

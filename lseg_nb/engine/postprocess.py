@@ -39,6 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from lseg_nb.config import EvalConfig
+from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.labels import LabelSplit
 
 
@@ -240,7 +241,7 @@ def model_logit_scale(model: nn.Module) -> float:
     """The factor between the model's logits and cosine similarities (LSeg ``1/0.07``, CLIP 100)."""
     scale = getattr(model, "logit_scale", None)
     if scale is None:
-        raise ValueError(f"{type(model).__name__} has no logit_scale: it cannot be re-scaled or calibrated")
+        raise InputError(f"{type(model).__name__} has no logit_scale: it cannot be re-scaled or calibrated")
     return float(scale)
 
 
@@ -261,7 +262,7 @@ def encode_labels(model: nn.Module, labels: LabelSplit) -> tuple[Tensor, Tensor]
     if bool(same.any()):
         i, j = (int(v) for v in same.nonzero()[0])
         names = labels.texts
-        raise ValueError(
+        raise InputError(
             f"labels {names[i]!r} and {names[j]!r} get the same text embedding from this model's text encoder "
             "(it cannot tell them apart, e.g. an uncased encoder): give classes distinguishable names, or put "
             f"both names in one class ('{names[i]}|{names[j]}')"
@@ -286,7 +287,7 @@ def protocol_scores(
     if protocol.logit_scale is None and not protocol.uses_probabilities and protocol.area_thd is None:
         return class_scores(name_logits, owner, None)
     if model_scale is None:
-        raise ValueError(
+        raise InputError(
             "probabilities at a logit scale (eval.logit_scale / thresholds) need the model's logit scale"
         )
     scale = protocol.logit_scale if protocol.logit_scale is not None else model_scale
@@ -298,7 +299,7 @@ def protocol_predict(scores: Tensor, protocol: EvalConfig, background: int | Non
     if protocol.prob_thd == 0 and protocol.area_thd is None:
         return scores.argmax(1)
     if background is None:
-        raise ValueError(
+        raise InputError(
             "eval.prob_thd / eval.area_thd turn pixels into the background class, but this label set has no "
             "background class: set one (LabelSplit background=...) or leave both thresholds off"
         )

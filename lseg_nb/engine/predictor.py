@@ -32,6 +32,7 @@ from lseg_nb.engine.inference import (
 )
 from lseg_nb.engine.postprocess import encode_labels, max_over_names, protocol_predict, protocol_scores
 from lseg_nb.utils.device import autocast, model_device
+from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.labels import LabelSplit
 
 ImageInput = str | Path | np.ndarray | Image.Image | Tensor
@@ -46,7 +47,7 @@ def as_label_split(labels: str | Sequence[str] | LabelSplit) -> LabelSplit:
 def to_input(image: np.ndarray, model: nn.Module) -> Tensor:
     """RGB uint8 ``(H, W, 3)`` -> normalised ``(1, 3, H, W)`` with the model's mean/std."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {tuple(image.shape)}")
+        raise InputError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {tuple(image.shape)}")
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
     return normalize_image(x, model.config.mean, model.config.std).unsqueeze(0)
 
@@ -90,7 +91,7 @@ class Predictor:
             self.image = None
             x = image.unsqueeze(0) if image.ndim == 3 else image
             if x.ndim != 4 or x.shape[0] != 1:
-                raise ValueError(
+                raise InputError(
                     f"set_image takes one image (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}"
                 )
         _check_images(x)

@@ -6,12 +6,25 @@ Layout of a run folder::
     environment.json    git SHA, package versions, device, manifest sha256
     metrics.jsonl       one JSON object per logged step / evaluation
     checkpoints/last.pt latest training state (weights_only-loadable), written atomically
-    model.safetensors   final weights + model config in the metadata
+    model.safetensors   final weights + model config (and the step) in the metadata
     .lock               held (flock) by the process training in the folder; names its pid and host
+
+Where a run lives (:func:`load_run_config`): a run's own ``config.json`` trains in the folder that holds it, so a
+copied run folder trains in the copy whatever ``run_dir`` the copied file still names; ``--run-dir`` (or
+``run_dir=``) overrides that, and any other config file (a recipe, ``exp.yaml``) trains in its ``run_dir``.
+
+Resuming (:func:`check_resume`): a folder's checkpoint records the config it was trained with; a resume may change
+only bookkeeping (how often it logs, saves, evaluates; progress bars) and ``steps`` - and ``steps`` only while
+the learning-rate schedule stays the same, i.e. its horizon ``schedule_steps or steps`` does not move and the new
+``steps`` is not behind the checkpoint. Then the run continues on the very schedule it had, and ``config.json``
+is rewritten with the new ``steps``. Anything else is refused with the fix: a finished run with
+``schedule_steps=None`` has decayed its learning rate to its end, and "training longer" means a new run folder
+(or, planned ahead, a ``schedule_steps`` beyond ``steps``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -28,8 +41,10 @@ from typing import Any
 import torch
 
 from lseg_nb.checkpoints.weights import load_lseg_nb, save_lseg_nb
+from lseg_nb.config import ConfigError, TrainConfig, from_dict, load_config, to_dict
 from lseg_nb.models.dense_clip import create_dense_clip, parse_model_spec
-from lseg_nb.utils.io import atomic_torch_save, atomic_write_text, safe_torch_load
+from lseg_nb.utils.errors import InputError, SetupError
+from lseg_nb.utils.io import atomic_torch_save, atomic_write_text, safe_torch_load, user_path
 
 try:
     import fcntl
@@ -125,7 +140,7 @@ class MetricsLog:
                     stacklevel=2,
                 )
             else:
-                raise ValueError(
+                raise InputError(
                     f"{self.path}:{n}: not a JSON record ({line[:60]!r}); fix or delete that line, or train "
                     "with --no-resume to start the run over"
                 )
@@ -137,7 +152,7 @@ class MetricsLog:
         atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in keep))
 
 
-class RunFolderBusy(RuntimeError):
+class RunFolderBusy(SetupError):
     """Another process holds the run folder's lock."""
 
 
@@ -220,10 +235,10 @@ def load_model(weights: str | Path, map_location: str = "cpu", text_encoder: Any
         text_encoder: a text encoder to use instead of the one in the config (LSeg only).
     """
     text = str(weights)
-    path = Path(text).expanduser()
+    path = user_path(text)
     if not path.exists() and ":" in text:
         if text_encoder is not None:
-            raise ValueError(f"{text!r}: dense-CLIP models always use their own CLIP text tower")
+            raise InputError(f"{text!r}: dense-CLIP models always use their own CLIP text tower")
         return create_dense_clip(parse_model_spec(text), device=map_location)
     if path.is_dir():
         path = path / "model.safetensors"
@@ -233,3 +248,83 @@ def load_model(weights: str | Path, map_location: str = "cpu", text_encoder: Any
             "as naclip:ViT-B-16/openai"
         )
     return load_lseg_nb(path, map_location, text_encoder)
+
+
+RUN_CONFIG = "config.json"
+
+
+def load_run_config(path: str | Path) -> TrainConfig:
+    """The :class:`TrainConfig` in file ``path``; when it is a run's own ``config.json`` its ``run_dir`` is the
+    folder holding the file (never a stale ``run_dir`` written inside a copied file)."""
+    path = user_path(path)
+    cfg = load_config(TrainConfig, path)
+    if path.name == RUN_CONFIG:
+        cfg = dataclasses.replace(cfg, run_dir=str(path.parent))
+    return cfg
+
+
+# fields that change when and how a run reports, never what it computes
+BOOKKEEPING = (
+    "run_dir",
+    "checkpoint_every",
+    "log_every",
+    "eval_every",
+    "eval_max_images",
+    "progress",
+    "resume",
+)
+
+
+def config_differences(
+    saved: TrainConfig, cfg: TrainConfig, ignore: tuple[str, ...] = BOOKKEEPING
+) -> list[str]:
+    """Dotted names of the fields in which ``cfg`` differs from ``saved`` (``data.fold``, ``lr``), ``ignore``
+    (top-level names) left out."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out |= flat(v, f"{prefix}{k}.")
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    a, b = flat(to_dict(saved)), flat(to_dict(cfg))
+    return [k for k in b if k.split(".")[0] not in ignore and a.get(k) != b[k]]
+
+
+def checkpoint_config(state: dict[str, Any], run_dir: Path) -> TrainConfig:
+    """The config a training state was trained with (recorded in it), else the folder's ``config.json`` (older
+    checkpoints)."""
+    recorded = state.get("config")
+    if isinstance(recorded, str):
+        try:
+            return from_dict(TrainConfig, json.loads(recorded))
+        except (ConfigError, json.JSONDecodeError) as e:
+            raise InputError(f"{run_dir}: the checkpoint's recorded config is unreadable ({e})") from None
+    return load_config(TrainConfig, run_dir / "config.json")
+
+
+def check_resume(saved: TrainConfig, cfg: TrainConfig, step: int, run_dir: Path) -> None:
+    """Refuse resuming a run at ``step`` (trained with ``saved``) with ``cfg``, unless only bookkeeping fields
+    or, on the same learning-rate schedule, ``steps`` changed (see the module docstring)."""
+    diff = config_differences(saved, cfg, BOOKKEEPING + ("steps", "schedule_steps"))  # horizon: below
+    if diff:
+        raise ConfigError(
+            f"{run_dir} holds a run with a different config (fields {diff}, at step {step}); use a new run_dir, "
+            "or resume=False (--no-resume) to start this folder over"
+        )
+    horizon, new = saved.schedule_steps or saved.steps, cfg.schedule_steps or cfg.steps
+    if new != horizon:
+        raise ConfigError(
+            f"{run_dir} was trained with a {saved.schedule} learning-rate schedule over {horizon} steps and is at "
+            f"step {step}; steps={cfg.steps} would move that schedule mid-run (the learning rate would jump). To "
+            f"train {cfg.steps} steps, use a new run_dir; to extend a run later, give it schedule_steps (the "
+            "decay horizon) beyond steps from the start"
+        )
+    if cfg.steps < step:
+        raise ConfigError(
+            f"{run_dir} is already at step {step}, past steps={cfg.steps}: give steps >= {step} (up to "
+            f"schedule_steps={horizon}), or a new run_dir"
+        )

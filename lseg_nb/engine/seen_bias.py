@@ -23,6 +23,7 @@ from lseg_nb.engine.dense import EvalData
 from lseg_nb.engine.metrics import compute_metrics
 from lseg_nb.engine.postprocess import model_logit_scale
 from lseg_nb.engine.scoring import Setting, score_settings
+from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.parsing import json_safe
 
 
@@ -84,12 +85,12 @@ def fit_seen_offset(
     protocol = protocol or EvalConfig()
     labels = data.labels
     if not labels.is_zero_shot:
-        raise ValueError(
+        raise InputError(
             "seen-bias calibration needs a zero-shot fold (seen and unseen classes); this data has no fold"
         )
     grid = np.asarray(default_offsets(model) if offsets is None else offsets, dtype=np.float64)
     if grid.ndim != 1 or grid.size == 0 or not np.isfinite(grid).all():
-        raise ValueError(f"offsets must be a non-empty list of finite numbers, got {offsets}")
+        raise InputError(f"offsets must be a non-empty list of finite numbers, got {offsets}")
     every = tuple(range(labels.num_classes))
     sweep = [Setting(f"offset_{g}", every, labels, float(o)) for g, o in enumerate(grid)]
     scored = score_settings(
@@ -110,7 +111,7 @@ def fit_seen_offset(
     u = np.array([m.unseen_miou for m in scores], dtype=np.float64)
     h = np.array([m.harmonic_iou for m in scores], dtype=np.float64)
     if np.isnan(h).all():
-        raise ValueError(
+        raise InputError(
             "cannot fit the seen offset: the fitting split holds no pixel of a seen or of an unseen class"
         )
     best = int(np.nanargmax(h))  # first maximum = the smallest offset on ties

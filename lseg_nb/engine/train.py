@@ -26,23 +26,28 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from lseg_nb.config import ConfigError, TrainConfig, load_config, save_json, to_dict
+from lseg_nb.config import ConfigError, TrainConfig, save_json, to_dict
 from lseg_nb.data.experiment import Experiment, SeededDataset, make_experiment
 from lseg_nb.data.loading import train_loader
 from lseg_nb.engine.dense import run_dense
 from lseg_nb.engine.evaluate import eval_data
 from lseg_nb.engine.loss import binary_zero_shot_loss, pixel_cross_entropy
+from lseg_nb.engine.optim import build_optimizer, lr_factor, parameter_groups  # noqa: F401 - re-exported
 from lseg_nb.engine.runs import (
     MetricsLog,
     RunLock,
+    check_resume,
+    checkpoint_config,
     environment_info,
     load_training_state,
     save_model,
     save_training_state,
 )
-from lseg_nb.models.lseg import LSeg, build_lseg
+from lseg_nb.models.lseg import build_lseg
 from lseg_nb.models.text_encoder import TextEncoder
 from lseg_nb.utils.device import autocast, resolve_device
+from lseg_nb.utils.errors import DivergedError, InputError, Interrupted
+from lseg_nb.utils.interrupt import StopRequest
 from lseg_nb.utils.io import atomic_write_text, check_output_dir, clean_stale_tmp
 
 
@@ -75,70 +80,6 @@ def setup_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
-def _no_decay(name: str, p: torch.nn.Parameter) -> bool:
-    # biases, norm scales/shifts (1-D) and the learnable logit scale: decaying them only shrinks calibration
-    return p.ndim <= 1 or name.endswith("log_scale")
-
-
-def parameter_groups(model: LSeg, cfg: TrainConfig) -> list[dict]:
-    """Optimiser groups with their learning rate and weight decay (see :class:`TrainConfig`).
-
-    ``lseg_nb``: image encoder at ``lr``, decoder and head at ``lr * decoder_lr_mult``. ``official``: the
-    official ``pretrained`` part (image encoder incl. the ViT readout, plus the DPT reassemble layers) at ``lr``,
-    ``scratch`` (``layer_rn``, fusion blocks, head) at ``lr * decoder_lr_mult``. ``lr`` is
-    ``cfg.effective_lr``. With ``no_decay_norm_bias``, each group is split into decay / no-decay parts.
-    A frozen text encoder never enters the optimiser; a learned label table (closed-set baseline) joins the head.
-    """
-    lr = cfg.effective_lr
-    # a frozen text encoder never trains; the closed-set baseline's label table trains with the head
-    named = [
-        (n, p)
-        for n, p in model.named_parameters()
-        if p.requires_grad and (model.text_encoder.trainable or not n.startswith("text_encoder."))
-    ]
-    if cfg.param_groups == "official":
-        low = ("image_encoder.", "decoder.reassemble.")
-    else:
-        low = ("image_encoder.",)
-    groups: list[dict] = []
-    for tag, mult, members in (
-        ("backbone", 1.0, [(n, p) for n, p in named if n.startswith(low)]),
-        ("head", cfg.decoder_lr_mult, [(n, p) for n, p in named if not n.startswith(low)]),
-    ):
-        split = (
-            [
-                (f"{tag}", [p for n, p in members if not _no_decay(n, p)], cfg.weight_decay),
-                (f"{tag}_no_decay", [p for n, p in members if _no_decay(n, p)], 0.0),
-            ]
-            if cfg.no_decay_norm_bias
-            else [(tag, [p for _, p in members], cfg.weight_decay)]
-        )
-        for name, params, wd in split:
-            if params:
-                groups.append({"name": name, "params": params, "lr": lr * mult, "weight_decay": wd})
-    return groups
-
-
-def build_optimizer(model: LSeg, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum) or AdamW over :func:`parameter_groups`."""
-    groups = parameter_groups(model, cfg)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.effective_lr, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=cfg.effective_lr)
-
-
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Multiplier of the base LR at optimiser step ``step`` (linear warmup, then poly or cosine decay over
-    ``cfg.schedule_steps``, by default ``cfg.steps``)."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    horizon = cfg.schedule_steps or cfg.steps
-    t = min(1.0, (step - cfg.warmup_steps) / max(1, horizon - cfg.warmup_steps))
-    if cfg.schedule == "poly":
-        return (1 - t) ** cfg.poly_power
-    return 0.5 * (1 + math.cos(math.pi * t))
-
-
 def _autocast(cfg: TrainConfig, device: torch.device):
     try:
         return autocast(cfg.amp, device)
@@ -146,32 +87,12 @@ def _autocast(cfg: TrainConfig, device: torch.device):
         raise ConfigError(str(e)) from None
 
 
-def _check_resume(run_dir: Path, cfg: TrainConfig) -> None:
-    # run_dir is left out: the same folder may be spelled differently (./runs/x, an absolute path, a moved copy)
-    saved = load_config(TrainConfig, run_dir / "config.json")
-    ignore = {
-        "steps",
-        "checkpoint_every",
-        "log_every",
-        "eval_every",
-        "progress",
-        "resume",
-        "eval_max_images",
-        "run_dir",
-    }
-    diff = [k for k in to_dict(cfg) if k not in ignore and to_dict(saved)[k] != to_dict(cfg)[k]]
-    if diff:
-        raise ConfigError(
-            f"{run_dir} holds a run with a different config (fields {diff}); use a new run_dir or resume=False"
-        )
-
-
 class Trainer:
     """Owns model, optimiser, data and run folder for one training run."""
 
     def __init__(self, cfg: TrainConfig, text_encoder: TextEncoder | None = None) -> None:
-        self.cfg, self.run_dir = cfg, Path(cfg.run_dir)
-        check_output_dir(self.run_dir, "run_dir")  # before any work: a bad folder must not waste a run
+        # before any work: a bad folder must not waste a run; `~` is the home folder here as in every path field
+        self.cfg, self.run_dir = cfg, check_output_dir(cfg.run_dir, "run_dir")
         self.device = resolve_device(cfg.device)
         self.dist = setup_distributed(self.device)
         seed_everything(cfg.seed)
@@ -201,6 +122,7 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg))
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp == "fp16" and self.device.type == "cuda")
         self.step = self.start_step = 0
+        self.saved_step: int | None = None  # step of the checkpoint on disk, for the message after a Ctrl-C
         self.log = MetricsLog(self.run_dir / "metrics.jsonl")
         self.net: nn.Module = self.model
         self.ddp: nn.parallel.DistributedDataParallel | None = None
@@ -240,10 +162,10 @@ class Trainer:
         """Write config/environment, or resume from ``checkpoints/last.pt`` when the folder holds this run."""
         ckpt = self.run_dir / "checkpoints" / "last.pt"
         if ckpt.exists() and self.cfg.resume:
-            _check_resume(self.run_dir, self.cfg)
             self.load_checkpoint(ckpt)
             if self.dist.main:
                 self.log.truncate_after(self.step)
+                save_json(self.cfg, self.run_dir / "config.json")  # a continuation's new steps (check_resume)
             return
         if self.dist.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -261,31 +183,34 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "torch_rng": torch.get_rng_state(),
+            "config": json.dumps(to_dict(self.cfg)),  # what a resume is checked against (check_resume)
         }
 
     def save_checkpoint(self) -> None:
         if self.dist.main:
             save_training_state(self.run_dir / "checkpoints" / "last.pt", self.state())
+        self.saved_step = self.step
 
     def load_checkpoint(self, path: Path) -> None:
         try:
             state = load_training_state(path)
         except ValueError as e:
-            raise ValueError(
+            raise InputError(
                 f"cannot resume: {path} is not a readable training checkpoint (truncated by a full disk or an "
                 "incomplete copy?). Delete it to restart this run from step 0, or train with --no-resume "
                 "(resume=False) to start the folder over"
             ) from e
+        check_resume(checkpoint_config(state, self.run_dir), self.cfg, int(state["step"]), self.run_dir)
         missing, unexpected = self.model.load_state_dict(state["model"], strict=False)
         missing = [k for k in missing if not k.startswith("text_encoder.")]
         if missing or unexpected:
-            raise ValueError(
+            raise InputError(
                 f"{path} does not fit the model: missing {missing[:5]}, unexpected {unexpected[:5]}"
             )
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.scaler.load_state_dict(state["scaler"])
-        self.step = int(state["step"])
+        self.step = self.saved_step = int(state["step"])
         torch.set_rng_state(state["torch_rng"])
 
     def _label_embeddings(self) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -314,7 +239,7 @@ class Trainer:
         """One optimiser step over ``grad_accum`` micro-batches; returns the mean loss (waits for the device)."""
         loss = self._step(batches).item()
         if not math.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} at step {self.step}: lower lr or disable amp")
+            raise DivergedError(f"loss became {loss} at step {self.step}: lower lr or disable amp")
         return loss
 
     def _step(self, batches) -> torch.Tensor:
@@ -354,14 +279,35 @@ class Trainer:
         The loss is read on the host only at :meth:`_sync_point` steps on a GPU (every step on the CPU, where
         reading it costs nothing); a non-finite loss is caught there, before a checkpoint could store damaged
         weights, so ``last.pt`` keeps the last good state.
+
+        Ctrl-C (or SIGTERM) finishes the current step, saves the checkpoint and raises
+        :class:`~lseg_nb.utils.errors.Interrupted` naming the step, from which rerunning resumes; a second Ctrl-C
+        stops at once, and the message names the step of the last checkpoint (in a single process; under DDP
+        every Ctrl-C stops at once).
         """
         with RunLock(self.run_dir) if self.dist.main else nullcontext():
             if self.dist.main:  # under the lock no other writer exists: leftovers are from a crash
                 for folder in (self.run_dir, self.run_dir / "checkpoints"):
                     clean_stale_tmp(folder)
-            return self._fit(stop_at)
+            stop = StopRequest() if self.dist.world == 1 else None
+            try:
+                with stop or nullcontext():
+                    return self._fit(stop_at, stop)
+            except Interrupted:
+                raise
+            except KeyboardInterrupt:
+                raise self._interrupted(at_once=True) from None
 
-    def _fit(self, stop_at: int | None) -> Path:
+    def _interrupted(self, at_once: bool = False) -> Interrupted:
+        ckpt = self.run_dir / "checkpoints" / "last.pt"
+        if self.saved_step is None:
+            resume = f"no checkpoint was saved yet, so rerunning starts at step 0 (in {self.run_dir})"
+        else:
+            resume = f"{ckpt} holds step {self.saved_step}: rerun the same training to resume from there"
+        where = f"during step {self.step + 1}" if at_once else f"at step {self.step}"
+        return Interrupted(f"training interrupted {where} of {self.cfg.steps}; {resume}")
+
+    def _fit(self, stop_at: int | None, stop: StopRequest | None = None) -> Path:
         self.prepare_run_dir()
         self.start_step = self.step  # where this call began (0, or the resumed checkpoint's step)
         batches = self._batches()
@@ -376,19 +322,23 @@ class Trainer:
         t0, seen = time.perf_counter(), 0
         finite, since = torch.ones((), dtype=torch.bool, device=self.device), self.step + 1
         on_cpu = self.device.type == "cpu"  # reading the loss never waits for a device there
-        while self.step < end:
+        stopping = False
+        while self.step < end and not stopping:
             loss_t = self._step(batches)
             finite &= torch.isfinite(loss_t)
             seen += self.cfg.batch_size * self.cfg.grad_accum * self.dist.world
             bar.update(1)
-            sync = self._sync_point() or self.step == end
+            stopping = (
+                stop is not None and stop.requested
+            )  # Ctrl-C: a checked, consistent stop after this step
+            sync = self._sync_point() or self.step == end or stopping
             if not (sync or on_cpu):
                 continue
             if not bool(finite):
                 when = (
                     f"at step {self.step}" if since == self.step else f"between steps {since} and {self.step}"
                 )
-                raise FloatingPointError(
+                raise DivergedError(
                     f"loss became {loss_t.item()} {when}; training stopped before a checkpoint could store the "
                     f"damaged weights: {self.run_dir / 'checkpoints' / 'last.pt'} keeps the last checkpoint saved "
                     "before it. Lower lr or disable amp (in a new run_dir)"
@@ -402,8 +352,10 @@ class Trainer:
             self._after_step(loss, seen / (time.perf_counter() - t0))
         bar.close()
         self.save_checkpoint()
+        if stopping and self.step < end:
+            raise self._interrupted()
         if self.step >= self.cfg.steps and self.dist.main:
-            save_model(self.model, self.run_dir / "model.safetensors")
+            save_model(self.model, self.run_dir / "model.safetensors", {"step": str(self.step)})
         return self.run_dir
 
     def _after_step(self, loss: float, images_per_s: float) -> None:

@@ -67,6 +67,7 @@ from lseg_nb.models.text_encoder import (
     create_open_clip,
     open_clip_local_name,
 )
+from lseg_nb.utils.errors import InputError
 
 Method = Literal["maskclip", "sclip", "naclip", "clearclip"]
 METHODS: tuple[str, ...] = ("maskclip", "sclip", "naclip", "clearclip")
@@ -105,11 +106,11 @@ class DenseCLIPConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"DenseCLIPConfig.method {self.method!r} is not one of {list(METHODS)}")
+            raise InputError(f"DenseCLIPConfig.method {self.method!r} is not one of {list(METHODS)}")
         if self.gaussian_std <= 0 or (self.logit_scale is not None and self.logit_scale <= 0):
-            raise ValueError("DenseCLIPConfig.gaussian_std and logit_scale must be > 0")
+            raise InputError("DenseCLIPConfig.gaussian_std and logit_scale must be > 0")
         if self.crop_size is not None and self.crop_size < 1:
-            raise ValueError(f"DenseCLIPConfig.crop_size must be >= 1, got {self.crop_size}")
+            raise InputError(f"DenseCLIPConfig.crop_size must be >= 1, got {self.crop_size}")
 
     @property
     def spec(self) -> str:
@@ -125,7 +126,7 @@ def parse_model_spec(spec: str, **overrides) -> DenseCLIPConfig:
     method, sep, rest = str(spec).partition(":")
     name, slash, pretrained = rest.partition("/")
     if not sep or method not in METHODS or not slash or not name.strip():
-        raise ValueError(f"model spec {spec!r} is not valid: expected {SPEC_FORMS}")
+        raise InputError(f"model spec {spec!r} is not valid: expected {SPEC_FORMS}")
     weights = None if pretrained.strip().lower() in RANDOM_WEIGHTS else pretrained
     return DenseCLIPConfig(method=method, name=name.strip(), pretrained=weights, **overrides)  # type: ignore[arg-type]
 
@@ -274,12 +275,12 @@ def _check_visual(visual: nn.Module) -> None:
         any(getattr(visual, n, None) is None for n in needed)
         or getattr(visual, "attn_pool", None) is not None
     ):
-        raise ValueError(
+        raise InputError(
             f"{type(visual).__name__} is not a plain open_clip VisionTransformer (class token, learnt positions, "
             "ln_post, proj, no attentional pooling): dense-CLIP baselines need a CLIP ViT such as ViT-B-16"
         )
     if visual.patch_size[0] != visual.patch_size[1]:
-        raise ValueError(f"non-square patches {visual.patch_size} are not supported")
+        raise InputError(f"non-square patches {visual.patch_size} are not supported")
     check_block(visual.transformer.resblocks[-1])
 
 
@@ -304,7 +305,7 @@ def create_dense_clip(cfg: DenseCLIPConfig | str, device: str | torch.device = "
     cfg = parse_model_spec(cfg) if isinstance(cfg, str) else cfg
     vision = (open_clip.get_model_config(cfg.name) or {}).get("vision_cfg", {})
     if isinstance(vision.get("layers"), list | tuple) or "timm_model_name" in vision:
-        raise ValueError(
+        raise InputError(
             f"{cfg.spec}: open_clip model {cfg.name!r} has no plain ViT image tower (ResNet or timm tower); "
             "use a CLIP ViT such as ViT-B-16"
         )
@@ -313,7 +314,7 @@ def create_dense_clip(cfg: DenseCLIPConfig | str, device: str | torch.device = "
     )
     visual = clip.visual
     if visual is None or not hasattr(visual, "transformer"):
-        raise ValueError(f"open_clip model {cfg.name!r} has no ViT image tower; use e.g. ViT-B-16")
+        raise InputError(f"open_clip model {cfg.name!r} has no ViT image tower; use e.g. ViT-B-16")
     pre = open_clip.get_model_preprocess_cfg(clip)
     scale = cfg.logit_scale or float(clip.logit_scale.detach().exp().clamp(max=100))
     templates = cfg.templates if cfg.templates is not None else openai_imagenet_templates()

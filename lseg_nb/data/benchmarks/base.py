@@ -20,8 +20,10 @@ from PIL import Image
 from torch import Tensor
 
 from lseg_nb.data.images import read_rgb
-from lseg_nb.data.manifests import MANIFEST_DIR, ManifestError, file_sha256, read_plain_yaml
+from lseg_nb.data.manifests import MANIFEST_DIR, ManifestError, file_sha256, read_class_lines, read_plain_yaml
 from lseg_nb.data.transforms import normalize_image
+from lseg_nb.utils.errors import InputError, UserError
+from lseg_nb.utils.io import user_path
 from lseg_nb.utils.labels import LabelSplit
 
 BENCHMARK_MANIFEST_DIR = MANIFEST_DIR / "benchmarks"
@@ -29,7 +31,7 @@ IGNORE = 255
 OTHERS = "others"  # the background label text of the official zero-shot code
 
 
-class MissingDataError(FileNotFoundError):
+class MissingDataError(UserError, FileNotFoundError):
     """A benchmark file or folder is missing; the message names it, what was expected and where to get it."""
 
 
@@ -81,7 +83,7 @@ class BenchmarkManifest:
     def fold_class_ids(self, fold: int) -> list[int]:
         """1-based class ids held out (unseen) in ``fold``, in class-id order."""
         if not 0 <= fold < len(self.folds):
-            raise ValueError(
+            raise InputError(
                 f"{self.name}: fold must be 0..{len(self.folds) - 1} ({[f[0] for f in self.folds]}), got {fold}"
             )
         unseen = set(self.folds[fold][1])
@@ -219,7 +221,7 @@ def read_label_file(path: str | Path, manifest: BenchmarkManifest) -> list[str]:
 
     The count must match the manifest; the texts may differ (prompt experiments), see :func:`labels_match_paper`.
     """
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise missing(
             "label file",
@@ -227,12 +229,12 @@ def read_label_file(path: str | Path, manifest: BenchmarkManifest) -> list[str]:
             f"{manifest.label_file} (one label text per line)",
             manifest.sources["label_file"],
         )
-    rows = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()]
+    rows = read_class_lines(path)  # a blank or repeated line is refused naming it
     if manifest.label_file.endswith("objectInfo150.txt"):
         # the official reader: last comma field, first ';' synonym, header row dropped
         rows = [r.split(",")[-1].split(";")[0] for r in rows[1:]]
     if len(rows) != len(manifest.classes):
-        raise ValueError(
+        raise InputError(
             f"{path} has {len(rows)} label names; {manifest.title} needs {len(manifest.classes)}, one per line "
             f"in class-id order (as {manifest.label_file})"
         )
@@ -256,7 +258,7 @@ def check_split_file(path: Path, manifest: BenchmarkManifest, relpath: str) -> s
         )
     actual = file_sha256(path)
     if actual != spec.sha256:
-        raise ValueError(
+        raise InputError(
             f"{path}: sha256 {actual} differs from the published {relpath} ({spec.sha256}, {spec.lines} lines in "
             f"{manifest.path.name if manifest.path else manifest.name}); restore the original list from "
             f"{manifest.sources['split_lists']}"
@@ -276,8 +278,13 @@ def others_label_split(manifest: BenchmarkManifest, fold: int) -> LabelSplit:
 
 
 def load_query(path: Path, image_size: int, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """Query image as the official loader: RGB, PIL bilinear resize to ``S x S``, normalise -> ``(1, 3, S, S)``."""
-    rgb = Image.fromarray(read_rgb(path, "query image")).resize((image_size, image_size), Image.BILINEAR)
+    """Query image as the official loader: RGB, PIL bilinear resize to ``S x S``, normalise -> ``(1, 3, S, S)``.
+
+    The stored pixel order (no EXIF transpose), as HSNet's ``read_img`` (juhongm999/hsnet data/pascal.py, line 89:
+    ``Image.open(...)``), which the published masks follow."""
+    rgb = Image.fromarray(read_rgb(path, "query image", orient=False)).resize(
+        (image_size, image_size), Image.BILINEAR
+    )
     x = torch.from_numpy(np.asarray(rgb, dtype=np.float32) / 255.0).permute(2, 0, 1)
     x = normalize_image(x, mean, std)
     return x[None]

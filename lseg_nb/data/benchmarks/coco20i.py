@@ -39,7 +39,8 @@ from lseg_nb.data.benchmarks.base import (
     missing,
     read_label_file,
 )
-from lseg_nb.utils.io import atomic_write_bytes, atomic_write_text
+from lseg_nb.utils.errors import InputError, SetupError
+from lseg_nb.utils.io import atomic_write_bytes, atomic_write_text, inside, user_path
 
 NAME = "coco20i"
 NUM_CLASSES = 80
@@ -61,7 +62,7 @@ def fold_class_ids(fold: int) -> list[int]:
 
 def find_coco(root: str | Path) -> Path:
     """The COCO 2014 folder (holding ``val2014/``) at ``root`` or ``root/COCO2014``."""
-    root = Path(root)
+    root = user_path(root)
     for base in (root, root / "COCO2014"):
         if (base / "val2014").is_dir():
             return base
@@ -75,7 +76,7 @@ def find_coco(root: str | Path) -> Path:
 
 def mask_path(base: Path, image_rel: str) -> Path:
     """Mask PNG of an image given as ``<split>/<file>.jpg`` (HSNet naming)."""
-    rel = Path(image_rel)
+    rel = Path(inside(Path(), image_rel, what="COCO-20i image name"))
     return base / "annotations" / rel.parent / f"{rel.stem}.png"
 
 
@@ -92,7 +93,7 @@ def read_class_map(base: Path, image_rel: str) -> np.ndarray:
     with Image.open(path) as m:
         label = np.array(m)
     if label.ndim != 2:
-        raise ValueError(f"{path} is not a class-index PNG (shape {label.shape})")
+        raise InputError(f"{path} is not a class-index PNG (shape {label.shape})")
     return label.astype(np.int64)
 
 
@@ -139,12 +140,12 @@ def read_hsnet_pickle(path: Path) -> dict[int, list[str]]:
         with open(path, "rb") as f:
             data = _PlainUnpickler(f).load()
     except (pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise ValueError(f"{path}: not a plain HSNet class-wise pickle ({e})") from None
+        raise InputError(f"{path}: not a plain HSNet class-wise pickle ({e})") from None
     if not isinstance(data, dict) or not all(
         isinstance(k, int) and isinstance(v, list) and all(isinstance(s, str) for s in v)
         for k, v in data.items()
     ):
-        raise ValueError(f"{path}: expected a dict {{class index: [image names]}}")
+        raise InputError(f"{path}: expected a dict {{class index: [image names]}}")
     return {int(k) + 1: list(v) for k, v in data.items()}
 
 
@@ -164,7 +165,7 @@ def read_hsnet_fold_pickles(splits: Path) -> dict[int, list[str]]:
 
 def read_classwise(path: str | Path) -> dict[int, list[str]]:
     """Per-class image lists from a TSV written by :func:`write_classwise` or an HSNet fold pickle (``.pkl``)."""
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise missing(
             "COCO-20i class-wise image index",
@@ -180,7 +181,7 @@ def read_classwise(path: str | Path) -> dict[int, list[str]]:
             continue
         cls, sep, name = line.partition("\t")
         if not sep or not cls.isdigit() or not 1 <= int(cls) <= NUM_CLASSES or not name:
-            raise ValueError(
+            raise InputError(
                 f"{path}:{lineno}: expected '<class_id 1..80>\\t<split>/<image>.jpg', got {line!r}"
             )
         out.setdefault(int(cls), []).append(name)
@@ -199,7 +200,7 @@ def sample_episodes(
     """Seeded episodes as the official loader: class uniform over ``class_ids``, then an image uniform in its list."""
     empty = [c for c in class_ids if not classwise.get(c)]
     if empty:
-        raise ValueError(
+        raise InputError(
             f"no query image lists class(es) {empty}; the class-wise index is incomplete for this fold"
         )
     # the legacy generator: the same stream as np.random.seed(seed) in the official test script
@@ -226,7 +227,7 @@ def episode_source(
     """
     m = manifest()
     base = find_coco(coco_root)
-    index = Path(classwise) if classwise is not None else default_classwise(base)
+    index = user_path(classwise) if classwise is not None else default_classwise(base)
     lists = read_classwise(index)
     classes = fold_class_ids(fold)
     names = read_label_file(labels_file, m) if labels_file is not None else list(m.classes)
@@ -239,7 +240,7 @@ def episode_source(
         class_ids=tuple(classes),
         episodes=tuple(sample_episodes(lists, classes, n, seed)),
         images=tuple(images),
-        image_path=lambda image_rel: base / image_rel,
+        image_path=lambda image_rel: inside(base, image_rel, what="COCO-20i image name"),
         class_map=lambda image_rel: read_class_map(base, image_rel),
         info={"classwise": str(index), "seed": seed, "labels_match_paper": labels_match_paper(names, m)},
     )
@@ -253,15 +254,17 @@ def convert_instances(base: Path, out: Path, split: str, progress: bool = True) 
     try:
         from pycocotools.coco import COCO  # optional dependency (extra "coco")
     except ImportError:
-        raise RuntimeError(
-            "converting COCO instances needs pycocotools: pip install 'lseg_nb[coco]'"
-        ) from None
+        raise SetupError("converting COCO instances needs pycocotools: pip install 'lseg_nb[coco]'") from None
     m = manifest()
     ann_file = base / "annotations" / f"instances_{split}.json"
-    cats = json.loads(ann_file.read_text()).get("categories", [])
+    try:  # plain json.loads: the duplicate-key check of read_data_file is slow on a 450 MB file
+        instances = json.loads(ann_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputError(f"{ann_file}: not a readable COCO instances JSON file ({e})") from None
+    cats = instances.get("categories", []) if isinstance(instances, dict) else []
     got = [(int(c["id"])) for c in sorted(cats, key=lambda c: c["id"])]
     if got != list(m.category_ids):
-        raise ValueError(
+        raise InputError(
             f"{ann_file}: categories {got[:10]}... are not the 80 COCO 2014 categories {list(m.category_ids[:10])}..."
         )
     rank = {cid: k + 1 for k, cid in enumerate(m.category_ids)}
@@ -314,7 +317,7 @@ def prepare(
     """
     m = manifest()
     base = find_coco(root)
-    dest = Path(out) if out is not None else base
+    dest = user_path(out) if out is not None else base
     lines = [f"COCO 2014: {base}"]
     for split in SPLITS:
         if not (base / split).is_dir():
@@ -358,7 +361,7 @@ def prepare(
                 f"{m.sources[f'hsnet_masks_{split}']} or {m.sources['instances']}",
             )
     if splits is not None:
-        merged = read_hsnet_fold_pickles(Path(splits))
+        merged = read_hsnet_fold_pickles(user_path(splits))
         absent = [n for names in merged.values() for n in names if not (base / n).is_file()]
         if absent:
             raise missing(

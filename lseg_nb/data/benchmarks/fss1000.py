@@ -29,6 +29,8 @@ from lseg_nb.data.benchmarks.base import (
     missing,
     read_label_file,
 )
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import inside, user_path
 
 NAME = "fss1000"
 NUM_CLASSES = 1000
@@ -47,7 +49,7 @@ def test_class_ids() -> list[int]:
 
 def find_fss(root: str | Path) -> Path:
     """The folder holding the class folders: ``root``, ``root/FSS-1000`` or ``root/fewshot_data``."""
-    root = Path(root)
+    root = user_path(root)
     probe = manifest().folds[0][1][0]  # a test class folder, or a training one (a training-only copy)
     for base in (root, root / "FSS-1000", root / "fewshot_data"):
         if (base / probe).is_dir() or (base / manifest().classes[0]).is_dir():
@@ -62,7 +64,7 @@ def find_fss(root: str | Path) -> Path:
 
 def read_foreground(base: Path, image_id: str) -> np.ndarray:
     """Mask of ``<class>/<n>`` as bool ``(H, W)``: grey >= 128 (the official ``read_mask``)."""
-    path = base / f"{image_id}.png"
+    path = inside(base, f"{image_id}.png", what="FSS-1000 image id")
     if not path.is_file():
         raise missing(
             f"mask of {image_id}",
@@ -77,7 +79,7 @@ def read_foreground(base: Path, image_id: str) -> np.ndarray:
 def read_class_map(base: Path, image_id: str, class_id: int) -> np.ndarray:
     """Mask of ``<class>/<n>`` as int64 ``(H, W)``: ``class_id`` where grey >= 128, else 0."""
     if class_id == IGNORE:  # class maps mark void with 255; no FSS-1000 test class has this id
-        raise ValueError(f"FSS-1000 class id {class_id} collides with the void value {IGNORE}")
+        raise InputError(f"FSS-1000 class id {class_id} collides with the void value {IGNORE}")
     return np.where(read_foreground(base, image_id), class_id, 0).astype(np.int64)
 
 
@@ -126,7 +128,7 @@ def episode_source(
         class_ids=tuple(classes),
         episodes=tuple(episodes),
         images=tuple(e.image_id for e in episodes),
-        image_path=lambda image_id: base / f"{image_id}.jpg",
+        image_path=lambda image_id: inside(base, f"{image_id}.jpg", what="FSS-1000 image id"),
         class_map=lambda image_id: read_class_map(base, image_id, by_folder[image_id.rsplit("/", 1)[0]]),
         info={"labels_match_paper": labels_match_paper(names, m)},
     )
@@ -138,7 +140,7 @@ def prepare(root: str | Path, out: str | Path | None = None, splits: str | Path 
     ``splits``: HSNet's ``data/splits`` (or ``.../fss``) folder; its three lists are checked against the sha256.
     """
     if out is not None:
-        raise ValueError("FSS-1000 is used in place (<class>/<n>.jpg + <n>.png); drop --out")
+        raise InputError("FSS-1000 is used in place (<class>/<n>.jpg + <n>.png); drop --out")
     m = manifest()
     base = find_fss(root)
     episodes = list_episodes(base, test_class_ids(), m.classes)
@@ -161,7 +163,7 @@ def prepare(root: str | Path, out: str | Path | None = None, splits: str | Path 
     )
     if splits is not None:
         for split in ("trn", "val", "test"):
-            cand = [Path(splits) / "fss" / f"{split}.txt", Path(splits) / f"{split}.txt"]
+            cand = [user_path(splits) / "fss" / f"{split}.txt", user_path(splits) / f"{split}.txt"]
             path = next((p for p in cand if p.is_file()), cand[0])
             check_split_file(path, m, f"fss/{split}.txt")
         lines.append("split lists trn/val/test match the published sha256")

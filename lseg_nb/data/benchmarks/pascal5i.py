@@ -30,6 +30,8 @@ from lseg_nb.data.benchmarks.base import (
     read_label_file,
 )
 from lseg_nb.data.manifests import file_sha256, shared_dir
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import inside, user_path
 
 NAME = "pascal5i"
 NUM_CLASSES = 20
@@ -48,7 +50,7 @@ def fold_class_ids(fold: int) -> list[int]:
 
 def read_episodes(path: str | Path) -> list[Episode]:
     """Parse an HSNet list (one ``<voc_image_id>__<class_id>`` per line, e.g. ``2007_000033__01``)."""
-    path = Path(path)
+    path = user_path(path)
     if not path.is_file():
         raise missing(
             "episode list",
@@ -62,10 +64,10 @@ def read_episodes(path: str | Path) -> list[Episode]:
             continue
         image_id, sep, cls = line.strip().rpartition("__")
         if not sep or not image_id or not cls.isdigit() or not 1 <= int(cls) <= NUM_CLASSES:
-            raise ValueError(f"{path}:{lineno}: expected '<voc_image_id>__<class_id 01..20>', got {line!r}")
+            raise InputError(f"{path}:{lineno}: expected '<voc_image_id>__<class_id 01..20>', got {line!r}")
         episodes.append(Episode(image_id, int(cls)))
     if not episodes:
-        raise ValueError(f"episode list {path} is empty")
+        raise InputError(f"episode list {path} is empty")
     return episodes
 
 
@@ -74,7 +76,7 @@ def find_voc(root: str | Path) -> tuple[Path, Path]:
 
     Masks: ``SegmentationClassAug`` (SBD-augmented, as the official code) or else ``SegmentationClass``.
     """
-    root = Path(root)
+    root = user_path(root)
     if not root.is_dir():
         raise missing("PASCAL VOC root", root, "a folder holding VOC2012/", manifest().sources["voc2012"])
     for base in (root, root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
@@ -96,9 +98,9 @@ def find_voc(root: str | Path) -> tuple[Path, Path]:
 def find_split_dir(splits: str | Path | None, root: str | Path | None = None) -> Path:
     """The HSNet ``pascal/`` list folder (holding ``{trn,val}/fold<f>.txt``) found from ``splits`` (``data/splits``,
     ``data/splits/pascal`` or its ``val/``), else ``<root>/splits``, else ``$LSEG_NB_SHARED/reference/splits``."""
-    candidates = [Path(splits)] if splits is not None else []
+    candidates = [user_path(splits)] if splits is not None else []
     if splits is None:
-        candidates += [Path(root) / "splits"] if root is not None else []
+        candidates += [user_path(root) / "splits"] if root is not None else []
         candidates += [shared_dir() / "reference" / "splits"]
     for cand in candidates:
         for base in (cand / "pascal", cand, cand.parent):  # splits/, splits/pascal/ or splits/pascal/val/
@@ -114,7 +116,7 @@ def find_split_dir(splits: str | Path | None, root: str | Path | None = None) ->
 
 def read_class_map(masks: Path, image_id: str) -> np.ndarray:
     """VOC class-index mask of ``image_id`` as int64 ``(H, W)`` (0 background, 1..20, 255 boundary)."""
-    path = masks / f"{image_id}.png"
+    path = inside(masks, f"{image_id}.png", what="PASCAL-5i image id")
     if not path.is_file():
         raise missing(
             f"mask of {image_id}", path, "a class-index PNG", manifest().sources["segmentation_class_aug"]
@@ -122,7 +124,7 @@ def read_class_map(masks: Path, image_id: str) -> np.ndarray:
     with Image.open(path) as m:
         label = np.array(m)
     if label.ndim != 2:
-        raise ValueError(f"{path} is not a class-index PNG (shape {label.shape}); use SegmentationClassAug")
+        raise InputError(f"{path} is not a class-index PNG (shape {label.shape}); use SegmentationClassAug")
     return label.astype(np.int64)
 
 
@@ -139,12 +141,12 @@ def episode_source(
     episodes, cycling through the list (default ``min(1000, n)`` as the official loader).
     """
     m = manifest()
-    list_path = Path(split_dir) / f"fold{fold}.txt"
+    list_path = user_path(split_dir) / f"fold{fold}.txt"
     listed = read_episodes(list_path)
     classes = fold_class_ids(fold)
     foreign = [e for e in listed if e.class_id not in classes]
     if foreign:
-        raise ValueError(f"{list_path} lists classes outside fold {fold} ({classes}), e.g. {foreign[0]}")
+        raise InputError(f"{list_path} lists classes outside fold {fold} ({classes}), e.g. {foreign[0]}")
     names = read_label_file(labels_file, m) if labels_file is not None else list(m.classes)
     images, masks = find_voc(voc_root)
     sha = file_sha256(list_path)
@@ -156,7 +158,7 @@ def episode_source(
         class_ids=tuple(classes),
         episodes=tuple(cycle_episodes(listed, num_episodes, m.episodes_per_fold)),
         images=tuple(dict.fromkeys(e.image_id for e in listed)),
-        image_path=lambda image_id: images / f"{image_id}.jpg",
+        image_path=lambda image_id: inside(images, f"{image_id}.jpg", what="PASCAL-5i image id"),
         class_map=lambda image_id: read_class_map(masks, image_id),
         info={
             "split_list": str(list_path),
@@ -180,7 +182,7 @@ def prepare(root: str | Path, out: str | Path | None = None, splits: str | Path 
     :class:`~lseg_nb.data.benchmarks.base.MissingDataError` naming what is missing.
     """
     if out is not None:
-        raise ValueError("PASCAL-5i is used in place (VOC2012/JPEGImages + SegmentationClassAug); drop --out")
+        raise InputError("PASCAL-5i is used in place (VOC2012/JPEGImages + SegmentationClassAug); drop --out")
     m = manifest()
     images, masks = find_voc(root)
     if masks.name != "SegmentationClassAug":

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from lseg_nb.data.benchmarks import ade20k, coco20i, fss1000, pascal5i
 from lseg_nb.data.benchmarks.base import EpisodeSource
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import user_path
 
 PREPARE: dict[str, Callable[..., list[str]]] = {
     "pascal5i": pascal5i.prepare,
@@ -23,7 +25,7 @@ def benchmark_name(name: str) -> str:
     """Canonical benchmark name of ``name`` (an official alias such as ``pascal`` is accepted)."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in PREPARE:
-        raise ValueError(
+        raise InputError(
             f"unknown benchmark {name!r}; choose one of {sorted(PREPARE)} (aliases {sorted(ALIASES)})"
         )
     return key
@@ -53,11 +55,11 @@ def episode_source(
         split_dir = pascal5i.find_split_dir(splits, root) / "val"
         return pascal5i.episode_source(root, fold, split_dir, labels_file, num_episodes)
     if key == "coco20i":
-        pkl = [Path(splits) / sub / "val" / f"fold{fold}.pkl" for sub in ("coco", ".")] if splits else []
+        pkl = [user_path(splits) / sub / "val" / f"fold{fold}.pkl" for sub in ("coco", ".")] if splits else []
         classwise = next((p for p in pkl if p.is_file()), None)
         return coco20i.episode_source(root, fold, classwise, seed, num_episodes, labels_file)
     if key == "fss1000":
         if fold != 0:
-            raise ValueError(f"FSS-1000 has one fold (0: the 240 test classes), got {fold}")
+            raise InputError(f"FSS-1000 has one fold (0: the 240 test classes), got {fold}")
         return fss1000.episode_source(root, labels_file)
-    raise ValueError(f"{key} is not an episodic benchmark (episodic: pascal5i, coco20i, fss1000)")
+    raise InputError(f"{key} is not an episodic benchmark (episodic: pascal5i, coco20i, fss1000)")

@@ -51,7 +51,10 @@ from lseg_nb.data.benchmarks.base import (
     others_label_split,
 )
 from lseg_nb.data.benchmarks.registry import ALIASES, PREPARE
+from lseg_nb.data.images import read_rgb
 from lseg_nb.data.manifests import file_sha256
+from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.io import inside, user_path
 from lseg_nb.utils.labels import LabelSplit
 
 Transform = Callable[[Any, Any], tuple[Tensor, Tensor]]
@@ -111,7 +114,7 @@ class EpisodeTrainingSet(Dataset):
         self.episodes, self.transform, self.generator = episodes, transform, generator
         self.num_episodes = min(episodes.num_episodes, max_episodes or episodes.num_episodes)
         if self.num_episodes < 1:
-            raise ValueError(f"{episodes.benchmark} fold {episodes.fold}: no training episodes")
+            raise InputError(f"{episodes.benchmark} fold {episodes.fold}: no training episodes")
 
     def __len__(self) -> int:
         return self.num_episodes * EPISODE_IMAGES
@@ -134,11 +137,10 @@ class EpisodeTrainingSet(Dataset):
                 f"{self.episodes.benchmark} training image {ep.image_id}: {path} does not exist "
                 f"(run `lseg-nb prepare {self.episodes.benchmark} --root ...`)"
             )
-        with Image.open(path) as im:
-            rgb = im.convert("RGB")
+        rgb = Image.fromarray(read_rgb(path, f"{self.episodes.benchmark} training image", orient=False))
         label = self.episodes.class_map(ep.image_id, ep.class_id)
         if label.shape != (rgb.height, rgb.width):
-            raise ValueError(
+            raise InputError(
                 f"{ep.image_id}: mask {label.shape} and image {(rgb.height, rgb.width)} differ in size"
             )
         image, target = self.transform(rgb, label)
@@ -163,7 +165,7 @@ def pascal_training(root: Path, fold: int, splits: str | None) -> TrainEpisodes:
         episodes = pascal5i.read_episodes(path)
         wrong = [e for e in episodes if e.class_id not in m.fold_class_ids(g) or e.class_id in unseen]
         if wrong:
-            raise ValueError(
+            raise InputError(
                 f"{path} lists {wrong[0]} outside fold {g}'s classes {m.fold_class_ids(g)}: training for fold "
                 f"{fold} must never use its unseen classes {sorted(unseen)}; restore HSNet's list"
             )
@@ -177,7 +179,7 @@ def pascal_training(root: Path, fold: int, splits: str | None) -> TrainEpisodes:
         num_episodes=len(listed),
         query=lambda k, g: listed[k],
         pool=lambda c: pool[c],
-        image_path=lambda i: images / f"{i}.jpg",
+        image_path=lambda i: inside(images, f"{i}.jpg", what="PASCAL-5i image id"),
         class_map=lambda i, c: pascal5i.read_class_map(masks, i),
     )
 
@@ -188,8 +190,8 @@ def coco_train_classwise(base: Path, fold: int, splits: str | None) -> tuple[dic
     candidates = []
     if splits is not None:
         candidates = [
-            Path(splits) / "coco" / "trn" / f"fold{fold}.pkl",
-            Path(splits) / "trn" / f"fold{fold}.pkl",
+            user_path(splits) / "coco" / "trn" / f"fold{fold}.pkl",
+            user_path(splits) / "trn" / f"fold{fold}.pkl",
         ]
     candidates.append(base / coco20i.CLASSWISE.format(split="train2014"))
     for path in candidates:
@@ -212,7 +214,7 @@ def coco_training(root: Path, fold: int, splits: str | None) -> TrainEpisodes:
     seen = [c for c in range(1, coco20i.NUM_CLASSES + 1) if c not in unseen]
     empty = [c for c in seen if not lists.get(c)]
     if empty:
-        raise ValueError(f"{index}: no training image lists seen class(es) {empty[:10]} of fold {fold}")
+        raise InputError(f"{index}: no training image lists seen class(es) {empty[:10]} of fold {fold}")
     images = {name for c in seen for name in lists[c]}
 
     def query(k: int, g: torch.Generator) -> Episode:
@@ -244,7 +246,7 @@ def fss_training(root: Path) -> TrainEpisodes:
         num_episodes=len(listed),
         query=lambda k, g: listed[k],
         pool=lambda c: pool[c],
-        image_path=lambda i: base / f"{i}.jpg",
+        image_path=lambda i: inside(base, f"{i}.jpg", what="FSS-1000 image id"),
         # class 255 is a real FSS-1000 class here: the void value of this label space is 1001
         class_map=lambda i, c: np.where(fss1000.read_foreground(base, i), c, 0).astype(np.int64),
     )
@@ -279,12 +281,12 @@ class BenchmarkData:
         """Split ``split`` through ``transform`` (``max_images`` caps episodes, or ADE20K images)."""
         if self.name == ade20k.NAME:
             if split not in ADE_SPLITS:
-                raise ValueError(f"ADE20K-150 split must be one of {sorted(ADE_SPLITS)}, got {split!r}")
+                raise InputError(f"ADE20K-150 split must be one of {sorted(ADE_SPLITS)}, got {split!r}")
             return ade20k.ADE20KDataset(
                 self.root, split=ADE_SPLITS[split], max_images=max_images, transform=transform
             )
         if split not in ("train", "trn", "training"):
-            raise ValueError(
+            raise InputError(
                 f"{self.name} has no dense {split!r} split: it is scored with the episodic protocol "
                 f"(`lseg-nb evaluate --run RUN`, or `lseg-nb benchmark {self.name} --generalised` for all labels "
                 "at once); train with data.train_split='train'"
@@ -303,21 +305,21 @@ def benchmark_data(cfg: DataConfig) -> BenchmarkData:
     name = ALIASES.get(cfg.dataset.lower(), cfg.dataset.lower())
     m = load_benchmark_manifest(name)
     if cfg.data_root is None:
-        raise ValueError(
+        raise InputError(
             f"data.data_root: {m.title} needs the folder that `lseg-nb prepare {name} --root PATH` checks; "
             "pass --data.data-root PATH"
         )
     if name == ade20k.NAME:
         if cfg.fold is not None:
-            raise ValueError("data.fold: ADE20K-150 is a fixed-label benchmark without folds; use fold=None")
+            raise InputError("data.fold: ADE20K-150 is a fixed-label benchmark without folds; use fold=None")
         names = tuple(m.classes)
         # the reference label texts repeat "screen" (classes 59 and 131): reproduced as published
         labels = LabelSplit(names, tuple(range(len(names))), (), shared_names=len(set(names)) < len(names))
     else:
         if cfg.fold is None:
-            raise ValueError(
+            raise InputError(
                 f"data.fold: {m.title} trains zero-shot folds; choose 0..{len(m.folds) - 1} ({m.folds[0][0]} ...)"
             )
         labels = others_label_split(m, cfg.fold)  # validates the fold
     void = 255 if len(labels.class_names) <= 255 else len(labels.class_names)
-    return BenchmarkData(name, m, Path(cfg.data_root), cfg.fold, cfg.splits, labels, void)
+    return BenchmarkData(name, m, user_path(cfg.data_root), cfg.fold, cfg.splits, labels, void)
