@@ -511,7 +511,10 @@ def test_ctrl_c_during_evaluate_and_predict_is_one_line_exit_130(
 
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
-    monkeypatch.setattr(cli, {"evaluate": "evaluate_run", "predict": "predict_image"}[command], _press_ctrl_c)
+    from lseg_nb.apps import cli_eval
+
+    where = {"evaluate": (cli_eval, "evaluate_run"), "predict": (cli, "predict_image")}[command]
+    monkeypatch.setattr(*where, _press_ctrl_c)
     args = {
         "evaluate": ["evaluate", "--run", str(tiny_run), "--out", str(tmp_path / "e.json")],
         "predict": ["predict", "--weights", str(tiny_run), "--image", str(image), "--labels", "a", "b"],
