@@ -554,5 +554,5 @@ def test_file_names_that_are_not_utf8_work_and_print(tiny_run, synth_root, tmp_p
     assert main(args) == 0
     assert (trained / "model.safetensors").is_file() and (trained / "loss_curve.png").is_file()
     capsys.readouterr()
-    assert main(["evaluate", "--run", str(trained), "--max-images", "1", "--examples", "1"]) == 0
-    assert (trained / "eval_test_single_examples.png").is_file()
+    assert main(["evaluate", "--run", str(trained), "--data.max-images", "1", "--examples", "1"]) == 0
+    assert len(list(trained.glob("eval_*_first1_examples.png"))) == 1

@@ -37,7 +37,7 @@ from lseg_nb.engine.postprocess import (
     shift_seen,
 )
 from lseg_nb.utils.device import model_device
-from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.errors import DivergedError, InputError
 from lseg_nb.utils.labels import LabelSplit
 
 #: Batches between two checks that the logits are finite (each check waits for the device).
@@ -188,7 +188,7 @@ def score_settings(
                             kept.append((int(index[j]), img, pred[j].cpu().numpy(), target[j].cpu().numpy()))
             bar.update(images.shape[0])
     if not bool(finite):
-        raise InputError(
+        raise DivergedError(
             "the model produced non-finite logits (NaN or inf): its weights or inputs are broken; no score is "
             "reported. Check the weights file (a diverged run?) and the input normalisation"
         )
