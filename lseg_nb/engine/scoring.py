@@ -37,7 +37,7 @@ from lseg_nb.engine.postprocess import (
     shift_seen,
 )
 from lseg_nb.utils.device import model_device
-from lseg_nb.utils.errors import DivergedError, InputError
+from lseg_nb.utils.errors import DivergedError
 from lseg_nb.utils.labels import LabelSplit
 
 #: Batches between two checks that the logits are finite (each check waits for the device).
