@@ -23,6 +23,7 @@ from lseg_nb.config import (
     load_config,
     to_dict,
 )
+from lseg_nb.config.suites import SUITES
 from lseg_nb.data.benchmarks.base import EpisodeSource
 from lseg_nb.data.benchmarks.registry import benchmark_name, episode_source
 from lseg_nb.engine.episodic import run_episodes
@@ -240,11 +241,15 @@ class BenchmarkArgs:
 
 def cmd_benchmark(args: list[str]) -> None:
     """``lseg-nb benchmark BENCHMARK --weights W --root R [--fold F] [--eval.generalised]``."""
+    if args and args[0] in SUITES:  # a whole suite: trainingfree | crossdataset
+        from lseg_nb.apps.cli_suite import cmd_suite
+
+        return cmd_suite(args)
     help_only = bool({"-h", "--help"} & set(args))
     if (not args or args[0].startswith("-")) and not help_only:
         raise ConfigError(
             "usage: lseg-nb benchmark BENCHMARK --weights W --root R (BENCHMARK: pascal5i, coco20i, fss1000 or "
-            "ade20k150)"
+            "ade20k150; or a suite: trainingfree, crossdataset)"
         )
     first, rest = (args[0], args[1:]) if args and not args[0].startswith("-") else ("pascal5i", args)
     name = benchmark_name(first)

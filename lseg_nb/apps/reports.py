@@ -10,8 +10,10 @@ import math
 from typing import Any
 
 from lseg_nb.config import PUBLISHED_MIOU, RECIPES
+from lseg_nb.config.suites import PUBLISHED_RESULTS
 from lseg_nb.engine.metrics import Baseline
 from lseg_nb.engine.results import EpisodicResult, EvalResult, SettingResult
+from lseg_nb.engine.suite import SuiteResult
 
 
 def percent(v: float | None) -> float | None:
@@ -228,5 +230,43 @@ def episodic_table(result: EpisodicResult, max_classes: int = 20) -> str:
         lines.append(
             "published numbers not shown: this result was not scored with the paper's exact protocol (its label "
             "texts, the official split list, every episode, 480x480)"
+        )
+    return "\n".join(lines)
+
+
+def suite_rows(result: SuiteResult, published: bool = True) -> list[dict[str, Any]]:
+    """One row per model in the column order of the suite's papers (mIoU %, one decimal) plus ``Avg`` (the
+    mean over every dataset of the suite; empty when some did not run). ``published``: add the published rows
+    of the suite (marked as published, not reproduced here)."""
+    suite = result.suite
+    columns = [b.column for b in suite.benchmarks]
+
+    def row(name: str, miou: dict[str, float], avg: float | None, source: str) -> dict[str, Any]:
+        cells = {"model": name}
+        for b, col in zip(suite.benchmarks, columns, strict=True):
+            cells[col] = _r1(miou[b.name]) if b.name in miou else None
+        cells["Avg"] = _r1(avg)
+        cells["numbers"] = source
+        return cells
+
+    ours = {k: 100 * v for k, v in result.miou.items()}
+    avg = None if result.average is None else 100 * result.average
+    rows = [row(result.model or "model", ours, avg, "measured here")]
+    if published:
+        for p in PUBLISHED_RESULTS:
+            if p.suite == suite.name:
+                rows.append(row(f"{p.method} {p.backbone}", dict(p.miou), p.average, p.status))
+    return rows
+
+
+def suite_table(result: SuiteResult, published: bool = True) -> str:
+    """:func:`suite_rows` as a text table, then each dataset's protocol line and notes (every setting that
+    changes a number is printed)."""
+    lines = [format_table(suite_rows(result, published)), ""]
+    for r in result.rows:
+        extra = "; ".join(r.notes)
+        lines.append(
+            f"{r.benchmark.column}: {r.result.protocol_name}, {r.result.num_images} images"
+            + (f" ({extra})" if extra else "")
         )
     return "\n".join(lines)
