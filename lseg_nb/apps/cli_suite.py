@@ -46,7 +46,7 @@ class SuiteArgs:
     eval: EvalConfig = field(default_factory=EvalConfig)
     """--eval.FIELD changes that field for every dataset (e.g. --eval.amp bf16); the notes record it"""
     out: str | None = None
-    """JSON file (default runs/benchmark/WEIGHTS/SUITE_HARNESS[_only...][_firstN].json)"""
+    """JSON file (default: runs/benchmark/WEIGHTS/SUITE_HARNESS.json, with the --only datasets and --max-images in the name)"""
     overwrite: bool = False
     """replace an existing result file that holds a different run"""
     json: bool = False
