@@ -53,14 +53,16 @@ import dataclasses
 
 import pandas as pd
 
-from lseg_nb.apps.notebook import ensure_run, figure_dir, metrics_table, show
-from lseg_nb.apps.pipeline import evaluate_run
-from lseg_nb.config import OFFICIAL_EVAL, EvalConfig, TrainConfig, load_config
+from lseg_nb import OFFICIAL_EVAL, EvalConfig, evaluate_run
+from lseg_nb.apps.notebook import ensure_run, figure_dir, show
+from lseg_nb.apps.reports import metrics_rows
+from lseg_nb.config import TrainConfig, load_config
 from lseg_nb.viz.segmentation import plot_examples, plot_per_class_iou
 
 run = ensure_run(run_dir, steps=train_steps)
+saved = load_config(TrainConfig, run / "config.json")
 protocols = {
-    "run": load_config(TrainConfig, run / "config.json").eval,
+    "run": saved.eval,
     "single": EvalConfig(),
     "sliding": EvalConfig(mode="sliding"),
     "official": OFFICIAL_EVAL,
@@ -68,16 +70,11 @@ protocols = {
 figures = figure_dir(run, "02_zero_shot_evaluation")
 
 # %%
-result = evaluate_run(
-    run,
-    split,
-    protocol=dataclasses.replace(protocols[protocol], amp=amp),
-    max_images=max_images,
-    examples=n_examples,
-    calibrate_seen=calibrate_seen,
-)
-print(f"protocol: {result.protocol}")
-pd.DataFrame(metrics_table(result)).set_index("setting")
+chosen = dataclasses.replace(protocols[protocol], amp=amp, calibrate_seen=calibrate_seen)
+data = dataclasses.replace(saved.data, max_images=max_images)
+result = evaluate_run(run, data, chosen, split, examples=n_examples)
+print(f"protocol: {result.protocol_name}")
+pd.DataFrame(metrics_rows(result)).set_index("setting")
 
 # %% [markdown]
 # ## Per-class IoU
