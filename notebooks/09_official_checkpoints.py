@@ -77,9 +77,9 @@ else:
 # %% [markdown]
 # ## PASCAL-5i zero-shot reproduction (ResNet-101)
 #
-# Official protocol (`lseg_nb.engine.fewshot`): HSNet episode lists (`../shared/reference/splits/pascal/val`), each
-# episode one query image resized to 480 × 480 and the label set `["others", <class>]`; mIoU is the mean
-# foreground IoU over the fold's five unseen classes. Paper numbers (LSeg, ResNet-101, mIoU %):
+# Official protocol (`EvalConfig(protocol="episodic")`, `lseg_nb.engine.episodic`): HSNet episode lists (`../shared/reference/splits/pascal/val`), each
+# episode one query image resized to 480 × 480 and the label set `["others", <class>]`; 1000 episodes per fold,
+# cycling the list as HSNet's loader does; mIoU is the mean foreground IoU over the fold's five unseen classes. Paper numbers (LSeg, ResNet-101, mIoU %):
 #
 # | fold 0 | fold 1 | fold 2 | fold 3 | mean |
 # |---|---|---|---|---|
@@ -95,18 +95,21 @@ else:
 # ```
 
 # %%
+from lseg_nb import DataConfig, EvalConfig, evaluate
 from lseg_nb.data.manifests import shared_dir
-from lseg_nb.engine.fewshot import evaluate_pascal5i
 
 PAPER_RN101 = {0: 52.8, 1: 53.8, 2: 44.4, 3: 38.5}
-ref = shared_dir() / "reference"
-episodes, label_texts = ref / "splits" / "pascal" / "val", ref / "labels" / "fewshot_pascal.txt"
+splits = shared_dir() / "reference" / "splits"
 if model is None or voc_root is None:
     print("skipped: needs `checkpoint` (pascal_fold<f>.ckpt) and `voc_root`")
 else:
-    res = evaluate_pascal5i(model, voc_root, fold, episodes, label_texts, max_episodes=max_episodes)
-    print(f"fold {fold}: mIoU {res['miou']:.1f} (paper {PAPER_RN101[fold]}), FB-IoU {res['fb_iou']:.1f}")
+    data = DataConfig(
+        dataset="pascal5i", data_root=voc_root, splits=str(splits), fold=fold, max_images=max_episodes
+    )
+    res = evaluate(model, data, EvalConfig(protocol="episodic"))
+    print(res.protocol_name)
+    print(f"fold {fold}: mIoU {res.miou:.1f} (paper {PAPER_RN101[fold]}), FB-IoU {res.fb_iou:.1f}")
     print(
-        f"{res['num_episodes']} episodes; per-class IoU:",
-        {k: round(v, 1) for k, v in res["per_class_iou"].items()},
+        f"{res.num_episodes} episodes ({res.distinct_episodes} distinct); per-class IoU:",
+        {k: round(v, 1) for k, v in res.per_class_iou.items()},
     )

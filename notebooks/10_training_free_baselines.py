@@ -63,21 +63,27 @@ print(f"LSeg: {run.config.model.backbone} | training-free: {dense.config.spec}, 
 
 # %% [markdown]
 # ## Same protocol, same labels
-# `evaluate_model` scores any model on the run's dataset and fold; each model normalises the images with its
-# own statistics (`model.config.mean/std`). With a fold, the unseen-only row is the ZS3Net/SPNet-style zero-shot
-# setting; for the training-free model every class is "unseen".
+# `evaluate(model, data, protocol)` scores any model on the run's dataset and fold; each model normalises the
+# images with its own statistics (`model.config.mean/std`). With a fold, the unseen-only row is the
+# ZS3Net/SPNet-style zero-shot setting; for the training-free model every class is "unseen". Every row names its
+# protocol.
 
 # %%
+import dataclasses
+
 import pandas as pd
 
-from lseg_nb.apps.notebook import metrics_table
-from lseg_nb.apps.pipeline import evaluate_model
+from lseg_nb import EvalConfig, evaluate
+from lseg_nb.apps.reports import metrics_rows
 
+data = dataclasses.replace(run.config.data, max_images=max_images)
+protocol = EvalConfig()  # dense, one pass per image at the model's crop size
 results = {
-    name: evaluate_model(model, run.config.data, split, max_images=max_images, examples=n_examples)
+    name: evaluate(model, data, protocol, split, examples=n_examples)
     for name, model in [("LSeg (this run)", run.model), (dense.config.spec, dense)]
 }
-pd.DataFrame([{"model": name, **row} for name, r in results.items() for row in metrics_table(r)])
+print("protocol:", protocol.describe())
+pd.DataFrame([{"model": name, **row} for name, r in results.items() for row in metrics_rows(r)])
 
 # %% [markdown]
 # ## The same images, side by side

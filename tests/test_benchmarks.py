@@ -179,6 +179,39 @@ def test_hsnet_pickles_are_read_without_running_code(tmp_path):
         coco20i.read_classwise(evil)
 
 
+
+def _real_shaped_pickles(folder: Path) -> dict[int, list[str]]:
+    """Four HSNet val/fold<f>.pkl as the real ones are: all 80 class keys (0-based), lists empty outside the
+    fold (fold f holds classes f, f+4, ..., 0-based)."""
+    folder.mkdir(parents=True)
+    want: dict[int, list[str]] = {}
+    for f in range(4):
+        data = {c: [] for c in range(80)}
+        for c in range(f, 80, 4):
+            data[c] = [f"val2014/COCO_val2014_{c:06d}{k}.jpg" for k in range(2)]
+            want[c + 1] = data[c]
+        (folder / f"fold{f}.pkl").write_bytes(pickle.dumps(data))
+    return want
+
+
+def test_hsnet_fold_pickles_merge_keeps_every_fold(tmp_path):
+    # with dict.update the last fold's 80 keys (60 of them empty) emptied folds 0-2
+    want = _real_shaped_pickles(tmp_path / "coco" / "val")
+    merged = coco20i.read_hsnet_fold_pickles(tmp_path)
+    assert merged == want
+    for f in range(4):
+        assert all(merged[c] for c in coco20i.fold_class_ids(f)), f"fold {f} lost its lists"
+
+
+def test_hsnet_fold_pickles_refuse_conflicting_lists(tmp_path):
+    _real_shaped_pickles(tmp_path / "coco" / "val")
+    data = pickle.loads((tmp_path / "coco" / "val" / "fold3.pkl").read_bytes())
+    data[0] = ["val2014/other.jpg"]  # class 1 also listed, differently, by fold 0
+    (tmp_path / "coco" / "val" / "fold3.pkl").write_bytes(pickle.dumps(data))
+    with pytest.raises(ValueError, match="list different images for class 1"):
+        coco20i.read_hsnet_fold_pickles(tmp_path)
+
+
 # ---------------------------------------------------------------- prepare: PASCAL-5i
 
 

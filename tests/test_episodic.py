@@ -102,8 +102,11 @@ def test_hsnet_scores_hand_computed():
 
 def test_cycle_episodes():
     eps = [Episode(f"im{i}", 1) for i in range(3)]
-    assert cycle_episodes(eps, None, 1000) == eps  # official LSeg loader: min(1000, n) episodes
-    assert Counter(cycle_episodes(eps, 1000, 1000)) == {
+    # official HSNet/LSeg loader: 1000 episodes on the test split, cycling (not min(1000, n))
+    assert len(cycle_episodes(eps, None, 1000)) == 1000
+    assert cycle_episodes(eps, None, None) == eps  # no cap (FSS-1000): every listed episode once
+    assert cycle_episodes(eps, 2, 1000) == eps[:2]
+    assert Counter(cycle_episodes(eps, None, 1000)) == {
         eps[0]: 334,
         eps[1]: 333,
         eps[2]: 333,
@@ -262,24 +265,28 @@ def _expected(
 def test_evaluate_pascal5i_matches_independent_bookkeeping(tmp_path, tiny_model):
     base = _fake_voc(tmp_path)
     result = pascal(tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt")
-    inter, union = _expected(
-        tiny_model,
-        [("img_a", 1), ("img_b", 3), ("img_a", 2)],
-        lambda i: base / "JPEGImages" / f"{i}.jpg",
-        lambda i: np.array(Image.open(base / "SegmentationClassAug" / f"{i}.png")),
-        NAMES,
-        64,
-        20,
-    )
+    # the official loader serves 1000 episodes, cycling the 3-line list: 334 / 333 / 333 times
+    listed, served = [("img_a", 1), ("img_b", 3), ("img_a", 2)], (334, 333, 333)
+    inter, union = np.zeros((2, 20)), np.zeros((2, 20))
+    for episode, times in zip(listed, served):
+        i, u = _expected(
+            tiny_model,
+            [episode],
+            lambda i: base / "JPEGImages" / f"{i}.jpg",
+            lambda i: np.array(Image.open(base / "SegmentationClassAug" / f"{i}.png")),
+            NAMES,
+            64,
+            20,
+        )
+        inter, union = inter + times * i, union + times * u
     assert np.array_equal(result.intersection, inter)
     assert np.array_equal(result.union, union)
     fg = inter[1, :5] / np.maximum(union[1, :5], 1)
     assert result.miou == pytest.approx(fg.mean() * 100)
     assert result.fb_iou == pytest.approx((inter[:, :5].sum(1) / union[:, :5].sum(1)).mean() * 100)
     assert result.per_class_iou["class3"] == pytest.approx(fg[2] * 100)
-    assert result.episodes_per_class == {"class1": 1, "class2": 1, "class3": 1, "class4": 0, "class5": 0}
-    assert result.num_episodes == 3 and union[1, :3].min() > 0
-    # provenance: a home-made list and label texts are flagged as not the paper's
+    assert result.episodes_per_class == {"class1": 334, "class2": 333, "class3": 333, "class4": 0, "class5": 0}
+    assert result.num_episodes == 1000 and result.distinct_episodes == 3 and union[1, :3].min() > 0
     assert result.info["split_list_is_official"] is False and result.info["labels_match_paper"] is False
     assert result.to_dict()["split_list_is_official"] is False
     limited = pascal(tiny_model, tmp_path, 0, tmp_path / "splits", tmp_path / "labels.txt", 1)

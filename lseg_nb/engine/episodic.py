@@ -9,7 +9,7 @@ resized with nearest neighbour; the label set is ``["others", <class text>]``; t
 episode, background (0) and foreground (1) intersections and unions are counted over non-void pixels (255 = VOC
 boundary) and summed per class over the fold. mIoU is the mean foreground IoU over the fold's classes and FB-IoU
 the mean of the fold-level background and foreground IoU (HSNet ``AverageMeter``). Which episodes are served is the
-adapter's business (:mod:`lseg_nb.data.benchmarks`): PASCAL every listed episode once (``min(1000, n)``), COCO 1000
+adapter's business (:mod:`lseg_nb.data.benchmarks`): PASCAL 1000 episodes cycling through the fold's list, COCO 1000
 seeded draws, FSS every test image once. Results are in percent.
 """
 

@@ -324,7 +324,12 @@ class EpisodeSource:
 
 
 def cycle_episodes(listed: Sequence[Episode], num_episodes: int | None, cap: int | None) -> list[Episode]:
-    """Served episodes of a fixed list: ``num_episodes`` (default ``min(cap, n)``) cycling through it."""
+    """Served episodes of a fixed list: ``num_episodes`` (default ``cap``, else every listed episode once), cycling
+    through it as HSNet's loader does (``data/pascal.py``: ``__len__`` returns 1000 on the test split and
+    ``__getitem__`` takes ``idx %= len(self.img_metadata)``), so a list shorter than ``cap`` repeats its first
+    entries."""
     n = len(listed)
-    total = (n if cap is None else min(cap, n)) if num_episodes is None else num_episodes
+    if n == 0:
+        raise InputError("the episode list is empty: nothing to evaluate")
+    total = (n if cap is None else cap) if num_episodes is None else num_episodes
     return [listed[j % n] for j in range(total)]

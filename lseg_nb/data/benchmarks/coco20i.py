@@ -150,8 +150,13 @@ def read_hsnet_pickle(path: Path) -> dict[int, list[str]]:
 
 
 def read_hsnet_fold_pickles(splits: Path) -> dict[int, list[str]]:
-    """HSNet's four ``val/fold<f>.pkl`` (under ``splits/coco/`` or ``splits/``) merged into one class-wise index."""
+    """HSNet's four ``val/fold<f>.pkl`` (under ``splits/coco/`` or ``splits/``) merged into one class-wise index.
+
+    Every real pickle holds all 80 class keys, with empty lists outside its fold; only non-empty lists are merged
+    (a plain ``dict.update`` would let the last fold empty the others), and two different non-empty lists for
+    one class are refused."""
     merged: dict[int, list[str]] = {}
+    origin: dict[int, Path] = {}
     for f in range(NUM_FOLDS):
         candidates = (splits / "coco" / "val" / f"fold{f}.pkl", splits / "val" / f"fold{f}.pkl")
         pkl = next((p for p in candidates if p.is_file()), None)
@@ -159,7 +164,15 @@ def read_hsnet_fold_pickles(splits: Path) -> dict[int, list[str]]:
             raise missing(
                 "HSNet COCO-20i list", candidates[0], "val/fold0..3.pkl", manifest().sources["split_lists"]
             )
-        merged.update(read_hsnet_pickle(pkl))
+        for class_id, names in read_hsnet_pickle(pkl).items():
+            if not names:
+                continue
+            if class_id in merged and merged[class_id] != names:
+                raise InputError(
+                    f"{pkl} and {origin[class_id]} list different images for class {class_id}: the fold pickles "
+                    "must come from one HSNet checkout (data/splits/coco/val)"
+                )
+            merged[class_id], origin[class_id] = names, pkl
     return merged
 
 

@@ -6,8 +6,10 @@ Layout (checked in place; nothing is converted)::
     VOC2012/SegmentationClassAug/<voc_id>.png     0 background, 1..20 VOC order, 255 boundary (ignored)
     <splits>/pascal/{trn,val}/fold<f>.txt         HSNet lists, ``<voc_id>__<class_id>`` per line
 
-Fold ``f`` holds out classes ``5f+1 .. 5f+5``. The official (LSeg copy of the HSNet) loader serves
-``min(1000, n)`` episodes, i.e. every listed episode of ``val/fold<f>.txt`` once.
+Fold ``f`` holds out classes ``5f+1 .. 5f+5``. The official (LSeg copy of the HSNet) loader serves 1000 episodes
+per fold on the test split, cycling through ``val/fold<f>.txt`` (346/451/725/346 lines), so entries of
+each sorted list are scored one to three times (HSNet ``data/pascal.py``, ``DatasetPASCAL.__len__`` and
+``__getitem__``: ``idx %= len(self.img_metadata)``); lseg_nb serves the same 1000.
 """
 
 from __future__ import annotations
@@ -138,7 +140,7 @@ def episode_source(
     """PASCAL-5i episodes of ``fold`` from ``split_dir/fold<fold>.txt`` (the HSNet ``val`` folder).
 
     ``labels_file``: the 20 label texts (default: the paper's, from the manifest). ``num_episodes``: served
-    episodes, cycling through the list (default ``min(1000, n)`` as the official loader).
+    episodes, cycling through the list (default 1000, the official loader's count).
     """
     m = manifest()
     list_path = user_path(split_dir) / f"fold{fold}.txt"
