@@ -179,7 +179,6 @@ def test_hsnet_pickles_are_read_without_running_code(tmp_path):
         coco20i.read_classwise(evil)
 
 
-
 def _real_shaped_pickles(folder: Path) -> dict[int, list[str]]:
     """Four HSNet val/fold<f>.pkl as the real ones are: all 80 class keys (0-based), lists empty outside the
     fold (fold f holds classes f, f+4, ..., 0-based)."""

@@ -285,7 +285,13 @@ def test_evaluate_pascal5i_matches_independent_bookkeeping(tmp_path, tiny_model)
     assert result.miou == pytest.approx(fg.mean() * 100)
     assert result.fb_iou == pytest.approx((inter[:, :5].sum(1) / union[:, :5].sum(1)).mean() * 100)
     assert result.per_class_iou["class3"] == pytest.approx(fg[2] * 100)
-    assert result.episodes_per_class == {"class1": 334, "class2": 333, "class3": 333, "class4": 0, "class5": 0}
+    assert result.episodes_per_class == {
+        "class1": 334,
+        "class2": 333,
+        "class3": 333,
+        "class4": 0,
+        "class5": 0,
+    }
     assert result.num_episodes == 1000 and result.distinct_episodes == 3 and union[1, :3].min() > 0
     assert result.info["split_list_is_official"] is False and result.info["labels_match_paper"] is False
     assert result.to_dict()["split_list_is_official"] is False
