@@ -22,8 +22,16 @@ from lseg_nb.data.benchmarks.base import (
     class_target,
     cycle_episodes,
     read_label_file,
+    resize_labels,
 )
-from lseg_nb.engine.episodic import binary_areas, generalised, generalised_data, hsnet_scores, run_episodes
+from lseg_nb.engine.episodic import (
+    binary_areas,
+    generalised,
+    generalised_data,
+    hsnet_scores,
+    load_episode,
+    run_episodes,
+)
 from lseg_nb.engine.evaluate import evaluate
 from lseg_nb.engine.inference import predict_logits
 from lseg_nb.engine.metrics import confusion_matrix
@@ -400,6 +408,24 @@ def test_evaluate_coco20i_draws_seeded_episodes_of_the_fold(tmp_path, tiny_model
     assert inter[:, seen_cols].sum() == 0 and inter.sum() > 0
     again = ep(tiny_model, coco20i.episode_source(tmp_path, 0, index, num_episodes=12), 32)
     assert np.array_equal(again.intersection, r.intersection) and np.array_equal(again.union, r.union)
+
+
+def test_coco20i_void_counts_as_background_as_the_official_loader(tmp_path, tiny_model):
+    # HSNet data/coco.py sets every value other than class+1 to 0 and has no ignore index: 255 is background
+    base = _fake_coco(tmp_path)
+    mask_file = base / "annotations" / "val2014" / "COCO_val2014_000000000000.png"
+    mask = np.array(Image.open(mask_file))
+    mask[0:2, :] = 255
+    Image.fromarray(mask).save(mask_file)
+    index = tmp_path / "index.tsv"
+    coco20i.write_classwise(
+        index, {c: ["val2014/COCO_val2014_000000000000.jpg"] for c in coco20i.fold_class_ids(0)}
+    )
+    source = coco20i.episode_source(tmp_path, 0, index, num_episodes=1)
+    _, target = load_episode(source, Episode("val2014/COCO_val2014_000000000000.jpg", 1), 24, tiny_model)
+    assert (target == 255).sum() == 0
+    resized = resize_labels(mask, 24)
+    assert torch.equal(target, (resized == 1).long()) and (resized == 255).any()
 
 
 def test_evaluate_fss1000_scores_every_test_image_once(tmp_path, tiny_model):

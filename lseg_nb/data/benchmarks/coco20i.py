@@ -17,6 +17,12 @@ among the fold's 20, then a query image uniformly among the val2014 images conta
 NumPy calls as the official loader (``RandomState(seed).choice(..., 1, replace=False)``). The per-class image lists
 come from HSNet's ``splits/coco/val/fold<f>.pkl`` when given (then seed 0 reproduces the official sequence, whose
 test script seeds NumPy with 0) or else from the masks (every image with at least one pixel of the class).
+
+Void: the official COCO loader (HSNet ``data/coco.py``, ``DatasetCOCO.load_frame``, copied into lang-seg's
+``fewshot_data``) sets every mask value other than ``class + 1`` to background and passes no ignore index to the
+evaluator, so a 255 in a mask counts as background there, unlike PASCAL's ignored boundaries. The episode masks
+here follow it (:func:`episode_class_map`); whether HSNet's distributed PNGs hold 255 at all could not be checked
+offline, converted masks never do.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from lseg_nb.data.benchmarks.base import (
+    IGNORE,
     BenchmarkManifest,
     Episode,
     EpisodeSource,
@@ -95,6 +102,13 @@ def read_class_map(base: Path, image_rel: str) -> np.ndarray:
     if label.ndim != 2:
         raise InputError(f"{path} is not a class-index PNG (shape {label.shape})")
     return label.astype(np.int64)
+
+
+def episode_class_map(base: Path, image_rel: str) -> np.ndarray:
+    """:func:`read_class_map` as the official evaluation sees it: 255 (void) counts as background (0)."""
+    label = read_class_map(base, image_rel)
+    label[label == IGNORE] = 0
+    return label
 
 
 # ---------------------------------------------------------------- per-class image lists
@@ -254,7 +268,7 @@ def episode_source(
         episodes=tuple(sample_episodes(lists, classes, n, seed)),
         images=tuple(images),
         image_path=lambda image_rel: inside(base, image_rel, what="COCO-20i image name"),
-        class_map=lambda image_rel: read_class_map(base, image_rel),
+        class_map=lambda image_rel: episode_class_map(base, image_rel),
         info={"classwise": str(index), "seed": seed, "labels_match_paper": labels_match_paper(names, m)},
     )
 
