@@ -111,3 +111,23 @@ def test_readme_links_into_the_docs_resolve(site):
             rel = Path(page).relative_to("docs").with_suffix("")
             html = site / (rel.parent if rel.name == "index" else rel) / "index.html"
             assert f'id="{anchor}"' in html.read_text(), f"README links to missing anchor {link}"
+
+
+def test_training_free_settings_table_is_the_code():
+    # defect 7 of issue 16: the documented per-dataset settings are the ones the suite runner uses
+    from lseg_nb.config.suites import TRAININGFREE, get_settings
+
+    text = (DOCS / "training-free.md").read_text()
+    table = text.split("<!-- settings-table -->")[1].split("<!-- /settings-table -->")[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.strip().splitlines()[2:]]
+    by_key = {(r[0], r[1]): r[2:] for r in rows}
+    for harness in ("sclip", "naclip"):
+        for b in TRAININGFREE.benchmarks:
+            s = get_settings(b.name, harness)
+            short, windows, scale, prob, area, pamr = by_key.pop((b.column, harness))
+            assert int(short) == s.short_side, (b.name, harness)
+            assert (windows == "whole image") == (s.mode == "single"), (b.name, harness)
+            assert float(scale) == s.logit_scale and float(prob) == s.prob_thd, (b.name, harness)
+            assert (None if area == "–" else float(area)) == s.area_thd, (b.name, harness)
+            assert int(pamr) == s.pamr_steps, (b.name, harness)
+    assert not by_key, f"rows the code does not have: {sorted(by_key)}"
