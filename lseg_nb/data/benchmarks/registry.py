@@ -4,9 +4,10 @@ evaluation episodes of a fold (what ``lseg-nb benchmark`` and ``lseg-nb evaluate
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
-from lseg_nb.data.benchmarks import ade20k, coco20i, fss1000, pascal5i
+from lseg_nb.data.benchmarks import ade20k, coco20i, fss1000, ovss, pascal5i
 from lseg_nb.data.benchmarks.base import EpisodeSource
 from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.io import user_path
@@ -16,6 +17,8 @@ PREPARE: dict[str, Callable[..., list[str]]] = {
     "coco20i": coco20i.prepare,
     "fss1000": fss1000.prepare,
     "ade20k150": ade20k.prepare,
+    # the open-vocabulary suites' datasets (checked in place; data_manifests/ovss/)
+    **{name: partial(ovss.prepare_dataset, name) for name in ovss.ovss_names()},
 }
 # the official code's dataset names
 ALIASES = {"pascal": "pascal5i", "coco": "coco20i", "fss": "fss1000", "ade20k": "ade20k150"}
@@ -35,7 +38,12 @@ def prepare(
     name: str, root: str | Path, out: str | Path | None = None, splits: str | Path | None = None
 ) -> list[str]:
     """Check (or convert) a local copy of benchmark ``name``; returns summary lines, raises naming what is missing."""
-    return PREPARE[benchmark_name(name)](root, out=out, splits=splits)
+    key = benchmark_name(name)
+    if ovss.is_ovss(key):
+        if splits is not None:
+            raise InputError(f"{key} takes no --splits: its image list is part of the prepared layout")
+        return PREPARE[key](root, out=out)
+    return PREPARE[key](root, out=out, splits=splits)
 
 
 def episode_source(

@@ -30,7 +30,7 @@ label and refuses an unseen one. Every draw comes from the item's generator, whi
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from torch.utils.data import Dataset
 
 from lseg_nb.config import DataConfig
 from lseg_nb.config.recipes import EPISODE_IMAGES
-from lseg_nb.data.benchmarks import ade20k, coco20i, fss1000, pascal5i
+from lseg_nb.data.benchmarks import ade20k, coco20i, fss1000, ovss, pascal5i
 from lseg_nb.data.benchmarks.base import (
     BenchmarkManifest,
     Episode,
@@ -260,16 +260,19 @@ class BenchmarkData:
     """A benchmark resolved for a run: label split, void value and datasets (see the module docstring)."""
 
     name: str
-    manifest: BenchmarkManifest
+    manifest: BenchmarkManifest | ovss.OvssManifest
     root: Path
     fold: int | None
     splits: str | None
     labels: LabelSplit
     ignore_index: int
+    extra_hashes: dict[str, str] = field(default_factory=dict)
 
     def manifest_hashes(self) -> dict[str, str]:
-        """sha256 of the benchmark manifest (recorded in a run's environment.json)."""
-        return {self.name: file_sha256(self.manifest.path)} if self.manifest.path else {}
+        """sha256 of the benchmark manifest and, for a suite dataset, of its class file (recorded with runs and
+        results)."""
+        own = {self.name: file_sha256(self.manifest.path)} if self.manifest.path else {}
+        return {**own, **self.extra_hashes}
 
     def dataset(
         self,
@@ -279,6 +282,13 @@ class BenchmarkData:
         generator: torch.Generator | None = None,
     ) -> Dataset:
         """Split ``split`` through ``transform`` (``max_images`` caps episodes, or ADE20K images)."""
+        if isinstance(self.manifest, ovss.OvssManifest):
+            if split not in ("val", "validation", "test"):
+                raise InputError(
+                    f"{self.manifest.title} is an evaluation set (the suites test on its validation split): "
+                    f"split {split!r} does not exist; use 'val'"
+                )
+            return ovss.OvssDataset(self.manifest, self.root, self.ignore_index, transform, max_images)
         if self.name == ade20k.NAME:
             if split not in ADE_SPLITS:
                 raise InputError(f"ADE20K-150 split must be one of {sorted(ADE_SPLITS)}, got {split!r}")
@@ -303,6 +313,8 @@ class BenchmarkData:
 def benchmark_data(cfg: DataConfig) -> BenchmarkData:
     """Resolve ``cfg`` (a paper benchmark) into its label split and datasets; errors name the field to fix."""
     name = ALIASES.get(cfg.dataset.lower(), cfg.dataset.lower())
+    if ovss.is_ovss(name):
+        return _suite_data(cfg, name)
     m = load_benchmark_manifest(name)
     if cfg.data_root is None:
         raise InputError(
@@ -323,3 +335,19 @@ def benchmark_data(cfg: DataConfig) -> BenchmarkData:
         labels = others_label_split(m, cfg.fold)  # validates the fold
     void = 255 if len(labels.class_names) <= 255 else len(labels.class_names)
     return BenchmarkData(name, m, user_path(cfg.data_root), cfg.fold, cfg.splits, labels, void)
+
+
+def _suite_data(cfg: DataConfig, name: str) -> BenchmarkData:
+    """A dataset of the open-vocabulary suites (:mod:`lseg_nb.data.benchmarks.ovss`): every class seen, no fold."""
+    m = ovss.load_ovss_manifest(name)
+    if cfg.data_root is None:
+        raise InputError(
+            f"data.data_root: {m.title} needs the folder holding {m.layout.folders[0]}/ (prepared by {m.prepare}); "
+            f"check it with `lseg-nb prepare {name} --root PATH`"
+        )
+    if cfg.fold is not None:
+        raise InputError(f"data.fold: {m.title} is a fixed-label evaluation set without folds; use fold=None")
+    base = ovss.find_base(m, cfg.data_root)
+    labels, info = ovss.ovss_label_split(m, base)
+    classes = {f"{name}:classes": file_sha256(Path(info["classes_file"]))}
+    return BenchmarkData(name, m, base, None, None, labels, int(labels.void), classes)
