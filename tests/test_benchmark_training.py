@@ -356,7 +356,7 @@ def test_evaluate_run_runs_the_recipes_episodic_protocol(pascal_run, capsys):
     assert main(["evaluate", "--run", str(run)]) == 0
     out = capsys.readouterr().out
     # the fixture's home-made episode list is not HSNet's: never "(paper protocol)" nor the published number
-    assert "pascal5i fold 0: 3 episodes" in out and "episodic ['others', class]" in out
+    assert "pascal5i fold 0: 1000 episodes (3 distinct)" in out and "episodic ['others', class]" in out
     assert "(paper protocol)" not in out and "published numbers not shown" in out
     [saved_path] = run.glob("eval_pascal5i_test_fold0_episodic*.json")
     saved = json.loads(saved_path.read_text())

@@ -423,13 +423,14 @@ def test_pascal5i_protocol_scores_a_dense_clip_model(tmp_path):
         :, np.floor(np.arange(64) * 40 / 64).astype(int)
     ]
     valid = mask != 255
+    # the official loader serves 1000 episodes, cycling the 2-line list: each episode 500 times
     for cls in (1, 2):
         with torch.no_grad():
             pred = model(x, model.encode_text(["others", f"class{cls}"])).argmax(1)[0].numpy()
         p, g = (pred == 1) & valid, (mask == cls) & valid
-        assert result.intersection[1][cls - 1] == (p & g).sum()
-        assert result.union[1][cls - 1] == (p | g).sum()
-    assert result.num_episodes == 2 and 0 <= result.miou <= 100
+        assert result.intersection[1][cls - 1] == 500 * (p & g).sum()
+        assert result.union[1][cls - 1] == 500 * (p | g).sum()
+    assert result.num_episodes == 1000 and result.distinct_episodes == 2 and 0 <= result.miou <= 100
 
 
 def test_neighbour_analysis_of_dense_clip_pixels():

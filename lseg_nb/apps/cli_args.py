@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import re
 import sys
+from pathlib import Path
 from typing import TypeVar
 
 import tyro
 
 from lseg_nb.config import ConfigError
+from lseg_nb.utils.io import file_stem
 
 T = TypeVar("T")
 
@@ -77,3 +80,24 @@ def parse_args(cls: type[T], args: list[str], prog: str, default: T | None = Non
         raise
     sys.stderr.write(captured.getvalue())  # warnings printed while parsing
     return parsed
+
+
+def safe_name(text: str) -> str:
+    """A file-name-safe rendering of a model spec, weights path or dataset name (one path component)."""
+    return file_stem(text, "model")
+
+
+def check_result_file(path: Path, identity: dict, overwrite: bool) -> None:
+    """Refuse (before any work) to replace a result file that holds a different evaluation."""
+    if overwrite or not path.is_file():
+        return
+    try:
+        old = json.loads(path.read_text())
+        same = {k: old.get("identity", {}).get(k) for k in identity} == identity
+    except (OSError, ValueError):
+        same = False
+    if not same:
+        raise ConfigError(
+            f"{path} holds a different evaluation (other data, split, fold or protocol): choose another --out or "
+            "pass --overwrite to replace it"
+        )

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import tyro
 
-from lseg_nb.apps.cli_args import parse_args
+from lseg_nb.apps.cli_args import check_result_file, parse_args, safe_name
+from lseg_nb.apps.cli_suite import cmd_suite
 from lseg_nb.apps.reports import episodic_table, evaluation_table, format_table, percent
 from lseg_nb.config import (
     OFFICIAL_EVAL,
@@ -31,7 +32,7 @@ from lseg_nb.engine.evaluate import evaluate, evaluate_run
 from lseg_nb.engine.results import EpisodicResult, EvalResult
 from lseg_nb.engine.runs import load_model
 from lseg_nb.utils.device import resolve_device
-from lseg_nb.utils.io import atomic_save_figure, atomic_write_text, check_output_path, file_stem, user_path
+from lseg_nb.utils.io import atomic_save_figure, atomic_write_text, check_output_path, user_path
 from lseg_nb.viz.segmentation import plot_examples, plot_per_class_iou
 
 
@@ -78,11 +79,6 @@ def _pop(args: list[str], name: str) -> str | None:
     return None
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe rendering of a model spec, weights path or dataset name (one path component)."""
-    return file_stem(text, "model")
-
-
 def result_name(data: DataConfig, split: str, protocol: EvalConfig) -> str:
     """``eval_DATASET_SPLIT[_foldF]_PROTOCOL[_firstN].json``: every choice that changes the numbers."""
     fold = f"_fold{data.fold}" if data.fold is not None else ""
@@ -98,22 +94,6 @@ def _identity(data: DataConfig, split: str, protocol: EvalConfig) -> dict:
         "max_images": data.max_images,
         "protocol_config": to_dict(protocol),
     }
-
-
-def check_result_file(path: Path, identity: dict, overwrite: bool) -> None:
-    """Refuse (before any work) to replace a result file that holds a different evaluation."""
-    if overwrite or not path.is_file():
-        return
-    try:
-        old = json.loads(path.read_text())
-        same = {k: old.get("identity", {}).get(k) for k in identity} == identity
-    except (OSError, ValueError):
-        same = False
-    if not same:
-        raise ConfigError(
-            f"{path} holds a different evaluation (other data, split, fold or protocol): choose another --out or "
-            "pass --overwrite to replace it"
-        )
 
 
 def cmd_evaluate(args: list[str]) -> None:
@@ -242,8 +222,6 @@ class BenchmarkArgs:
 def cmd_benchmark(args: list[str]) -> None:
     """``lseg-nb benchmark BENCHMARK --weights W --root R [--fold F] [--eval.generalised]``."""
     if args and args[0] in SUITES:  # a whole suite: trainingfree | crossdataset
-        from lseg_nb.apps.cli_suite import cmd_suite
-
         return cmd_suite(args)
     help_only = bool({"-h", "--help"} & set(args))
     if (not args or args[0].startswith("-")) and not help_only:

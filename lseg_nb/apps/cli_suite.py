@@ -15,8 +15,7 @@ from pathlib import Path
 
 import tyro
 
-from lseg_nb.apps.cli_args import parse_args
-from lseg_nb.apps.cli_eval import check_result_file, safe_name
+from lseg_nb.apps.cli_args import check_result_file, parse_args, safe_name
 from lseg_nb.apps.reports import suite_table
 from lseg_nb.config import ConfigError, EvalConfig
 from lseg_nb.config.suites import SUITES

@@ -31,6 +31,7 @@ from lseg_nb.config.suites import HARNESSES, SUITES, Benchmark, Suite, average, 
 from lseg_nb.data.experiment import Experiment, make_experiment
 from lseg_nb.engine.evaluate import eval_data, evaluate
 from lseg_nb.engine.results import EvalResult
+from lseg_nb.models.dense_clip import DenseCLIP
 from lseg_nb.utils.errors import InputError, UnknownNameError
 
 #: The cross-dataset protocol (lseg_nb's; see the module docstring): detectron2's ResizeShortestEdge(640, max
@@ -199,8 +200,6 @@ def test_split(exp: Experiment) -> str:
 @contextmanager
 def _window(model: nn.Module, window: int | None) -> Iterator[int]:
     """Use the reference window on a training-free model (module docstring); yields the window used."""
-    from lseg_nb.models.dense_clip import DenseCLIP
-
     own = int(model.config.crop_size)
     if window is None or window == own or not isinstance(model, DenseCLIP):
         yield own
