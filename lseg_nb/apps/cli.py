@@ -16,6 +16,7 @@ from typing import Literal
 
 import tyro
 
+from lseg_nb.apps.batch import predict_folder
 from lseg_nb.apps.cli_args import parse_args
 from lseg_nb.apps.cli_errors import USER_ERRORS, run_command  # noqa: F401 - USER_ERRORS: public
 from lseg_nb.apps.cli_eval import cmd_benchmark, cmd_evaluate
@@ -35,9 +36,12 @@ from lseg_nb.config import (
 )
 from lseg_nb.config.serialize import require
 from lseg_nb.data.benchmarks.registry import prepare
-from lseg_nb.engine.runs import load_run_config
+from lseg_nb.engine.batch import collect_images
+from lseg_nb.engine.runs import load_model, load_run_config
+from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.errors import printable
-from lseg_nb.utils.labels import labels_from_args
+from lseg_nb.utils.io import check_output_dir
+from lseg_nb.utils.labels import LabelSplit, labels_from_args
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
 
@@ -47,7 +51,7 @@ commands:
   evaluate   evaluate a run folder (its recipe's protocol, or --mode/--official ...) or a model spec
              such as maskclip:ViT-B-16/openai on a dataset split
   benchmark  score weights (e.g. a converted official checkpoint) on a paper benchmark with its protocol
-  predict    segment one image with any labels and save an overlay figure
+  predict    segment images with any labels: a figure of one, or masks/probs/features of many
   export     export a model to ONNX (labels baked in, or --text-input), validated with onnxruntime
   convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
   models     list named model configs
@@ -86,19 +90,37 @@ class DemoArgs:
 
 @dataclass(frozen=True)
 class PredictArgs:
-    """Segment one image with free-form labels and save a figure (image | prediction with a key).
+    """Segment images with free-form labels: one image to a figure (--image, --out), or many images to masks,
+    overlays, probabilities and features (IMAGES... --out-dir OUT; formats in docs/predict.md).
 
     Labels: ``--labels sky grass cow`` or ``--labels "sky, grass, cow"`` (commas separate classes, as in the
-    label explorer); ``"sofa|couch"`` is one class with two names (it scores the best of them).
+    label explorer); ``"sofa|couch"`` is one class with two names (it scores the best of them). Put IMAGES
+    before --labels: ``lseg-nb predict photos/ --weights W --out-dir OUT --labels sky grass``.
     """
 
     weights: str
     """run folder, .safetensors file or training-free model spec such as naclip:ViT-B-16/openai"""
-    image: str
+    images: tyro.conf.Positional[tuple[str, ...]] = ()
+    """image files, folders (searched recursively), glob patterns or @list.txt, written to --out-dir"""
+    image: str | None = None
+    """one image to draw a figure of (with --out)"""
     labels: tuple[str, ...] = ()
     labels_file: str | None = None
     """read the labels from a file instead: one class per line"""
     out: str = "prediction.png"
+    """the figure of --image"""
+    out_dir: str | None = None
+    """output folder for IMAGES: masks/, overlays/, probs/, features/, labels.json, predictions.jsonl"""
+    save: tuple[str, ...] = ("mask",)
+    """what to write for IMAGES: any of mask, overlay, probs, features (comma- or space-separated)"""
+    overwrite: bool = False
+    """redo images whose outputs exist (and allow a folder written with other labels or model)"""
+    feature_recipe: Literal["native", "openscene", "vlmaps"] = "native"
+    """how features are extracted (docs/predict.md): lseg_nb's pass, or OpenScene's / VLMaps' recipe"""
+    feature_size: tuple[int, int] | None = None
+    """resize the features to H W (default: the recipe's resolution)"""
+    num_workers: int = 0
+    """DataLoader workers decoding images"""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
 
@@ -126,7 +148,8 @@ class PrepareArgs:
     """Check (or convert) a local copy of a paper benchmark; nothing is downloaded."""
 
     benchmark: tyro.conf.Positional[str]
-    """pascal5i, coco20i, fss1000 or ade20k150 (or the official names pascal, coco, fss, ade20k)"""
+    """pascal5i, coco20i, fss1000 or ade20k150 (or the official names pascal, coco, fss, ade20k), or a suite
+    dataset: sclip_voc21 ... sclip_ade20k, catseg_ade847 ... catseg_voc20b (docs/protocols-trainingfree.md)"""
     root: str
     """the local copy (e.g. Datasets_HSN, or the folder holding VOC2012/, COCO2014/, FSS-1000/, ADEChallengeData2016/)"""
     out: str | None = None
@@ -197,11 +220,38 @@ def cmd_predict(args: list[str]) -> None:
             f"note: one label ({labels[0]!r}): the softmax over one label is always 100%, so every pixel is "
             "that label; add the other things in the image (or 'background')"
         )
+    if a.images or a.out_dir:
+        return _predict_many(a, labels)
+    if a.image is None:
+        raise ConfigError(
+            "lseg-nb predict: give --image FILE (a figure), or IMAGES... --out-dir OUT (many images)"
+        )
     shares = predict_image(a.weights, a.image, labels, a.out, a.eval)
     print(f"protocol: {a.eval.describe()}; image {a.image}")
     for label, share in shares.items():
         print(f"{label:>24s}: {100 * share:5.1f}% of pixels")
     print(f"figure written to {a.out}")
+
+
+def _predict_many(a: PredictArgs, labels: list[str]) -> None:
+    if a.image is not None or not a.images or not a.out_dir:
+        raise ConfigError(
+            "lseg-nb predict: many images take IMAGES... and --out-dir OUT (not --image); one image takes --image"
+        )
+    split = LabelSplit.from_labels(labels)
+    check_output_dir(a.out_dir, "--out-dir")
+    collect_images(a.images)  # bad inputs fail before the model loads
+    model = load_model(a.weights, map_location=str(resolve_device("auto")))
+    print(f"protocol: {a.eval.describe()}; {split.num_classes} classes; saving {', '.join(a.save)}")
+    summary = predict_folder(
+        model, a.images, split, a.out_dir, a.eval, a.save, a.overwrite, a.feature_size, a.feature_recipe,
+        a.weights, a.num_workers,
+    )  # fmt: skip
+    print(summary.line())
+    for key, why in summary.failed[:10]:
+        print(f"  failed: {key}: {why}")
+    if summary.failed:
+        sys.exit(1)
 
 
 def cmd_export(args: list[str]) -> None:

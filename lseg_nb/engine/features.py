@@ -126,7 +126,9 @@ def model_input(model: nn.Module, image: Tensor | np.ndarray) -> Tensor:
                 f"image arrays must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}; pass a normalised "
                 "float tensor (3, H, W) otherwise"
             )
-        x = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
+        x = (
+            torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)
+        )  # a copy: inputs may be read-only
         return normalize_image(x, model.config.mean, model.config.std).unsqueeze(0)
     if not isinstance(image, Tensor) or not image.is_floating_point():
         raise InputError("image must be an RGB uint8 array (H, W, 3) or a normalised float tensor (3, H, W)")

@@ -48,7 +48,7 @@ def to_input(image: np.ndarray, model: nn.Module) -> Tensor:
     """RGB uint8 ``(H, W, 3)`` -> normalised ``(1, 3, H, W)`` with the model's mean/std."""
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InputError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {tuple(image.shape)}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(255)
+    x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)  # a copy: inputs may be read-only
     return normalize_image(x, model.config.mean, model.config.std).unsqueeze(0)
 
 
@@ -125,20 +125,25 @@ class Predictor:
                 logits = self._run.logits(self._emb, text.to(self._emb.device), self._padded)[..., :h, :w]
         return refine_logits(self._x, [logits], self.protocol)[0][0]
 
+    def encoded_scores(self, text: Tensor, owner: Tensor) -> Tensor:
+        """Class scores ``(1, C, H, W)`` (model device) of already embedded names: ``text`` ``(T, D)`` and the class
+        of each name ``owner`` (``lseg_nb.engine.postprocess.encode_labels``), so a label set embedded once
+        serves many images."""
+        scale = getattr(self.model, "logit_scale", None)
+        return protocol_scores(self._name_logits(text)[None], owner, self.protocol, scale)
+
     def predict(self, labels: Labels) -> Tensor:
         """Class scores ``(K, H, W)`` (CPU float32) for typed labels, a :class:`LabelSplit`, or text embeddings
         ``(K, D)``: the model's logits, maximum over each class's names (probabilities when the protocol has a
         ``logit_scale`` or ``prob_thd``, see :func:`~lseg_nb.engine.postprocess.class_scores`)."""
         text, owner, _ = self._text(labels)
-        scale = getattr(self.model, "logit_scale", None)
-        return protocol_scores(self._name_logits(text)[None], owner, self.protocol, scale)[0].cpu()
+        return self.encoded_scores(text, owner)[0].cpu()
 
     def predict_mask(self, labels: Labels) -> Tensor:
         """Class index per pixel ``(H, W)`` (int64, CPU), with the protocol's background rules (``prob_thd``,
         ``area_thd`` need a label set with a background class)."""
         text, owner, split = self._text(labels)
-        scale = getattr(self.model, "logit_scale", None)
-        scores = protocol_scores(self._name_logits(text)[None], owner, self.protocol, scale)
+        scores = self.encoded_scores(text, owner)
         return protocol_predict(scores, self.protocol, split.background if split else None)[0].cpu()
 
     def similarity(self, labels: Labels) -> Tensor:
