@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from lseg_nb.config import EvalConfig
+from lseg_nb.engine.bootstrap import image_intervals
 from lseg_nb.engine.examples import example_positions
 from lseg_nb.engine.metrics import chance_baseline, compute_metrics
 from lseg_nb.engine.results import EvalExample, EvalResult, SettingResult
@@ -102,6 +103,7 @@ def run_dense(
             confusion=cm,
             baseline=chance_baseline(cm, sl.class_names),
             per_image=scored.per_image[s.name],
+            intervals=_intervals(scored.per_image[s.name], sl, seen, unseen, protocol),
             offset=s.offset if s.name == "calibrated" else None,
         )
     return EvalResult(
@@ -115,4 +117,13 @@ def run_dense(
         fold=data.fold,
         window=int(model.config.crop_size),
         examples=tuple(EvalExample(*e) for e in scored.examples),
+    )
+
+
+def _intervals(counts, labels: LabelSplit, seen, unseen, protocol: EvalConfig) -> dict | None:
+    """Image-level bootstrap intervals of a setting (``protocol.bootstrap`` resamples; 0 or no images: none)."""
+    if not protocol.bootstrap or counts is None or counts.num_images == 0:
+        return None
+    return image_intervals(
+        counts, labels.class_names, seen, unseen, protocol.bootstrap, protocol.bootstrap_seed
     )

@@ -37,6 +37,7 @@ from lseg_nb.data.benchmarks.base import (
     resize_labels,
 )
 from lseg_nb.data.loading import eval_batches
+from lseg_nb.engine.bootstrap import episodic_intervals
 from lseg_nb.engine.dense import EvalData, run_dense
 from lseg_nb.engine.inference import eval_mode
 from lseg_nb.engine.metrics import confusion_matrices
@@ -216,6 +217,16 @@ def run_episodes(
         intersection=inter.numpy(),
         union=union.numpy(),
         episodes=episodes,
+        intervals=None
+        if not protocol.bootstrap
+        else episodic_intervals(
+            episodes.class_ids,
+            episodes.intersection,
+            episodes.union,
+            classes,
+            protocol.bootstrap,
+            protocol.bootstrap_seed,
+        ),
         info={**source.info, "served_episodes": len(source.episodes)},
     )
     if protocol.generalised:
