@@ -117,3 +117,40 @@ def test_evaluate_reports_intervals(tiny_model):
     assert again.settings["all_labels"].intervals == s.intervals  # seeded
     none = evaluate(tiny_model, EvalData(data, labels), EvalConfig(bootstrap=0), progress=False)
     assert none.settings["all_labels"].intervals is None
+
+
+def _run(tmp_path, name: str, seed: int):
+    from lseg_nb.checkpoints import save_lseg_nb
+    from lseg_nb.config import DataConfig, TextEncoderConfig, TrainConfig, get_config, save_json
+    from lseg_nb.data.synthetic import generate_synthetic
+    from lseg_nb.models.lseg import create_model
+
+    root = tmp_path / "synth"
+    if not root.exists():
+        generate_synthetic(root, seed=0, n_train=2, n_val=2, n_test=6, size=48)
+    cfg = get_config(
+        "lseg_small_cpu", features=8, crop_size=48, text=TextEncoderConfig(kind="random", dim=16)
+    )
+    run = tmp_path / name
+    run.mkdir()
+    data = DataConfig(dataset="synthetic_textures", data_root=str(root), fold=0)
+    save_json(TrainConfig(model=cfg, data=data, run_dir=str(run)), run / "config.json")
+    torch.manual_seed(seed)
+    save_lseg_nb(create_model(cfg), run / "model.safetensors")
+    return run
+
+
+def test_compare_command_prints_the_paired_difference(tmp_path, capsys):
+    from lseg_nb.apps.cli import main
+
+    a, b = _run(tmp_path, "a", 0), _run(tmp_path, "b", 1)
+    assert main(["compare", str(a), str(b), "--eval.bootstrap", "200"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "miou (A vs B):" in out
+        and "difference" in out
+        and "p = " in out
+        and "200 resamples of the 6 images" in out
+    )
+    assert main(["compare", str(a), str(a), "--metric", "unseen_miou", "--setting", "all_labels"]) == 0
+    assert "difference +0.0 [+0.0, +0.0], p = 1" in capsys.readouterr().out

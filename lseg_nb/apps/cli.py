@@ -18,6 +18,7 @@ import tyro
 
 from lseg_nb.apps.batch import predict_folder
 from lseg_nb.apps.cli_args import parse_args
+from lseg_nb.apps.cli_compare import cmd_compare
 from lseg_nb.apps.cli_errors import USER_ERRORS, run_command  # noqa: F401 - USER_ERRORS: public
 from lseg_nb.apps.cli_eval import cmd_benchmark, cmd_evaluate
 from lseg_nb.apps.export import export_weights
@@ -50,13 +51,16 @@ commands:
   train      train an LSeg model (--config FILE or --preset RECIPE, then field flags; --dry-run to inspect)
   evaluate   evaluate a run folder (its recipe's protocol, or --mode/--official ...) or a model spec
              such as maskclip:ViT-B-16/openai on a dataset split
-  benchmark  score weights (e.g. a converted official checkpoint) on a paper benchmark with its protocol
+  benchmark  score weights (e.g. a converted official checkpoint) on a paper benchmark with its protocol,
+             or a whole open-vocabulary suite (trainingfree, crossdataset)
+  compare    two models on the same images: a metric's difference, its bootstrap interval and p-value
   predict    segment images with any labels: a figure of one, or masks/probs/features of many
   export     export a model to ONNX (labels baked in, or --text-input), validated with onnxruntime
   convert    convert an official LSeg checkpoint (.ckpt) to lseg_nb safetensors
   models     list named model configs
   recipes    list named recipes (whole training + evaluation settings)
-  prepare    check (or convert) a local copy of a paper benchmark: pascal5i, coco20i, fss1000, ade20k150
+  prepare    check (or convert) a local copy of a benchmark: pascal5i, coco20i, fss1000, ade20k150, or a
+             suite dataset (sclip_voc21 ... catseg_voc20b)
 """
 
 
@@ -297,6 +301,7 @@ COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
     "benchmark": cmd_benchmark,
+    "compare": cmd_compare,
     "predict": cmd_predict,
     "export": cmd_export,
     "demo": cmd_demo,
