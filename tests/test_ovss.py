@@ -248,3 +248,26 @@ def test_trainingfree_suite_runs_one_dataset_alone(tmp_path, tiny_model):
     result = run_suite(tiny_model, config, "tiny", progress=False)
     (row,) = result.rows
     assert row.benchmark.name == "voc21" and row.dataset == "sclip_voc21" and result.average is None
+
+
+def test_coco_object_conversion_follows_cvt_coco_object(tmp_path):
+    # GroupViT/SCLIP cvt_coco_object.py: thing id-1 -> position+1, stuff (91..181) -> 0, and 255 -> 0 as well
+    from lseg_nb.data.benchmarks.ovss_convert import convert_stuff_map
+
+    stuff = np.array(
+        [[0, 10, 12, 89, 91, 181, 255]], np.uint8
+    )  # person, traffic light, stop sign, toothbrush
+    np.testing.assert_array_equal(convert_stuff_map(stuff), [[1, 11, 12, 80, 0, 0, 0]])
+    with pytest.raises(ValueError, match=r"values \[11\] are no COCO-Stuff class"):
+        convert_stuff_map(np.array([[11]], np.uint8))  # COCO id 12 is not a thing category
+    base = tmp_path / "coco_stuff164k"
+    (base / "images/val2017").mkdir(parents=True)
+    (base / "annotations/val2017").mkdir(parents=True)
+    Image.new("RGB", (7, 1)).save(base / "images/val2017/000000000139.jpg")
+    Image.fromarray(stuff).save(base / "annotations/val2017/000000000139.png")
+    with pytest.raises(ValueError, match="--out equal to --root"):
+        registry.prepare("sclip_coco_object", tmp_path, out=tmp_path / "elsewhere")
+    lines = registry.prepare("sclip_coco_object", tmp_path, out=tmp_path)
+    assert "1 written" in lines[0] and any("1 images with labels" in line for line in lines)
+    written = np.array(Image.open(base / "annotations/val2017/000000000139_instanceTrainIds.png"))
+    np.testing.assert_array_equal(written, [[1, 11, 12, 80, 0, 0, 0]])

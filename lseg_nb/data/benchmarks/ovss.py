@@ -42,6 +42,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lseg_nb.data.benchmarks.base import missing
+from lseg_nb.data.benchmarks.ovss_convert import convert_coco_object
 from lseg_nb.data.images import read_rgb
 from lseg_nb.data.manifests import MANIFEST_DIR, ManifestError, file_sha256, read_plain_yaml
 from lseg_nb.data.roots import shared_dir
@@ -364,8 +365,16 @@ def prepare_dataset(name: str, root: str | Path, out: str | Path | None = None) 
     label file, and the label values of the first files. Returns summary lines; errors name what is missing and
     the script that makes it."""
     m = load_ovss_manifest(name)
+    lines: list[str] = []
     if out is not None:
-        raise InputError(f"{m.title} is checked in place (prepared by {m.prepare}); drop --out")
+        if name != "sclip_coco_object":
+            raise InputError(f"{m.title} is checked in place (prepared by {m.prepare}); drop --out")
+        # the one conversion: COCO-Object labels written next to the COCO-Stuff maps under --root
+        if user_path(out).resolve() != user_path(root).resolve():
+            raise InputError(
+                "COCO-Object labels are written next to the COCO-Stuff maps they come from: pass --out equal to --root"
+            )
+        lines = convert_coco_object(find_base(m, root))
     base = find_base(m, root)
     labels, info = ovss_label_split(m, base)
     ids = list_ids(m, base)
@@ -382,6 +391,7 @@ def prepare_dataset(name: str, root: str | Path, out: str | Path | None = None) 
         else " (differs from the reference file: numbers are not comparable)"
     )
     return [
+        *lines,
         f"{m.title}: {base}",
         f"{len(ids)} images with labels ({m.layout.listing}: {m.layout.split_file or m.layout.images})",
         f"classes: {labels.num_classes} from {info['classes_file']}{note}",
