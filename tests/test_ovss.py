@@ -128,7 +128,9 @@ def test_every_suite_benchmark_has_a_manifest_and_the_reference_classes():
         assert m.num_classes == SUITES[suite].benchmark(bench).num_classes
         labels, info = ovss.ovss_label_split(m)
         assert labels.num_classes == m.num_classes and info["classes_match_reference"], name
-    assert sorted(DATASETS.values()) == ovss.ovss_names()
+    assert sorted(DATASETS.values()) == [
+        n for n in ovss.ovss_names() if n != "catseg_coco_stuff"
+    ]  # + training set
 
 
 def test_several_names_per_class_as_the_reference_files():
@@ -271,3 +273,34 @@ def test_coco_object_conversion_follows_cvt_coco_object(tmp_path):
     assert "1 written" in lines[0] and any("1 images with labels" in line for line in lines)
     written = np.array(Image.open(base / "annotations/val2017/000000000139_instanceTrainIds.png"))
     np.testing.assert_array_equal(written, [[1, 11, 12, 80, 0, 0, 0]])
+
+
+def test_coco_stuff_training_set_serves_train_and_val(tmp_path, tiny_model):
+    from lseg_nb.config import DataConfig, get_recipe
+    from lseg_nb.data.experiment import make_experiment
+
+    rng = np.random.default_rng(0)
+    for split, ids in (("train2017", ["t1", "t2"]), ("val2017", ["v1"])):
+        for i in ids:
+            img = tmp_path / "coco-stuff" / "images" / split / f"{i}.jpg"
+            lab = tmp_path / "coco-stuff" / "annotations_detectron2" / split / f"{i}.png"
+            img.parent.mkdir(parents=True, exist_ok=True)
+            lab.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(img)
+            Image.fromarray(
+                np.where(rng.random((40, 48)) < 0.1, 255, rng.integers(0, 171, (40, 48))).astype(np.uint8)
+            ).save(lab)
+    recipe = get_recipe("lseg_vitl16_coco_stuff171")
+    data = DataConfig(dataset=recipe.data.dataset, data_root=str(tmp_path), fold=None, scale_range=(1.0, 1.0))
+    exp = make_experiment(data)
+    assert exp.labels.num_classes == 171 and exp.labels.names[0] == ("person",)
+    train = exp.dataset("train", tiny_model.config, data, train=True)
+    image, label = train[0][:2]
+    assert len(train) == 2 and image.shape[-2:] == label.shape == (tiny_model.config.crop_size,) * 2
+    assert set(label.unique().tolist()) <= set(range(171)) | {255}
+    val = exp.dataset("val", tiny_model.config, data)
+    assert len(val) == 1
+    with pytest.raises(ValueError, match="has no 'trainval' split"):
+        exp.dataset("trainval", tiny_model.config, data)
+    with pytest.raises(ValueError, match="an evaluation set"):
+        ovss.load_ovss_manifest("sclip_voc21").for_split("train")

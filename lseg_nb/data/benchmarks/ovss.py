@@ -29,6 +29,7 @@ class 20) becomes 21 classes whose last one carries the 39 extra names, so the m
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -95,10 +96,27 @@ class OvssManifest:
     prepare: str
     reference: str
     merge_from: int | None = None
+    train: tuple[str, str] | None = None
     path: Path | None = None
 
     protocol = "fixed"
-    split_names = ("val",)
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        """``("val",)``, plus ``"train"`` for a training set (``train``: its image and label folders)."""
+        return ("train", "val") if self.train else ("val",)
+
+    def for_split(self, split: str) -> OvssManifest:
+        """The manifest whose layout points at ``split`` (``train`` or ``val``/``validation``/``test``)."""
+        if split in ("val", "validation", "test"):
+            return self
+        if split in ("train", "trn", "training") and self.train:
+            lay = dataclasses.replace(self.layout, images=self.train[0], labels=self.train[1])
+            return dataclasses.replace(self, layout=lay)
+        raise InputError(
+            f"{self.title} has no {split!r} split: it has {list(self.split_names)}"
+            + ("" if self.train else " (an evaluation set: the suites test on its validation split)")
+        )
 
 
 _REQUIRED = set(
@@ -117,8 +135,12 @@ def parse_ovss_manifest(data: Any, path: Path) -> OvssManifest:
     """Validate the parsed YAML of a suite-dataset manifest; errors name the file and the field."""
     f = path.name
     _req(isinstance(data, dict), f, f"expected a mapping, got {type(data).__name__}")
-    unknown = sorted(set(data) - _REQUIRED - {"merge_from"})
-    _req(not unknown, f, f"unknown field(s) {unknown}; valid: {sorted(_REQUIRED | {'merge_from'})}")
+    optional = {"merge_from", "train"}
+    unknown = sorted(set(data) - _REQUIRED - optional)
+    _req(not unknown, f, f"unknown field(s) {unknown}; valid: {sorted(_REQUIRED | optional)}")
+    train = data.get("train")
+    _req(train is None or (isinstance(train, dict) and set(train) == {"images", "labels"}), f"{f}: train",
+         "expected {images, labels} (folders of the training split)")  # fmt: skip
     absent = sorted(_REQUIRED - set(data))
     _req(not absent, f, f"missing field(s) {absent}")
     lay = data["layout"]
@@ -170,6 +192,7 @@ def parse_ovss_manifest(data: Any, path: Path) -> OvssManifest:
         prepare=str(data["prepare"]),
         reference=str(data["reference"]),
         merge_from=data.get("merge_from"),
+        train=None if train is None else (str(train["images"]), str(train["labels"])),
         path=path,
     )
 
@@ -395,5 +418,8 @@ def prepare_dataset(name: str, root: str | Path, out: str | Path | None = None) 
         f"{m.title}: {base}",
         f"{len(ids)} images with labels ({m.layout.listing}: {m.layout.split_file or m.layout.images})",
         f"classes: {labels.num_classes} from {info['classes_file']}{note}",
-        f"suite {m.suite}, benchmark {m.benchmark}: lseg-nb benchmark {m.suite} --only {m.benchmark} --root ...",
+        f"training set of the {m.suite} suite ({m.layout.folders[0]}/{m.train[0]} is not checked here): lseg-nb "
+        "train --preset lseg_vitl16_coco_stuff171 --data.data-root ..."
+        if m.train
+        else f"suite {m.suite}, benchmark {m.benchmark}: lseg-nb benchmark {m.suite} --only {m.benchmark} --root ...",
     ]

@@ -283,12 +283,8 @@ class BenchmarkData:
     ) -> Dataset:
         """Split ``split`` through ``transform`` (``max_images`` caps episodes, or ADE20K images)."""
         if isinstance(self.manifest, ovss.OvssManifest):
-            if split not in ("val", "validation", "test"):
-                raise InputError(
-                    f"{self.manifest.title} is an evaluation set (the suites test on its validation split): "
-                    f"split {split!r} does not exist; use 'val'"
-                )
-            return ovss.OvssDataset(self.manifest, self.root, self.ignore_index, transform, max_images)
+            m = self.manifest.for_split(split)  # refuses a split the dataset does not have
+            return ovss.OvssDataset(m, self.root, self.ignore_index, transform, max_images)
         if self.name == ade20k.NAME:
             if split not in ADE_SPLITS:
                 raise InputError(f"ADE20K-150 split must be one of {sorted(ADE_SPLITS)}, got {split!r}")
