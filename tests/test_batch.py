@@ -15,7 +15,7 @@ from lseg_nb.apps.batch import output_file, predict_folder
 from lseg_nb.apps.cli import main
 from lseg_nb.checkpoints import save_lseg_nb
 from lseg_nb.config import DataConfig, EvalConfig, TextEncoderConfig, TrainConfig, get_config, save_json
-from lseg_nb.engine.batch import collect_images
+from lseg_nb.engine.batch import collect_images, predict_images
 from lseg_nb.engine.feature_store import load_features, read_feature_manifest
 from lseg_nb.engine.features import extract_features
 from lseg_nb.engine.predictor import Predictor
@@ -172,3 +172,36 @@ def test_cli_writes_a_folder_and_exits_1_when_an_image_failed(tmp_path, weights,
     out_text = capsys.readouterr().out
     assert "3 already complete, 1 failed" in out_text and "failed: bad.jpg" in out_text
     assert main(["predict", "--weights", str(weights), "--out-dir", str(out), "--labels", "sky"]) == 2
+
+
+def test_size_grouped_batches_equal_one_image_at_a_time(tmp_path, tiny_model):
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i, shape in enumerate(
+        [(40, 56), (40, 56), (40, 56), (48, 56), (40, 56)]
+    ):  # a size change splits a group
+        Image.fromarray(rng.integers(0, 255, (*shape, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    (folder / "2b.png").write_bytes(b"broken")  # an error inside a run of same-size images
+    images = collect_images([str(folder)])
+    one = list(predict_images(tiny_model, images, LABELS, probs=True))
+    grouped = list(predict_images(tiny_model, images, LABELS, probs=True, batch_size=3))
+    assert (
+        [p.key for p in grouped]
+        == [p.key for p in one]
+        == ["0.png", "1.png", "2.png", "2b.png", "3.png", "4.png"]
+    )
+    for a, b in zip(one, grouped, strict=True):
+        assert (a.error is None) == (b.error is None)
+        if a.error is None:
+            np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+            np.testing.assert_array_equal(a.mask, b.mask)
+
+
+def test_more_than_256_classes_write_16_bit_masks(tmp_path, tiny_model):
+    _images(tmp_path / "in")
+    labels = LabelSplit.from_labels([f"class {i}" for i in range(300)])
+    out = tmp_path / "out"
+    predict_folder(tiny_model, [str(tmp_path / "in" / "a")], labels, out, progress=False)
+    with Image.open(output_file(out, "mask", "0001.png")) as m:
+        assert m.mode in ("I;16", "I") and np.array(m).max() < 300

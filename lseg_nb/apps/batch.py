@@ -194,6 +194,7 @@ def predict_folder(
     recipe: str | FeatureRecipe = "native",
     weights: str = "",
     num_workers: int = 0,
+    batch_size: int = 1,
     progress: bool = True,
 ) -> BatchSummary:
     """Predict every image of ``inputs`` and write the asked-for outputs under ``out_dir`` (module docstring).
@@ -210,6 +211,7 @@ def predict_folder(
         recipe: the feature recipe (``native``, ``openscene``, ``vlmaps``).
         weights: how the model was given (recorded in ``predict.json``).
         num_workers: DataLoader workers decoding images.
+        batch_size: consecutive images of the same size run through the network together (GPUs).
         progress: show a progress bar (images/s, ETA).
     """
     save, protocol, recipe = _check_saves(save), protocol or EvalConfig(), feature_recipe(recipe)
@@ -234,8 +236,9 @@ def predict_folder(
     shapes: dict[str, list[int]] = {}
     start = time.perf_counter()
     results = predict_images(
-        model, todo, labels, protocol, "probs" in save, "features" in save, recipe, feature_size, num_workers
-    )
+        model, todo, labels, protocol, "probs" in save, "features" in save, recipe, feature_size, num_workers,
+        batch_size,
+    )  # fmt: skip
     bar = tqdm(results, total=len(todo), unit="img", disable=not progress, desc="predict")
     pending: list[Future] = []
     with open(out / "predictions.jsonl", "a", encoding="utf-8") as log, ThreadPoolExecutor(1) as writer:

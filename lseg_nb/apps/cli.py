@@ -125,6 +125,8 @@ class PredictArgs:
     """resize the features to H W (default: the recipe's resolution)"""
     num_workers: int = 0
     """DataLoader workers decoding images"""
+    batch_size: int = 1
+    """consecutive images of the same size run through the network together (a GPU's speed-up)"""
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
 
 
@@ -249,7 +251,7 @@ def _predict_many(a: PredictArgs, labels: list[str]) -> None:
     print(f"protocol: {a.eval.describe()}; {split.num_classes} classes; saving {', '.join(a.save)}")
     summary = predict_folder(
         model, a.images, split, a.out_dir, a.eval, a.save, a.overwrite, a.feature_size, a.feature_recipe,
-        a.weights, a.num_workers,
+        a.weights, a.num_workers, a.batch_size,
     )  # fmt: skip
     print(summary.line())
     for key, why in summary.failed[:10]:

@@ -19,16 +19,19 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from lseg_nb.config import EvalConfig
 from lseg_nb.data.images import read_rgb
 from lseg_nb.engine.features import FeatureRecipe, extract_features
-from lseg_nb.engine.postprocess import encode_labels, protocol_predict
-from lseg_nb.engine.predictor import Predictor
+from lseg_nb.engine.inference import predict_logits_multi, refine_logits
+from lseg_nb.engine.postprocess import encode_labels, protocol_predict, protocol_scores
+from lseg_nb.engine.predictor import Predictor, to_input
 from lseg_nb.utils.errors import InputError, UserError
 from lseg_nb.utils.io import user_path
 from lseg_nb.utils.labels import LabelSplit
@@ -121,6 +124,10 @@ class _Images(Dataset):
             return i, None, str(e).splitlines()[0]
 
 
+def _item(item: Any) -> Any:
+    return item  # DataLoader collate for single items (a module-level function: workers can pickle it)
+
+
 def predict_images(
     model: nn.Module,
     images: Sequence[tuple[Path, str]],
@@ -131,6 +138,7 @@ def predict_images(
     feature_recipe: str | FeatureRecipe = "native",
     feature_size: tuple[int, int] | None = None,
     num_workers: int = 0,
+    batch_size: int = 1,
 ) -> Iterator[ImagePrediction]:
     """One :class:`ImagePrediction` per ``(path, key)`` of ``images``, in order.
 
@@ -144,31 +152,56 @@ def predict_images(
         feature_recipe: ``native`` (lseg_nb's single pass), ``openscene`` or ``vlmaps`` (the downstream recipes).
         feature_size: ``(h, w)`` to resize the features to (default: the recipe's resolution).
         num_workers: DataLoader workers decoding images.
+        batch_size: consecutive images of the same size run through the network together (a GPU's speed-up;
+            the predictions are those of one image at a time up to float rounding).
     """
+    if batch_size < 1:
+        raise InputError(f"batch_size must be >= 1, got {batch_size}")
     predictor = Predictor(model, protocol)
     text, owner = encode_labels(model, labels)  # once for every image
     protocol = predictor.protocol
     # probabilities: the protocol's own when it computes them (reference rule), else the softmax over classes
     native = protocol.logit_scale is not None or protocol.uses_probabilities or protocol.area_thd is not None
+    scale = getattr(model, "logit_scale", None)
     loader = DataLoader(
-        _Images([p for p, _ in images]),
-        batch_size=None,
-        num_workers=num_workers,
-        collate_fn=lambda item: item,
+        _Images([p for p, _ in images]), batch_size=None, num_workers=num_workers, collate_fn=_item
     )
+    group: list[tuple[int, np.ndarray]] = []
+
+    def flush() -> Iterator[ImagePrediction]:
+        start = time.perf_counter()
+        if len(group) == 1:
+            predictor.set_image(group[0][1])
+            scores = predictor.encoded_scores(text, owner)
+        else:
+            x = torch.cat([to_input(rgb, model) for _, rgb in group])
+            logits = refine_logits(x, predict_logits_multi(model, x, [text], protocol), protocol)[0]
+            scores = protocol_scores(logits, owner, protocol, scale)
+        masks = protocol_predict(scores, protocol, labels.background).cpu().numpy()
+        share = (time.perf_counter() - start) / len(group)
+        for k, (i, rgb) in enumerate(group):
+            t0 = time.perf_counter()
+            path, key = images[i]
+            out = ImagePrediction(
+                path, key, size=(int(rgb.shape[0]), int(rgb.shape[1])), mask=masks[k], image=rgb
+            )
+            if probs:
+                out.probs = (scores[k] if native else scores[k].softmax(0)).float().cpu().numpy()
+            if features:
+                out.features = extract_features(model, rgb, feature_recipe, feature_size).cpu().numpy()
+            out.seconds = share + time.perf_counter() - t0
+            yield out
+        group.clear()
+
     for i, rgb, error in loader:
-        path, key = images[i]
+        if group and (
+            len(group) == batch_size or group[-1][1].shape != (rgb.shape if rgb is not None else None)
+        ):
+            yield from flush()
         if error is not None:
+            path, key = images[i]
             yield ImagePrediction(path, key, error=error)
             continue
-        start = time.perf_counter()
-        predictor.set_image(rgb)
-        scores = predictor.encoded_scores(text, owner)
-        mask = protocol_predict(scores, protocol, labels.background)[0].cpu().numpy()
-        out = ImagePrediction(path, key, size=(int(rgb.shape[0]), int(rgb.shape[1])), mask=mask, image=rgb)
-        if probs:
-            out.probs = (scores[0] if native else scores[0].softmax(0)).float().cpu().numpy()
-        if features:
-            out.features = extract_features(model, rgb, feature_recipe, feature_size).cpu().numpy()
-        out.seconds = time.perf_counter() - start
-        yield out
+        group.append((i, rgb))
+    if group:
+        yield from flush()
