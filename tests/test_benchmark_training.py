@@ -360,9 +360,20 @@ def test_evaluate_run_runs_the_recipes_episodic_protocol(pascal_run, capsys):
     assert "(paper protocol)" not in out and "published numbers not shown" in out
     [saved_path] = run.glob("eval_pascal5i_test_fold0_episodic*.json")
     saved = json.loads(saved_path.read_text())
-    assert saved["num_episodes"] == 3 and saved["image_size"] == 480 and saved["identity"]["run"] == str(run)
+    assert (
+        saved["num_episodes"] == 1000
+        and saved["distinct_episodes"] == 3
+        and saved["image_size"] == 480
+        and saved["identity"]["run"] == str(run)
+    )
     assert saved["split_list_is_official"] is False and saved["labels_match_paper"] is True
-    assert saved["episodes_per_class"] == {"aeroplane": 2, "bicycle": 0, "bird": 1, "boat": 0, "bottle": 0}
+    assert saved["episodes_per_class"] == {
+        "aeroplane": 667,
+        "bicycle": 0,
+        "bird": 333,
+        "boat": 0,
+        "bottle": 0,
+    }
     assert main(["evaluate", "--run", str(run), "--eval.episode-size", "64"]) == 0
     assert "64x64" in capsys.readouterr().out
     assert main(["evaluate", "--run", str(run), "--official"]) == 2

@@ -130,11 +130,13 @@ def score_settings(
     # one text set per distinct class subset; within a set, names keep the order of LabelSplit.texts
     subsets = list(dict.fromkeys(s.classes for s in settings))
     texts, owners = [], []
+    names_of: dict[int, list[int]] = {}  # class -> its entries of LabelSplit.texts (linear, not C x T)
+    for i, c in enumerate(labels.owner):
+        names_of.setdefault(c, []).append(i)
     for classes in subsets:
-        pick = [i for c in classes for i in range(len(labels.owner)) if labels.owner[i] == c]
-        position = {c: j for j, c in enumerate(classes)}
+        pick = [i for c in classes for i in names_of[c]]
         texts.append(text[pick])
-        owners.append(torch.tensor([position[labels.owner[i]] for i in pick]))
+        owners.append(torch.tensor([j for j, c in enumerate(classes) for _ in names_of[c]]))
     luts = [labels.target_lut(s.classes, ignore_index=-1).to(device) for s in settings]  # -1: not scored
     seen_masks = [torch.zeros(len(s.classes), dtype=torch.bool, device=device) for s in settings]
     for mask, s in zip(seen_masks, settings, strict=True):

@@ -181,8 +181,11 @@ def suite_protocol(config: SuiteConfig, benchmark: str) -> tuple[EvalConfig, int
     if config.eval:
         changed = {k: v for k, v in config.eval.items() if getattr(protocol, k) != v}
         protocol = dataclasses.replace(protocol, **config.eval)
-        if changed and config.suite == "trainingfree":
-            notes.append(f"changed from the {config.harness} settings: {changed}")
+        if changed:  # a changed setting makes the row not the reference's: say so in both suites
+            whose = (
+                f"the {config.harness} settings" if config.suite == "trainingfree" else "the suite's protocol"
+            )
+            notes.append(f"changed from {whose}: {changed}")
     return protocol, window, tuple(notes)
 
 
