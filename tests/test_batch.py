@@ -205,3 +205,47 @@ def test_more_than_256_classes_write_16_bit_masks(tmp_path, tiny_model):
     predict_folder(tiny_model, [str(tmp_path / "in" / "a")], labels, out, progress=False)
     with Image.open(output_file(out, "mask", "0001.png")) as m:
         assert m.mode in ("I;16", "I") and np.array(m).max() < 300
+
+
+def test_a_run_stopped_mid_folder_resumes_without_partial_files(tmp_path, tiny_model, monkeypatch):
+    import errno
+
+    from lseg_nb.apps import batch
+
+    _images(tmp_path / "in")
+    out = tmp_path / "out"
+    real, calls = batch.atomic_write_bytes, []
+
+    def disk_fills_up(path, data):  # the second mask finds the disk full
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(batch, "atomic_write_bytes", disk_fills_up)
+    with pytest.raises(OSError, match="no space left in .* rerun the same command"):
+        predict_folder(tiny_model, [str(tmp_path / "in")], LABELS, out, progress=False)
+    monkeypatch.setattr(batch, "atomic_write_bytes", real)
+    written = sorted(
+        p.relative_to(out / "masks").as_posix() for p in (out / "masks").rglob("*") if p.is_file()
+    )
+    # the failed image left nothing behind, not even a temporary file; images already queued were completed
+    assert (
+        "b/0001.png" not in written and "a/0001.png" in written and all(w.endswith(".png") for w in written)
+    )
+    again = predict_folder(tiny_model, [str(tmp_path / "in")], LABELS, out, progress=False)
+    assert again.predicted == 1 and again.skipped == 2 and not again.failed
+    keys = [json.loads(line)["key"] for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert sorted(set(keys)) == ["a/0001.png", "b/0001.png", "b/deep/x.jpg"]
+
+
+def test_a_full_output_folder_is_refused_before_work(tmp_path, tiny_model, monkeypatch):
+    import shutil
+
+    from lseg_nb.apps import batch
+
+    _images(tmp_path / "in")
+    monkeypatch.setattr(batch.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 1 << 20))
+    with pytest.raises(OSError, match="1 MiB free"):
+        predict_folder(tiny_model, [str(tmp_path / "in")], LABELS, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out" / "predict.json").exists()

@@ -25,8 +25,10 @@ in memory at a time.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -55,6 +57,7 @@ SAVES = ("mask", "overlay", "probs", "features")
 _FOLDER = {"mask": ("masks", ".png"), "overlay": ("overlays", ".png"), "probs": ("probs", ".npy"),
            "features": ("features", ".npy")}  # fmt: skip
 _PENDING = 4  # images written in the background at most (bounded memory)
+_MIN_FREE = 64 << 20  # refuse a (nearly) full output folder before any work
 
 
 @dataclass
@@ -217,6 +220,11 @@ def predict_folder(
     save, protocol, recipe = _check_saves(save), protocol or EvalConfig(), feature_recipe(recipe)
     images = collect_images(inputs)
     out = check_output_dir(out_dir, "--out-dir")
+    free = shutil.disk_usage(out).free
+    if free < _MIN_FREE:
+        raise OSError(
+            errno.ENOSPC, f"--out-dir {out} has {free >> 20} MiB free: at least {_MIN_FREE >> 20} MiB needed"
+        )
     ident = _identity(model, weights, labels, protocol, save, recipe, feature_size)
     _check_folder(out, ident, overwrite)
     meta = {"identity": ident, "lseg_nb_version": lseg_nb.__version__, "images": len(images)}
@@ -242,16 +250,25 @@ def predict_folder(
     bar = tqdm(results, total=len(todo), unit="img", disable=not progress, desc="predict")
     pending: list[Future] = []
     with open(out / "predictions.jsonl", "a", encoding="utf-8") as log, ThreadPoolExecutor(1) as writer:
-        for p in bar:
-            if p.error is not None:
-                summary.failed.append((p.key, p.error))
-                continue
-            pending.append(writer.submit(_write, out, p, save, labels, colours, log))
-            while len(pending) >= _PENDING:
-                shapes.update(pending.pop(0).result())
-            summary.predicted += 1
-        for f in pending:
-            shapes.update(f.result())
+        try:
+            for p in bar:
+                if p.error is not None:
+                    summary.failed.append((p.key, p.error))
+                    continue
+                pending.append(writer.submit(_write, out, p, save, labels, colours, log))
+                while len(pending) >= _PENDING:
+                    shapes.update(pending.pop(0).result())
+                summary.predicted += 1
+            for f in pending:
+                shapes.update(f.result())
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise OSError(
+                errno.ENOSPC,
+                f"no space left in {out} after {summary.predicted} images: free some space and rerun the same "
+                "command (complete images are skipped; every file is written whole or not at all)",
+            ) from None
     summary.seconds = time.perf_counter() - start
     if "features" in save:
         folder = out / "features"
