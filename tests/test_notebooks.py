@@ -19,7 +19,7 @@ NB_DIR = REPO / "notebooks"
 KERNEL = "python3"
 TRAIN = "01_train"
 
-# Small parameters per notebook (run_dir is added for every notebook but 01 and 09). `figures`: the fewest PNG
+# Small parameters per notebook (run_dir is added for every notebook but those in NO_RUN). `figures`: the fewest PNG
 # outputs a successful run must show, so a notebook that silently draws nothing fails. `writes`: files the
 # notebook must leave in the run folder (figures are saved as PNG files under figures/<notebook>/).
 SMALL: dict[str, dict] = {
@@ -81,6 +81,11 @@ SMALL: dict[str, dict] = {
             "figures/10_training_free_baselines/examples_maskclip.png",
         ],
     },
+    "11_premise_test": {
+        "params": {"permutations": 500},
+        "figures": 1,
+        "prints": ["sentence_transformers: rho =", "random: rho ="],
+    },
     "13_features": {
         "params": {"examples": [0, 1], "recipe": "openscene"},
         "figures": 2,
@@ -94,6 +99,7 @@ SMALL: dict[str, dict] = {
     },
 }
 PAIRS = sorted(p.stem for p in NB_DIR.glob("*.py"))
+NO_RUN = (TRAIN, "09_official_checkpoints", "11_premise_test")  # notebooks that take no run folder
 
 
 def _sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
@@ -127,7 +133,7 @@ def test_small_parameters_exist(name):
 
     declared = set(pm.inspect_notebook(str(NB_DIR / f"{name}.ipynb")))
     wanted = set(SMALL[name]["params"]) | (
-        {"run_dir"} if name not in (TRAIN, "09_official_checkpoints") else set()
+        {"run_dir"} if name not in NO_RUN else set()
     )
     assert wanted <= declared, (
         f"{name}: parameters {sorted(wanted - declared)} are not in its parameters cell"
@@ -193,13 +199,13 @@ def trained_run(tmp_path_factory, kernel_env) -> tuple[Path, Path]:
 def test_notebook_executes(name, trained_run):
     run_dir, out_dir = trained_run
     params = dict(SMALL[name]["params"])
-    if name != "09_official_checkpoints":
+    if name not in NO_RUN:
         params["run_dir"] = str(run_dir)
     mtime = (run_dir / "model.safetensors").stat().st_mtime_ns
     nb = _execute(name, out_dir, params)
     assert _figures(nb) >= SMALL[name]["figures"], f"{name} showed fewer figures than expected"
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-    if name != "09_official_checkpoints":
+    if name not in NO_RUN:
         assert "using the finished run" in text, f"{name} did not reuse the run folder it was given"
     assert (run_dir / "model.safetensors").stat().st_mtime_ns == mtime, f"{name} retrained the finished run"
     for expected in SMALL[name].get("prints", ()):
