@@ -132,9 +132,7 @@ def test_small_parameters_exist(name):
     import papermill as pm
 
     declared = set(pm.inspect_notebook(str(NB_DIR / f"{name}.ipynb")))
-    wanted = set(SMALL[name]["params"]) | (
-        {"run_dir"} if name not in NO_RUN else set()
-    )
+    wanted = set(SMALL[name]["params"]) | ({"run_dir"} if name not in NO_RUN else set())
     assert wanted <= declared, (
         f"{name}: parameters {sorted(wanted - declared)} are not in its parameters cell"
     )
