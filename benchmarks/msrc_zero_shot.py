@@ -9,7 +9,8 @@ Every run uses the `demo_msrc_v2` recipe (small CPU model, MiniLM text encoder) 
 * ``onehot_nb``: one-hot label embeddings (orthogonal labels: no semantics either).
 * ``closed_nb``: the closed-set baseline on the neighbours fold's seen classes: same image encoder, decoder,
   head, loss and temperature, but a learned label table instead of text (``text.kind='learned'``).
-* ``minilm_nb_s1`` / ``minilm_f0_s1`` / ``random_nb_s1``: a second seed (model init, data order, augmentation;
+* ``minilm_nb_s1`` / ``minilm_f0_s1`` / ``random_nb_s1``, ``minilm_nb_s2`` / ``random_nb_s2``: second and third seeds
+  (model init, data order, augmentation;
   for ``random`` also the label vectors).
 
 Per run, on the test split (238 images, single pass at full resolution): seen/unseen mIoU and harmonic mean with
@@ -55,7 +56,7 @@ def run_names() -> list[str]:
     return [
         "minilm_nb", "random_nb", "onehot_nb", "closed_nb", "minilm_nb_s1",
         "minilm_f0", "random_f0", "minilm_f1", "random_f1", "minilm_f2", "random_f2", "minilm_f3", "random_f3",
-        "minilm_f0_s1", "random_nb_s1",
+        "minilm_f0_s1", "random_nb_s1", "minilm_nb_s2", "random_nb_s2",
     ]  # fmt: skip
 
 

@@ -86,6 +86,11 @@ SMALL: dict[str, dict] = {
         "figures": 1,
         "prints": ["sentence_transformers: rho =", "random: rho ="],
     },
+    "12_prompts_and_names": {
+        "params": {"max_images": 2, "templates": ["{}", "a photo of a {}."]},
+        "figures": 0,
+        "prints": ["renamed classes:", "spread of each class's IoU"],
+    },
     "13_features": {
         "params": {"examples": [0, 1], "recipe": "openscene"},
         "figures": 2,

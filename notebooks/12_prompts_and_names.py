@@ -1,0 +1,65 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 12 · What moves the numbers: prompt templates and class names
+#
+# An open-vocabulary score is a score of the model *and* of the texts it was given. This notebook changes only
+# the texts, on the same images with the same protocol: each prompt template alone against all of them averaged,
+# then each listed class renamed to each of its alternative names while everything else stays fixed. A spread of
+# several points for one class means a paper's table is partly a table of names.
+
+# %% tags=["parameters"]
+run_dir = "../runs/demo"  # a finished run; trained with the small default when missing
+split = "test"
+max_images = 16  # images scored per row (each row is one pass over them)
+templates = ["{}", "a photo of a {}.", "a {} in the scene.", "there is a {} in the image."]
+# class (first name) -> other names to try; classes the run does not have are skipped
+alternatives = {"aeroplane": ["airplane", "plane"], "body": ["person", "human body"], "bicycle": ["bike"],
+                "red stripes": ["red striped pattern", "stripes"], "green dots": ["green polka dots"]}  # fmt: skip
+
+# %%
+import dataclasses
+
+import pandas as pd
+
+from lseg_nb.apps.notebook import ensure_run, load_run
+from lseg_nb.diagnostics.prompts import renaming_analysis, template_analysis
+from lseg_nb.engine.evaluate import eval_data
+
+run = load_run(ensure_run(run_dir))
+data = eval_data(dataclasses.replace(run.config.data, max_images=max_images), split, run.model)
+print(f"{run.config.data.dataset} {split}: {len(data.dataset)} images, first {max_images}; protocol {run.config.eval.describe()}")
+
+# %% [markdown]
+# ## Prompt templates (mIoU and per-class IoU, %)
+
+# %%
+rows = template_analysis(run.model, data, templates, run.config.eval)
+pd.DataFrame([{"template": r.variant, "mIoU": 100 * r.miou, **{k: 100 * v for k, v in r.per_class_iou.items()}}
+              for r in rows]).round(1).set_index("template")  # fmt: skip
+
+# %% [markdown]
+# ## Class names
+
+# %%
+chosen = {c: names for c, names in alternatives.items() if c in run.class_names}
+print("renamed classes:", chosen or "none of the listed classes is in this run")
+rows, spread = renaming_analysis(run.model, data, chosen, run.config.eval)
+table = pd.DataFrame([{"names": r.variant, "mIoU": 100 * r.miou, **{c: 100 * r.per_class_iou[c] for c in chosen}}
+                      for r in rows]).round(1).set_index("names")  # fmt: skip
+print({c: round(100 * s, 1) for c, s in spread.items()}, "= spread of each class's IoU over its names (points)")
+table.head(len(table))
