@@ -556,3 +556,27 @@ def test_file_names_that_are_not_utf8_work_and_print(tiny_run, synth_root, tmp_p
     capsys.readouterr()
     assert main(["evaluate", "--run", str(trained), "--data.max-images", "1", "--examples", "1"]) == 0
     assert len(list(trained.glob("eval_*_first1_examples.png"))) == 1
+
+
+def test_recipes_one_line_each_and_one_with_its_notes(capsys):
+    from lseg_nb.config import RECIPE_NOTES, list_recipes
+
+    assert main(["recipes"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(lines) == len(list_recipes()) + 1 and lines[0].startswith("demo_msrc_v2")
+    assert main(["recipes", "lseg_vitl16_coco_stuff171"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "catseg_coco_stuff" in out
+        and " ".join(out.split()).count(RECIPE_NOTES["lseg_vitl16_coco_stuff171"][:60]) == 1
+    )
+    assert main(["recipes", "--help"]) == 0 and "usage: lseg-nb recipes" in capsys.readouterr().out
+    assert main(["recipes", "nope"]) == 2
+
+
+def test_models_json_and_help(capsys):
+    assert main(["models", "lseg_small_cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["backbone"] == "resnet18"
+    assert main(["models", "--json"]) == 0 and "lseg_rn101" in json.loads(capsys.readouterr().out)
+    assert main(["models", "--help"]) == 0 and "usage: lseg-nb models" in capsys.readouterr().out
+    assert main(["models", "nope"]) == 2

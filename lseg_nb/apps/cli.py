@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Literal
 
@@ -277,20 +278,58 @@ def cmd_convert(args: list[str]) -> None:
 
 
 def cmd_models(args: list[str]) -> None:
+    """``lseg-nb models [NAME] [--json]``: one line per named model config, or one config in full as JSON."""
+    if {"-h", "--help"} & set(args):
+        print(
+            "usage: lseg-nb models [NAME] [--json]   (one line per named model config; NAME or --json: JSON)"
+        )
+        return
+    names = [a for a in args if not a.startswith("-")]
+    unknown = [a for a in args if a.startswith("-") and a != "--json"] + [
+        n for n in names if n not in MODEL_CONFIGS
+    ]
+    if unknown:
+        raise ConfigError(f"lseg-nb models: unknown {unknown}; named configs: {list(MODEL_CONFIGS)}")
+    if names or "--json" in args:
+        chosen = {n: to_dict(MODEL_CONFIGS[n]) for n in (names or MODEL_CONFIGS)}
+        print(json.dumps(chosen if len(chosen) > 1 else next(iter(chosen.values())), indent=2))
+        return
     for name, cfg in MODEL_CONFIGS.items():
         print(
             f"{name:18s} backbone={cfg.backbone:24s} text={cfg.text.kind}:{cfg.text.name} crop={cfg.crop_size}"
         )
 
 
+def _recipe_line(name: str) -> str:
+    cfg = get_recipe(name)
+    return (
+        f"{name:26s} model={cfg.model.backbone} crop={cfg.model.crop_size} data={cfg.data.dataset} "
+        f"fold={cfg.data.fold} steps={cfg.steps} eval={cfg.eval.name}"
+    )
+
+
 def cmd_recipes(args: list[str]) -> None:
-    for name in list_recipes():
-        cfg = get_recipe(name)
+    """``lseg-nb recipes [NAME]``: one line per recipe, or one recipe with its sources and differences."""
+    if {"-h", "--help"} & set(args):
         print(
-            f"{name:22s} model={cfg.model.backbone} crop={cfg.model.crop_size} data={cfg.data.dataset} "
-            f"fold={cfg.data.fold} steps={cfg.steps} eval={cfg.eval.name}"
+            "usage: lseg-nb recipes [NAME]   (one line per recipe; NAME: its notes, the sources of every setting "
+            "and what differs from the official code; `lseg-nb train --preset NAME --dry-run`: the whole config)"
         )
-        print(f"{'':22s} {RECIPE_NOTES.get(name, '')}")
+        return
+    if len(args) > 1 or (args and args[0].startswith("-")):
+        raise ConfigError("usage: lseg-nb recipes [NAME]")
+    if not args:
+        for name in list_recipes():
+            print(_recipe_line(name))
+        print(
+            "\nlseg-nb recipes NAME: its sources and differences; lseg-nb train --preset NAME --dry-run: the config"
+        )
+        return
+    name = args[0]
+    print(_recipe_line(name))  # an unknown name is refused here, listing the known ones
+    print()
+    print(textwrap.fill(RECIPE_NOTES.get(name, "(no notes)"), width=110))
+    print(f"\nthe whole config: lseg-nb train --preset {name} --dry-run")
 
 
 def cmd_prepare(args: list[str]) -> None:
