@@ -40,12 +40,13 @@ from _common import machine
 from torch.utils.data import Dataset
 
 from lseg_nb.apps.pipeline import demo_config, train_run
-from lseg_nb.config import TextEncoderConfig, TrainConfig, get_recipe, load_config
+from lseg_nb.config import EvalConfig, TextEncoderConfig, TrainConfig, get_recipe, load_config
 from lseg_nb.data.experiment import make_experiment
-from lseg_nb.engine.evaluate import evaluate
+from lseg_nb.engine.dense import EvalData, run_dense
 from lseg_nb.engine.runs import MetricsLog, load_model
 from lseg_nb.engine.seen_bias import fit_seen_offset
 from lseg_nb.utils.io import atomic_write_text
+from lseg_nb.utils.labels import LabelSplit
 
 RESULTS = Path(__file__).resolve().parent / "results" / "msrc_zero_shot"
 FOLDS = {"f0": 0, "f1": 1, "f2": 2, "f3": 3, "nb": 4}
@@ -119,7 +120,9 @@ def score(name: str, cfg: TrainConfig, train_seconds: float) -> dict:
         "seen_classes": lab.seen_names,
         "unseen_classes": lab.unseen_names,
     }
-    closed = evaluate(model, SeenOnly(test, lab.train_lut()), lab.seen_names, progress=False)
+    protocol = EvalConfig(bootstrap=0)  # the single pass of the run's recipe
+    closed_labels = LabelSplit.from_labels(list(lab.seen_names))
+    closed = run_dense(model, EvalData(SeenOnly(test, lab.train_lut()), closed_labels), protocol, 0, False)
     out["closed_set_seen"] = {
         "miou": _pct(closed.all_labels.miou),
         "pixel_acc": _pct(closed.all_labels.pixel_acc),
@@ -128,8 +131,9 @@ def score(name: str, cfg: TrainConfig, train_seconds: float) -> dict:
         return out
     seen, unseen = list(lab.seen), list(lab.unseen)
     # the offset is fitted on the validation split; one test pass scores with and without it
-    fit = fit_seen_offset(model, exp.dataset("val", model.config, cfg.data), names, unseen, progress=False)
-    result = evaluate(model, test, names, seen=seen, unseen=unseen, progress=False, seen_offset=fit.offset)
+    val = EvalData(exp.dataset("val", model.config, cfg.data), lab)
+    fit = fit_seen_offset(model, val, protocol, progress=False)
+    result = run_dense(model, EvalData(test, lab), protocol, 0, False, seen_offset=fit.offset)
     for key, a in (("generalised", result.all_labels), ("generalised_calibrated", result.calibrated)):
         out[key] = {
             "miou": _pct(a.miou),
@@ -141,7 +145,7 @@ def score(name: str, cfg: TrainConfig, train_seconds: float) -> dict:
         "offset": round(fit.offset, 3),
         "val_harmonic": _pct(float(np.nanmax(fit.harmonic))),
     }
-    u, b = result.unseen_only, result.unseen_baseline
+    u, b = result.unseen_only, result.settings["unseen_only"].baseline
     out["unseen_only"] = {
         "miou": _pct(u.miou),
         "pixel_acc": _pct(u.pixel_acc),
