@@ -128,6 +128,12 @@ class EvalConfig:
         return self.prob_thd > 0
 
     @property
+    def scores_probabilities(self) -> bool:
+        """Whether class scores are the reference probabilities (a logit scale, ``prob_thd`` or ``area_thd``
+        set) rather than the model's class logits."""
+        return self.logit_scale is not None or self.uses_probabilities or self.area_thd is not None
+
+    @property
     def name(self) -> str:
         """:meth:`describe` without the window size."""
         return self.describe()

@@ -5,10 +5,11 @@ Inputs are files, folders (searched recursively for image files), glob patterns 
 path per line, relative to the list's folder). Each image gets a key, its path relative to the deepest folder
 holding all inputs, so two ``0001.png`` from different folders keep apart and outputs mirror the input tree.
 
-Images are decoded by DataLoader workers (``num_workers``), the labels are embedded once, and every image runs
-through a :class:`~lseg_nb.engine.predictor.Predictor` with the given protocol, so a batch prediction is the same
-as predicting each image alone. An unreadable image is a result with ``error`` set (the caller records and
-skips it); memory stays bounded by one image at a time.
+Images are decoded by DataLoader workers (``num_workers``), the labels are embedded once, and consecutive images
+of one size go through the same inference, refinement and decision rule as
+:class:`~lseg_nb.engine.predictor.Predictor` (``batch_size`` at a time), so a batch prediction is the same as
+predicting each image alone. An unreadable image is a result with ``error`` set (the caller records and skips
+it); memory stays bounded by ``batch_size`` images at a time.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from lseg_nb.data.images import read_rgb
 from lseg_nb.engine.features import FeatureRecipe, extract_features
 from lseg_nb.engine.inference import predict_logits_multi, refine_logits
 from lseg_nb.engine.postprocess import encode_labels, protocol_predict, protocol_scores
-from lseg_nb.engine.predictor import Predictor, to_input
+from lseg_nb.engine.predictor import to_input
 from lseg_nb.utils.errors import InputError, UserError
 from lseg_nb.utils.io import user_path
 from lseg_nb.utils.labels import LabelSplit
@@ -157,11 +158,10 @@ def predict_images(
     """
     if batch_size < 1:
         raise InputError(f"batch_size must be >= 1, got {batch_size}")
-    predictor = Predictor(model, protocol)
+    protocol = protocol or EvalConfig()
     text, owner = encode_labels(model, labels)  # once for every image
-    protocol = predictor.protocol
     # probabilities: the protocol's own when it computes them (reference rule), else the softmax over classes
-    native = protocol.logit_scale is not None or protocol.uses_probabilities or protocol.area_thd is not None
+    native = protocol.scores_probabilities
     scale = getattr(model, "logit_scale", None)
     loader = DataLoader(
         _Images([p for p, _ in images]), batch_size=None, num_workers=num_workers, collate_fn=_item
@@ -169,14 +169,11 @@ def predict_images(
     group: list[tuple[int, np.ndarray]] = []
 
     def flush() -> Iterator[ImagePrediction]:
+        # the Predictor's path (inference, refinement, decision) for a stack of same-size images
         start = time.perf_counter()
-        if len(group) == 1:
-            predictor.set_image(group[0][1])
-            scores = predictor.encoded_scores(text, owner)
-        else:
-            x = torch.cat([to_input(rgb, model) for _, rgb in group])
-            logits = refine_logits(x, predict_logits_multi(model, x, [text], protocol), protocol)[0]
-            scores = protocol_scores(logits, owner, protocol, scale)
+        x = torch.cat([to_input(rgb, model) for _, rgb in group])
+        logits = refine_logits(x, predict_logits_multi(model, x, [text], protocol), protocol)[0]
+        scores = protocol_scores(logits, owner, protocol, scale)
         masks = protocol_predict(scores, protocol, labels.background).cpu().numpy()
         share = (time.perf_counter() - start) / len(group)
         for k, (i, rgb) in enumerate(group):

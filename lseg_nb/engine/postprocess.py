@@ -284,7 +284,7 @@ def protocol_scores(
     Class logits (max over names) when the protocol needs no probabilities; else the reference probabilities at
     ``protocol.logit_scale`` (default: the model's own scale).
     """
-    if protocol.logit_scale is None and not protocol.uses_probabilities and protocol.area_thd is None:
+    if not protocol.scores_probabilities:
         return class_scores(name_logits, owner, None)
     if model_scale is None:
         raise InputError(

@@ -142,7 +142,7 @@ def score_settings(
     for mask, s in zip(seen_masks, settings, strict=True):
         mask[list(s.labels.seen)] = True
     scale = getattr(model, "logit_scale", None)
-    plain = protocol.logit_scale is None and not protocol.uses_probabilities and protocol.area_thd is None
+    plain = not protocol.scores_probabilities
     plain = plain and protocol.pamr_steps == 0
     accs = [ConfusionAccumulator(len(s.classes), device, per_image) for s in settings]
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
