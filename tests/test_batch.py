@@ -214,18 +214,18 @@ def test_a_run_stopped_mid_folder_resumes_without_partial_files(tmp_path, tiny_m
 
     _images(tmp_path / "in")
     out = tmp_path / "out"
-    real, calls = batch.atomic_write_bytes, []
+    real, calls = batch.atomic_save_png, []
 
-    def disk_fills_up(path, data):  # the second mask finds the disk full
+    def disk_fills_up(array, path, palette=None):  # the second mask finds the disk full
         calls.append(path)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(path, data)
+        real(array, path, palette)
 
-    monkeypatch.setattr(batch, "atomic_write_bytes", disk_fills_up)
+    monkeypatch.setattr(batch, "atomic_save_png", disk_fills_up)
     with pytest.raises(OSError, match="no space left in .* rerun the same command"):
         predict_folder(tiny_model, [str(tmp_path / "in")], LABELS, out, progress=False)
-    monkeypatch.setattr(batch, "atomic_write_bytes", real)
+    monkeypatch.setattr(batch, "atomic_save_png", real)
     written = sorted(
         p.relative_to(out / "masks").as_posix() for p in (out / "masks").rglob("*") if p.is_file()
     )

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -48,7 +47,7 @@ from lseg_nb.engine.feature_store import write_feature_manifest
 from lseg_nb.engine.features import FeatureRecipe, feature_recipe
 from lseg_nb.engine.provenance import file_sha256, model_fingerprint
 from lseg_nb.utils.errors import InputError
-from lseg_nb.utils.io import atomic_save_npy, atomic_write_bytes, atomic_write_text, check_output_dir, inside
+from lseg_nb.utils.io import atomic_save_npy, atomic_save_png, atomic_write_text, check_output_dir, inside
 from lseg_nb.utils.labels import LabelSplit
 from lseg_nb.viz.colours import hex_colour, label_colours, label_palette
 from lseg_nb.viz.segmentation import overlay
@@ -92,21 +91,6 @@ def _check_saves(save: Sequence[str]) -> tuple[str, ...]:
     if bad or not save:
         raise InputError(f"--save: choose from {', '.join(SAVES)} (comma-separated), got {bad or 'nothing'}")
     return save
-
-
-def _mask_png(mask: np.ndarray, colours: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    if len(colours) <= 256:
-        im = Image.fromarray(mask.astype(np.uint8), mode="P")
-        pal = np.zeros((256, 3), np.uint8)
-        pal[: len(colours)] = colours
-        im.putpalette(pal.ravel().tolist())
-    else:
-        im = Image.fromarray(mask.astype(np.uint16))
-    im.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _identity(
@@ -153,10 +137,11 @@ def _write(out_dir: Path, p: ImagePrediction, save: tuple[str, ...], labels: Lab
     """Write one image's outputs (background thread); returns feature file shapes for the manifest."""
     shapes: dict[str, list[int]] = {}
     if "mask" in save:
-        atomic_write_bytes(output_file(out_dir, "mask", p.key), _mask_png(p.mask, colours))
+        mask = p.mask.astype(np.uint8 if len(colours) <= 256 else np.uint16)
+        atomic_save_png(mask, output_file(out_dir, "mask", p.key), colours if len(colours) <= 256 else None)
     if "overlay" in save:
         blend = overlay(p.image, p.mask, colours)
-        atomic_write_bytes(output_file(out_dir, "overlay", p.key), _png(blend))
+        atomic_save_png(blend, output_file(out_dir, "overlay", p.key))
     if "probs" in save:
         atomic_save_npy(p.probs.astype(np.float16), output_file(out_dir, "probs", p.key))
     if "features" in save:
@@ -175,14 +160,6 @@ def _write(out_dir: Path, p: ImagePrediction, save: tuple[str, ...], labels: Lab
     log.write(json.dumps(row) + "\n")
     log.flush()
     return shapes
-
-
-def _png(rgb: np.ndarray) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def predict_folder(

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 
 from lseg_nb.utils.errors import InputError, shorten
 
@@ -199,6 +200,22 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     _atomic(user_path(path), lambda tmp: Path(tmp).write_bytes(data))
+
+
+def atomic_save_png(array: np.ndarray, path: str | Path, palette: np.ndarray | None = None) -> None:
+    """Save an image array as a PNG atomically: ``(H, W, 3)`` uint8 RGB, or an ``(H, W)`` index map -- uint8
+    (with ``palette``, ``(K, 3)`` uint8 colours for K <= 256, a palette PNG) or uint16 (16-bit greyscale)."""
+    im = Image.fromarray(np.asarray(array))
+    if palette is not None:
+        if len(palette) > 256 or im.mode != "L":
+            raise ValueError(
+                f"a palette PNG needs a uint8 index map and <= 256 colours, got {im.mode}, {len(palette)}"
+            )
+        table = np.zeros((256, 3), np.uint8)
+        table[: len(palette)] = palette
+        im = im.convert("P")
+        im.putpalette(table.ravel().tolist())
+    _atomic(user_path(path), lambda tmp: im.save(tmp, format="PNG"))
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:

@@ -27,7 +27,6 @@ offline, converted masks never do.
 
 from __future__ import annotations
 
-import io
 import json
 import pickle
 from pathlib import Path
@@ -47,7 +46,7 @@ from lseg_nb.data.benchmarks.base import (
     read_label_file,
 )
 from lseg_nb.utils.errors import InputError, SetupError
-from lseg_nb.utils.io import atomic_write_bytes, atomic_write_text, inside, user_path
+from lseg_nb.utils.io import atomic_save_png, atomic_write_text, inside, user_path
 
 NAME = "coco20i"
 NUM_CLASSES = 80
@@ -307,17 +306,10 @@ def convert_instances(base: Path, out: Path, split: str, progress: bool = True) 
         for ann in coco.imgToAnns.get(img["id"], []):  # json order: later annotations overwrite overlaps
             mask[coco.annToMask(ann) > 0] = rank[int(ann["category_id"])]
         stem = Path(img["file_name"]).stem
-        buf = _png_bytes(mask)
-        atomic_write_bytes(folder / f"{stem}.png", buf)
+        atomic_save_png(mask, folder / f"{stem}.png")
         for c in np.unique(mask[mask > 0]).tolist():
             classwise[int(c)].append(f"{split}/{stem}.jpg")
     return classwise
-
-
-def _png_bytes(mask: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(mask, mode="L").save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _link(link: Path, target: Path) -> None:

@@ -11,7 +11,6 @@ reference table, which the COCO-Stuff maps never hold, are refused rather than c
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from tqdm.auto import tqdm
 
 from lseg_nb.data.benchmarks.base import load_benchmark_manifest, missing
 from lseg_nb.utils.errors import InputError
-from lseg_nb.utils.io import atomic_write_bytes, user_path
+from lseg_nb.utils.io import atomic_save_png, user_path
 
 STUFF_SUFFIX = ".png"
 OBJECT_SUFFIX = "_instanceTrainIds.png"
@@ -72,8 +71,6 @@ def convert_coco_object(root: str | Path, out: str | Path | None = None, progres
             continue
         with Image.open(path) as im:
             labels = convert_stuff_map(np.array(im), str(path))
-        buf = io.BytesIO()
-        Image.fromarray(labels).save(buf, format="PNG")
-        atomic_write_bytes(target, buf.getvalue())
+        atomic_save_png(labels, target)
         written += 1
     return [f"COCO-Object labels: {written} written, {len(maps) - written} already present, in {dest}"]
