@@ -152,18 +152,18 @@ def similarity_confusion_spearman(
     rankdata = import_optional(
         "scipy.stats", "diagnostics", "the similarity/confusion Spearman test"
     ).rankdata
-    rho = _rank_correlation(rankdata(x)[None], rankdata(y))[0]
+    rho = rank_correlation_rows(rankdata(x)[None], rankdata(y))[0]
     rng = np.random.default_rng(seed)
     mapping = np.tile(np.arange(text_similarity.shape[0]), (n_permutations, 1))
     for b in range(n_permutations):
         mapping[b, present] = rng.permutation(present)
     permuted = text_similarity[mapping[:, ii], mapping[:, jj]]
-    null = _rank_correlation(rankdata(permuted, axis=1), rankdata(y))
+    null = rank_correlation_rows(rankdata(permuted, axis=1), rankdata(y))
     p = (1 + np.count_nonzero(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_permutations)
     return float(rho), float(p), int(len(x))
 
 
-def _rank_correlation(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
+def rank_correlation_rows(rx: np.ndarray, ry: np.ndarray) -> np.ndarray:
     """Pearson correlation of each row of ``rx`` (ranks) with ``ry`` (ranks) = Spearman rho per row."""
     rx = rx - rx.mean(axis=1, keepdims=True)
     ry = ry - ry.mean()

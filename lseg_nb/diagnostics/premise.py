@@ -27,7 +27,9 @@ import numpy as np
 import torch.nn.functional as F
 from torch import Tensor
 
+from lseg_nb.diagnostics.neighbours import rank_correlation_rows
 from lseg_nb.utils.errors import InputError
+from lseg_nb.utils.optional import import_optional
 
 __all__ = ["PremiseResult", "PremiseRow", "load_results", "premise_rows", "premise_test", "rank_correlation"]
 
@@ -64,37 +66,24 @@ class PremiseResult:
         ]
 
 
-def _ranks(v: np.ndarray) -> np.ndarray:
-    """Ranks with ties given their average rank (Spearman's convention)."""
-    order = np.argsort(v, kind="mergesort")
-    ranks = np.empty(len(v), np.float64)
-    ranks[order] = np.arange(len(v), dtype=np.float64)
-    for value in np.unique(v):
-        tie = v == value
-        if tie.sum() > 1:
-            ranks[tie] = ranks[tie].mean()
-    return ranks
-
-
 def rank_correlation(
     x: Sequence[float], y: Sequence[float], permutations: int = 10000, seed: int = 0
 ) -> tuple[float, float]:
-    """Spearman's rho of ``x`` and ``y`` and a two-sided permutation p-value ((hits + 1) / (permutations + 1))."""
+    """Spearman's rho of ``x`` and ``y`` (average ranks for ties) and a two-sided permutation p-value
+    ``(1 + #{|rho_perm| >= |rho|}) / (1 + permutations)``, ``x`` shuffled against ``y`` (seeded)."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if len(x) != len(y) or len(x) < 3:
         raise InputError(
             f"a rank correlation needs two equally long series of at least 3 values, got {len(x)}"
         )
-    rx, ry = _ranks(x), _ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = float(np.sqrt((rx**2).sum() * (ry**2).sum()))
-    if denom == 0:
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
         return float("nan"), 1.0
-    rho = float((rx * ry).sum() / denom)
+    rankdata = import_optional("scipy.stats", "diagnostics", "the premise test").rankdata
+    rx, ry = rankdata(x), rankdata(y)
+    rho = float(rank_correlation_rows(rx[None], ry)[0])
     rng = np.random.default_rng(seed)
-    perm = np.stack([rng.permutation(rx) for _ in range(permutations)])
-    null = (perm @ ry) / denom
-    p = (int((np.abs(null) >= abs(rho) - 1e-12).sum()) + 1) / (permutations + 1)
+    null = rank_correlation_rows(np.stack([rng.permutation(rx) for _ in range(permutations)]), ry)
+    p = (1 + np.count_nonzero(np.abs(null) >= abs(rho) - 1e-12)) / (1 + permutations)
     return rho, float(p)
 
 
