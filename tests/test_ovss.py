@@ -305,3 +305,8 @@ def test_coco_stuff_training_set_serves_train_and_val(tmp_path, tiny_model):
         exp.dataset("trainval", tiny_model.config, data)
     with pytest.raises(ValueError, match="an evaluation set"):
         ovss.load_ovss_manifest("sclip_voc21").for_split("train")
+
+
+def test_suite_datasets_take_no_split_lists(tmp_path):
+    with pytest.raises(ValueError, match="takes no --splits"):
+        registry.prepare("sclip_voc21", tmp_path, splits=tmp_path)

@@ -383,11 +383,16 @@ class OvssDataset(Dataset):
         return self.transform(rgb, label)
 
 
-def prepare_dataset(name: str, root: str | Path, out: str | Path | None = None) -> list[str]:
+def prepare_dataset(
+    name: str, root: str | Path, out: str | Path | None = None, splits: str | Path | None = None
+) -> list[str]:
     """Check a prepared copy of suite dataset ``name`` in place: folders, the class file, every listed image and
-    label file, and the label values of the first files. Returns summary lines; errors name what is missing and
-    the script that makes it."""
+    label file, and the label values of the first files (the ``prepare`` signature of every benchmark; ``out``
+    only for COCO-Object's conversion, no ``splits``). Returns summary lines; errors name what is missing and the
+    script that makes it."""
     m = load_ovss_manifest(name)
+    if splits is not None:
+        raise InputError(f"{name} takes no --splits: its image list is part of the prepared layout")
     lines: list[str] = []
     if out is not None:
         if name != "sclip_coco_object":

@@ -38,12 +38,7 @@ def prepare(
     name: str, root: str | Path, out: str | Path | None = None, splits: str | Path | None = None
 ) -> list[str]:
     """Check (or convert) a local copy of benchmark ``name``; returns summary lines, raises naming what is missing."""
-    key = benchmark_name(name)
-    if ovss.is_ovss(key):
-        if splits is not None:
-            raise InputError(f"{key} takes no --splits: its image list is part of the prepared layout")
-        return PREPARE[key](root, out=out)
-    return PREPARE[key](root, out=out, splits=splits)
+    return PREPARE[benchmark_name(name)](root, out=out, splits=splits)
 
 
 def episode_source(
