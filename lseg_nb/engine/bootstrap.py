@@ -173,14 +173,14 @@ def paired_difference(
         )
     if metric not in METRICS:
         raise InputError(f"metric must be one of {METRICS}, got {metric!r}")
-    ones = np.ones((1, a.num_images), np.int64)
-    point = [count_metrics(ones @ c.tp, ones @ c.gt, ones @ c.pred, seen, unseen)[metric][0] for c in (a, b)]
+    point = [count_metrics(c.tp.sum(0)[None], c.gt.sum(0)[None], c.pred.sum(0)[None], seen, unseen)[metric][0]
+             for c in (a, b)]  # fmt: skip
     w = resample_weights(a.num_images, resamples, seed)
     va, vb = (count_metrics(w @ c.tp, w @ c.gt, w @ c.pred, seen, unseen)[metric] for c in (a, b))
     diff = (va - vb)[~(np.isnan(va) | np.isnan(vb))]
     if diff.size == 0 or np.isnan(point).any():
         raise InputError(f"{metric} is undefined on these images (no class of the setting has a union)")
     p = min(1.0, 2 * min(float((diff <= 0).mean()), float((diff >= 0).mean())))
-    lo, hi = np.percentile(diff, [50 * (1 - level), 50 * (1 + level)])
+    lo, hi = _interval(diff, level)
     return PairedDifference(metric, float(point[0]), float(point[1]), float(point[0] - point[1]),
                             (float(lo), float(hi)), p, _method("image", resamples, seed, level, a.num_images))  # fmt: skip
