@@ -6,13 +6,12 @@ import io
 import sys
 
 import matplotlib
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-from lseg_nb.diagnostics import UmapResult, neighbour_analysis, temperature_scaling
+from lseg_nb.diagnostics import neighbour_analysis, temperature_scaling
 from lseg_nb.diagnostics.calibration import CalibrationAccumulator
 from lseg_nb.viz import (
     class_palette,
@@ -21,7 +20,6 @@ from lseg_nb.viz import (
     plot_nearest_text_row,
     plot_neighbour_report,
     plot_reliability,
-    plot_umap,
 )
 
 NAMES = ["sky", "grass", "cow", "sheep"]
@@ -63,17 +61,6 @@ def test_neighbour_plots(report):
     _render(fig)
     fig = plot_confusion_vs_similarity(report)
     assert len(fig.axes) == 1 and "Spearman" in fig.axes[0].get_title()
-    _render(fig)
-
-
-def test_umap_plot_labels_every_text_point():
-    coords = np.random.default_rng(0).normal(size=(24, 2)).astype(np.float32)
-    labels = np.array([0, 1, 2, 3] * 5 + [0, 1, 2, 3])
-    is_text = np.arange(24) >= 20
-    res = UmapResult(coords, labels, is_text, np.isin(labels, [2, 3]), NAMES, 100, 20)
-    fig = plot_umap(res)
-    assert len(fig.axes) == 1
-    assert sorted(t.get_text() for t in fig.axes[0].texts) == ["cow*", "grass", "sheep*", "sky"]
     _render(fig)
 
 

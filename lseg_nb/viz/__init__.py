@@ -14,7 +14,6 @@ from lseg_nb.viz.diagnostics import (
     plot_nearest_text_row,
     plot_neighbour_report,
     plot_reliability,
-    plot_umap,
 )
 from lseg_nb.viz.segmentation import (
     colorize,
@@ -25,6 +24,7 @@ from lseg_nb.viz.segmentation import (
     plot_per_class_iou,
     void_patch,
 )
+from lseg_nb.viz.umap import plot_umap
 
 if TYPE_CHECKING:
     from lseg_nb.viz.ablation import plot_ablation

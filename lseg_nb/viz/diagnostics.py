@@ -16,9 +16,8 @@ import torch
 from lseg_nb.diagnostics.calibration import CalibrationReport, TemperatureScaling
 from lseg_nb.diagnostics.neighbours import NeighbourReport
 from lseg_nb.diagnostics.sampling import ArrayLike
-from lseg_nb.diagnostics.umap_projection import UmapResult
 from lseg_nb.viz.colours import label_colours
-from lseg_nb.viz.mpl import figure, line2d, patch
+from lseg_nb.viz.mpl import figure, patch
 from lseg_nb.viz.segmentation import void_patch
 
 if TYPE_CHECKING:
@@ -100,38 +99,6 @@ def plot_confusion_vs_similarity(report: NeighbourReport) -> Figure:
         title=f"Spearman rho={report.spearman_rho:.2f} (Mantel permutation p={report.spearman_p:.2g}, n={report.n_pairs} pairs)",
     )
     a.legend(fontsize=8)
-    return fig
-
-
-_UMAP_STYLE = dict(fontsize=8, xytext=(4, 4), textcoords="offset points", fontweight="bold")
-_UMAP_LEGEND = [
-    ("o", "seen-class pixel", {}),
-    ("^", "unseen-class pixel", {}),
-    ("*", "label text (* unseen)", {"markeredgecolor": "k", "markersize": 12}),
-]
-
-
-def plot_umap(result: UmapResult, point_size: float = 4.0, label_texts: bool = True) -> Figure:
-    """Joint UMAP: pixels coloured by class (circles seen, triangles unseen), label texts as named stars."""
-    fig, ax = _grid(1, 1, (6.5, 5.5))
-    a = ax[0, 0]
-    pal = label_colours(result.class_names)
-    pix = ~result.is_text
-    for unseen, marker in ((False, "o"), (True, "^")):
-        sel = pix & (result.is_unseen == unseen)
-        pts = result.coords[sel].T
-        a.scatter(*pts, c=pal[result.labels[sel]], s=point_size, marker=marker, alpha=0.5, linewidths=0)
-    txt = np.flatnonzero(result.is_text)
-    a.scatter(
-        *result.coords[txt].T, c=pal[result.labels[txt]], s=160, marker="*", edgecolors="k", linewidths=0.8
-    )
-    for i in txt if label_texts else []:
-        name = result.class_names[result.labels[i]] + ("*" if result.is_unseen[i] else "")
-        a.annotate(name, result.coords[i], **_UMAP_STYLE)
-    handles = [line2d([], [], marker=m, ls="", color="gray", label=lbl, **kw) for m, lbl, kw in _UMAP_LEGEND]
-    a.legend(handles=handles, fontsize=8, loc="best")
-    title = f"UMAP: {result.n_sampled_pixels} of {result.n_input_pixels} pixels + texts"
-    a.set(xticks=[], yticks=[], title=title)
     return fig
 
 
