@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import itertools
 import sys
+from dataclasses import replace
 
 import matplotlib
 import numpy as np
@@ -119,6 +120,22 @@ def test_rank_panel_shows_every_class_seen_first():
     assert [w for _, w in widths] == [res.ranks[i].rank for i in order]
     (s1, sn), (u1, un) = res.rank1_counts(False), res.rank1_counts(True)
     assert f"seen {s1}/{sn}, unseen {u1}/{un}" in ax.get_title() and (sn, un) == (19, 4)
+
+
+def test_rank_panel_names_classes_without_pixels():
+    full = _result(4, texts_on_one_point=False)
+    keep = (full.labels != 2) | full.is_text  # tree (index 2) loses its pixels
+    nan = float("nan")
+    ranks = [
+        replace(r, n_pixels=0, rank=nan, nearest=None, rank_centred=nan) if r.index == 2 else r
+        for r in full.ranks
+    ]
+    res = replace(full, coords=full.coords[keep], labels=full.labels[keep], is_text=full.is_text[keep],
+                  is_unseen=full.is_unseen[keep], n_sampled_pixels=int((~full.is_text[keep]).sum()), ranks=ranks)  # fmt: skip
+    fig = plot_umap(res)
+    _render(fig)
+    assert [t.get_text() for t in fig.axes[1].texts] == ["no pixels in the sample"]
+    assert sum(len(ln.get_xydata()) == 2 for ln in fig.axes[0].get_lines()) == 3  # no centroid line for tree
 
 
 def test_title_names_the_space():

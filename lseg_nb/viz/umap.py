@@ -83,7 +83,7 @@ def _scatter_pixels(a: Axes, result: UmapResult, pal: np.ndarray, point_size: fl
 
 def _centroid_lines(a: Axes, result: UmapResult, pal: np.ndarray) -> None:
     centroids, texts = result.pixel_centroids(), result.text_coords
-    unseen = np.isin(np.arange(len(result.class_names)), result.labels[result.is_unseen])
+    unseen = _unseen_classes(result)
     for k, (c, t) in enumerate(zip(centroids, texts, strict=True)):
         if np.isnan(c).any():
             continue
@@ -150,6 +150,9 @@ def _rank_panel(a: Axes, result: UmapResult, pal: np.ndarray) -> None:
         lw=0.5,
     )
     a.scatter([r.rank_centred for r in rows], y, color="k", marker="D", s=16, zorder=3)
+    for yi, r in zip(y, rows, strict=True):
+        if r.n_pixels == 0:  # no bar: say why, rather than leave a gap that reads as rank 0
+            a.text(0.2, yi, "no pixels in the sample", va="center", fontsize=7, color="0.3")
     a.set_yticks(y, [r.name + ("*" if r.unseen else "") for r in rows], fontsize=8)
     for t, r in zip(a.get_yticklabels(), rows, strict=True):
         t.set_fontstyle("italic" if r.unseen else "normal")
