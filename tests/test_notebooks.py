@@ -33,7 +33,14 @@ SMALL: dict[str, dict] = {
             "figures/02_zero_shot_evaluation/examples.png",
         ],
     },
-    "03_label_explorer": {"params": {"max_images": 3, "index": 1}, "figures": 1},
+    "03_label_explorer": {
+        "params": {"max_images": 3, "index": 1},
+        "figures": 2,
+        "writes": [
+            "figures/03_label_explorer/label_query_image_1.png",
+            "figures/03_label_explorer/similarity_maps_image_1.png",
+        ],
+    },
     "04_nearest_neighbours": {
         "params": {"max_images": 2, "per_class": 50, "max_total": 500},
         "figures": 2,
@@ -130,6 +137,26 @@ def test_pair_in_sync_and_stripped(name):
             assert cell.outputs == [] and cell.execution_count is None, f"{name}.ipynb has stored outputs"
     tagged = [c for c in ipynb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
+
+
+# tags Jupyter's markdown renders as HTML on purpose; any other <word> would be eaten (e.g. "<colour> <pattern>")
+HTML_TAGS = {"a", "b", "br", "code", "div", "em", "i", "img", "kbd", "p", "span", "strong", "sub", "sup"}
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_markdown_shows_its_angle_brackets_and_no_cell_is_empty(name):
+    import re
+
+    nb = jupytext.read(NB_DIR / f"{name}.py")
+    for i, cell in enumerate(nb.cells):
+        assert cell.source.strip(), f"{name}: cell {i} is empty (delete it)"
+        if cell.cell_type != "markdown":
+            continue
+        prose = re.sub(r"```.*?```|`[^`]*`", "", cell.source, flags=re.S)  # code shows < and > as typed
+        eaten = [t for t in re.findall(r"</?([A-Za-z][\w-]*)[^<>]*>", prose) if t.lower() not in HTML_TAGS]
+        assert not eaten, (
+            f"{name}: markdown cell {i} has <{eaten[0]}>, which renders as an HTML tag: quote it in `code`"
+        )
 
 
 @pytest.mark.parametrize("name", PAIRS)
