@@ -29,12 +29,13 @@
 # over-confident (scaling flattens its probabilities), `T < 1` under-confident; the argmax, hence every
 # segmentation and IoU, is unchanged.
 #
-# **Why scaling can raise the test ECE.** It did on both datasets we tried (synthetic textures and MSRC-v2).
-# `T` minimises NLL, not ECE: NLL is dominated by the confidently wrong pixels, ECE by the bulk of the
-# confidence histogram, so the NLL-best `T` need not be the ECE-best one. One `T` is also shared by all classes,
-# while seen and unseen pixels are miscalibrated in opposite directions (unseen pixels are rarer and less
-# confident), so flattening one group can hurt the other; and `T` is fitted on validation pixels, whose mix of
-# classes is not the test split's. Read the NLL column for what the fit optimised, ECE for what it did not.
+# **Why scaling can raise the test ECE** (it did on both datasets this notebook has been run on): `T` minimises
+# NLL, not ECE. NLL is dominated by the few confidently wrong pixels, so the NLL-best `T` flattens every
+# prediction to soften them, and the many correct pixels become under-confident: ECE, an average over the bulk
+# of the confidence histogram, can then grow. One `T` is also shared by all classes, while seen and unseen pixels
+# can be miscalibrated in different directions, so a `T` that helps one group can hurt the other; and `T` is
+# fitted on validation pixels, whose mix of classes is not the test split's. Read the NLL column for what the fit
+# optimised, ECE for what it did not.
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished run; trained with the small default when missing
