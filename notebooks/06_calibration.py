@@ -46,7 +46,7 @@ examples = [0, 1, 2]  # test images for the confidence maps
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-from lseg_nb.apps.notebook import ensure_run, figure_dir, load_run, notebook_table, show
+from lseg_nb.apps.notebook import calibration_table, ensure_run, figure_dir, load_run, show
 from lseg_nb.diagnostics import temperature_scaling
 from lseg_nb.diagnostics.collect import collect_logits
 
@@ -57,8 +57,7 @@ test = collect_logits(run.model, run.dataset("test"), run.class_names, max_image
 scaling = temperature_scaling(
     *val, *test, class_groups={"seen": run.seen, "unseen": run.unseen}, n_bins=n_bins
 )
-in_percent = ["ece", "ece_equal_mass", "mce", "accuracy", "mean_confidence"]
-notebook_table(scaling.to_rows(), fractions=in_percent, decimals={"temperature": 2, "nll": 3, "brier": 3})
+calibration_table(scaling)
 
 # %% [markdown]
 # ## Reliability diagrams (test split; top: T = 1, bottom: fitted T)

@@ -43,7 +43,7 @@ retrain_steps = 0  # > 0: also retrain one model per encoder into run_dir/ablati
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-from lseg_nb.apps.notebook import ensure_run, figure_dir, notebook_table, run_labels, show
+from lseg_nb.apps.notebook import ablation_table, ensure_run, figure_dir, run_labels, show
 from lseg_nb.diagnostics import default_ablation_encoders, run_swap_ablation
 from lseg_nb.viz.ablation import plot_ablation
 
@@ -54,8 +54,7 @@ kw = dict(head_steps=head_steps, head_batch_size=head_batch_size, max_eval_image
 swap = run_swap_ablation(run, specs, run / "ablation" / "swap.json", **kw)
 
 # %%
-cols = "label status text_dim steps seen_miou unseen_miou harmonic_iou unseen_only_miou reason".split()
-notebook_table([{c: getattr(r, c) for c in cols} for r in swap.rows], fractions=cols[4:8])
+ablation_table(swap)
 
 # %%
 figures = figure_dir(run, "08_text_encoder_ablation")

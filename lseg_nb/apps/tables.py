@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from lseg_nb.apps.reports import format_table, metrics_rows
+from lseg_nb.diagnostics.ablation_report import AblationReport
+from lseg_nb.diagnostics.calibration import TemperatureScaling
 from lseg_nb.diagnostics.neighbours import NeighbourReport
 from lseg_nb.engine.results import EvalResult
 
@@ -239,3 +241,47 @@ def neighbour_table(report: NeighbourReport) -> Table:
     fractions = (f"top-1 among {every}", f"mistaken among {names}", "its share of the mistakes")
     caption = f"{every} = {k} class names + {v - k} distractors"
     return notebook_table(rows, fractions=fractions, decimals=1, caption=caption)
+
+
+CALIBRATION_COLUMNS = {
+    "ece": "ECE",
+    "ece_equal_mass": "ECE, equal-mass bins",
+    "mce": "MCE",
+    "nll": "NLL",
+    "brier": "Brier",
+    "mean_confidence": "mean confidence",
+}
+
+
+def calibration_table(scaling: TemperatureScaling) -> Table:
+    """Calibration before (``T = 1``) and after temperature scaling, per pixel group, as a notebook table
+    (ECE, MCE, accuracy and mean confidence in %; NLL and Brier as they are).
+
+    Args:
+        scaling: the result of ``temperature_scaling``.
+    """
+    fractions = ("ece", "ece_equal_mass", "mce", "accuracy", "mean_confidence")
+    decimals = {"temperature": 2, "nll": 3, "brier": 3}
+    return notebook_table(scaling.to_rows(), fractions, decimals=decimals, rename=CALIBRATION_COLUMNS)
+
+
+ABLATION_COLUMNS = {
+    "label": "text encoder",
+    "text_dim": "text dim",
+    "seen_miou": "seen mIoU",
+    "unseen_miou": "unseen mIoU",
+    "harmonic_iou": "harmonic",
+    "unseen_only_miou": "unseen-only mIoU",
+}
+
+
+def ablation_table(report: AblationReport) -> Table:
+    """One row per text encoder of a text-encoder ablation (mIoUs in %, ``-`` where undefined or skipped).
+
+    Args:
+        report: the result of ``run_swap_ablation`` or ``run_text_encoder_ablation``.
+    """
+    scores = ("seen_miou", "unseen_miou", "harmonic_iou", "unseen_only_miou")
+    cols = ("label", "status", "text_dim", "steps", *scores, "reason")
+    rows = [{c: getattr(r, c) for c in cols} for r in report.rows]
+    return notebook_table(rows, fractions=scores, rename=ABLATION_COLUMNS)
