@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+import torch
 from matplotlib.figure import Figure
 
 from lseg_nb.apps.notebook import (
@@ -220,3 +222,43 @@ def test_per_class_iou_chart_is_in_percent_and_its_key_covers_no_bar_or_value():
     assert ax.get_xlabel() == "IoU (%)" and len(bars) == 5
     assert not any(key.overlaps(b) for b in bars + values)
     plt.close(fig)
+
+
+def test_neighbour_table_names_its_two_vocabularies_and_shows_shares_in_percent():
+    from lseg_nb.apps.notebook import neighbour_table
+    from lseg_nb.diagnostics import neighbour_analysis
+
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(3, 8, generator=g)
+    lab = torch.arange(3).repeat_interleave(20)
+    emb = text[lab] + 0.8 * torch.randn(60, 8, generator=g)
+    extra = torch.randn(2, 8, generator=g)
+    report = neighbour_analysis(
+        emb, lab, text, ["a", "b", "c"], [0, 1], [2], distractor_emb=extra, distractor_names=["x", "y"]
+    )
+    t = neighbour_table(report)
+    assert t.caption == "all 5 texts = 3 class names + 2 distractors"
+    assert "top-1 among all 5 texts (%)" in t.columns and "mistaken among 3 class names (%)" in t.columns
+    row = dict(zip(t.columns, t.rows[2]))
+    c = report["c"]
+    assert row["pixels"] == "20" and row["top-1 among all 5 texts (%)"] == f"{100 * c.top1:.1f}"
+    assert row["its share of the mistakes (%)"] == (
+        "-" if np.isnan(c.confused_share) else f"{100 * c.confused_share:.1f}"
+    )
+    assert dict(zip(t.columns, t.rows[0]))["most confused seen name"] == "-"  # seen classes have none
+
+
+def test_calibration_table_shows_fractions_in_percent_and_counts_as_integers():
+    from lseg_nb.apps.notebook import calibration_table
+    from lseg_nb.diagnostics import temperature_scaling
+
+    g = torch.Generator().manual_seed(0)
+    logits, target = 5 * torch.randn(200, 4, generator=g), torch.randint(0, 4, (200,), generator=g)
+    logits[torch.arange(200), target] += 4  # better than chance, so the fitted T is finite
+    scaling = temperature_scaling(logits, target, class_groups={"seen": [0, 1], "unseen": [2, 3]})
+    t = calibration_table(scaling)
+    assert t.columns[:5] == ("stage", "temperature", "group", "count", "ECE (%)")
+    assert {"NLL", "Brier", "accuracy (%)", "mean confidence (%)"} <= set(t.columns)
+    first = dict(zip(t.columns, t.rows[0]))
+    assert first["count"] == "200" and first["temperature"] == "1.00"
+    assert first["ECE (%)"] == f"{100 * scaling.before['all'].ece:.1f}"
