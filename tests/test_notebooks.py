@@ -16,6 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
+PY_DIR = NB_DIR / "py"  # the jupytext sources, out of a newcomer's way in JupyterLab
+FORMATS = "ipynb,py//py:percent"  # notebooks/NN.ipynb <-> notebooks/py/NN.py (notebooks/jupytext.toml)
 KERNEL = "python3"
 TRAIN = "01_train"
 
@@ -110,7 +112,7 @@ SMALL: dict[str, dict] = {
         ],
     },
 }
-PAIRS = sorted(p.stem for p in NB_DIR.glob("*.py"))
+PAIRS = sorted(p.stem for p in PY_DIR.glob("*.py"))
 NO_RUN = (TRAIN, "09_official_checkpoints", "11_premise_test")  # notebooks that take no run folder
 
 
@@ -120,18 +122,26 @@ def _sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
 
 def test_every_notebook_is_paired_and_has_small_parameters():
     ipynbs = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
-    assert PAIRS == ipynbs, "every notebooks/*.py needs its .ipynb (run `make notebooks`) and vice versa"
+    assert PAIRS == ipynbs, (
+        "every notebooks/py/*.py needs its notebooks/*.ipynb (run `make notebooks`) and vice versa"
+    )
     assert sorted(SMALL) == PAIRS, "add small test parameters for every notebook to SMALL"
 
 
 @pytest.mark.parametrize("name", PAIRS)
 def test_pair_in_sync_and_stripped(name):
-    py = jupytext.read(NB_DIR / f"{name}.py")
+    from jupytext.config import load_jupytext_config
+    from jupytext.paired_paths import paired_paths
+
+    py = jupytext.read(PY_DIR / f"{name}.py")
     ipynb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
     assert _sources(py) == _sources(ipynb), (
-        f"{name}.py and .ipynb differ: run `jupytext --sync notebooks/{name}.py`"
+        f"py/{name}.py and {name}.ipynb differ: run `jupytext --sync notebooks/py/{name}.py`"
     )
-    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == FORMATS
+    assert load_jupytext_config(str(NB_DIR)).formats == [FORMATS]  # new notebooks pair the same way
+    paths = [p for p, _ in paired_paths(str(NB_DIR / f"{name}.ipynb"), "ipynb", FORMATS)]
+    assert paths == [str(NB_DIR / f"{name}.ipynb"), str(PY_DIR / f"{name}.py")]
     for cell in ipynb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{name}.ipynb has stored outputs"
@@ -147,7 +157,7 @@ HTML_TAGS = {"a", "b", "br", "code", "div", "em", "i", "img", "kbd", "p", "span"
 def test_markdown_shows_its_angle_brackets_and_no_cell_is_empty(name):
     import re
 
-    nb = jupytext.read(NB_DIR / f"{name}.py")
+    nb = jupytext.read(PY_DIR / f"{name}.py")
     for i, cell in enumerate(nb.cells):
         assert cell.source.strip(), f"{name}: cell {i} is empty (delete it)"
         if cell.cell_type != "markdown":
