@@ -45,7 +45,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix lseg_nb tests benchmarks notebooks
 
 notebooks: $(STAMP)
-	$(VENV)/bin/jupytext --sync notebooks/*.py
+	$(VENV)/bin/jupytext --sync notebooks/py/*.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+import torch
 from matplotlib.figure import Figure
 
 from lseg_nb.apps.notebook import (
@@ -154,3 +156,109 @@ def test_show_renders_png_once_in_ipython(capsys):
         assert data["image/png"], "figures render as PNG even under the Agg backend"
     finally:
         InteractiveShell.clear_instance()
+
+
+# --- notebook tables -------------------------------------------------------------------------------------------
+
+
+def _frame():
+    import numpy as np
+    import pandas as pd
+
+    rows = [
+        {"setting": "all 16 labels", "mIoU": 41.25, "pixels": 1200, "ece": 0.0412, "note": "x" * 120},
+        {"setting": "  chance: uniform guess over 16 labels", "mIoU": 6.3, "pixels": None, "ece": np.nan},
+    ]
+    return pd.DataFrame(rows)  # pandas turns the int column with a missing value into 1200.0 / NaN
+
+
+def test_notebook_table_formats_missing_values_units_integers_and_chance_rows():
+    from lseg_nb.apps.notebook import notebook_table
+
+    t = notebook_table(_frame(), percents=["mIoU"], fractions=["ece"])
+    assert t.columns == ("setting", "mIoU (%)", "pixels", "ece (%)", "note")  # no index column, units named
+    assert t.rows[0] == ("all 16 labels", "41.2", "1200", "4.1", "x" * 120)  # whole text, int as int
+    assert t.rows[1] == ("chance: uniform guess over 16 labels", "6.3", "-", "-", "-")  # '-', not NaN / None
+    assert t.indented == (False, True)
+    page = t._repr_html_()
+    assert "NaN" not in page and "nan" not in page and "x" * 120 in page and "<th" in page
+    cells = page.split("<tr")
+    assert "padding-left" in cells[-1] and "padding-left" not in cells[-2]  # the chance row is drawn indented
+    assert "  chance: uniform guess" in repr(t) and "NaN" not in repr(t)  # the text form indents it too
+
+
+def test_notebook_table_from_rows_groups_renames_and_refuses_unknown_columns():
+    from lseg_nb.apps.notebook import notebook_table
+
+    rows = [
+        {"model": "a", "setting": "all", "top1": 0.5, "steps": 3},
+        {"model": "a", "setting": "  chance", "top1": 0.125},
+        {"model": "b", "setting": "all", "top1": 1.0, "steps": 4, "seen": True},
+    ]
+    t = notebook_table(rows, fractions=["top1"], group="model", rename={"top1": "top-1"}, decimals={"x": 1})
+    assert t.columns == ("model", "setting", "top-1 (%)", "steps", "seen")
+    assert [r[0] for r in t.rows] == ["a", "", "b"] and t.indented == (False, True, False) and t.label == 1
+    assert [r[2] for r in t.rows] == ["50.0", "12.5", "100.0"] and t.rows[2][3:] == ("4", "yes")
+    with pytest.raises(KeyError, match="no column 'iou'"):
+        notebook_table(rows, fractions=["iou"])
+    assert notebook_table([{"x": 0.12345}], decimals=3).rows == (("0.123",),)
+
+
+def test_per_class_iou_chart_is_in_percent_and_its_key_covers_no_bar_or_value():
+    """Notebook 02's charts: with IoUs near 1 every bar reaches the right edge, where the key used to sit."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from lseg_nb.viz.segmentation import plot_per_class_iou
+
+    fig = plot_per_class_iou([1.0, None, 0.995, 0.9, 0.97], list("abcde"), unseen=[1, 3])
+    ax = fig.axes[0]
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    key = ax.get_legend().get_window_extent(renderer)
+    bars = [p.get_window_extent(renderer) for p in ax.patches]
+    values = [t.get_window_extent(renderer) for t in ax.texts]
+    assert [t.get_text() for t in ax.texts] == ["100.0", "n/a", "99.5", "90.0", "97.0"]
+    assert ax.get_xlabel() == "IoU (%)" and len(bars) == 5
+    assert not any(key.overlaps(b) for b in bars + values)
+    plt.close(fig)
+
+
+def test_neighbour_table_names_its_two_vocabularies_and_shows_shares_in_percent():
+    from lseg_nb.apps.notebook import neighbour_table
+    from lseg_nb.diagnostics import neighbour_analysis
+
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(3, 8, generator=g)
+    lab = torch.arange(3).repeat_interleave(20)
+    emb = text[lab] + 0.8 * torch.randn(60, 8, generator=g)
+    extra = torch.randn(2, 8, generator=g)
+    report = neighbour_analysis(
+        emb, lab, text, ["a", "b", "c"], [0, 1], [2], distractor_emb=extra, distractor_names=["x", "y"]
+    )
+    t = neighbour_table(report)
+    assert t.caption == "all 5 texts = 3 class names + 2 distractors"
+    assert "top-1 among all 5 texts (%)" in t.columns and "mistaken among 3 class names (%)" in t.columns
+    row = dict(zip(t.columns, t.rows[2]))
+    c = report["c"]
+    assert row["pixels"] == "20" and row["top-1 among all 5 texts (%)"] == f"{100 * c.top1:.1f}"
+    assert row["its share of the mistakes (%)"] == (
+        "-" if np.isnan(c.confused_share) else f"{100 * c.confused_share:.1f}"
+    )
+    assert dict(zip(t.columns, t.rows[0]))["most confused seen name"] == "-"  # seen classes have none
+
+
+def test_calibration_table_shows_fractions_in_percent_and_counts_as_integers():
+    from lseg_nb.apps.notebook import calibration_table
+    from lseg_nb.diagnostics import temperature_scaling
+
+    g = torch.Generator().manual_seed(0)
+    logits, target = 5 * torch.randn(200, 4, generator=g), torch.randint(0, 4, (200,), generator=g)
+    logits[torch.arange(200), target] += 4  # better than chance, so the fitted T is finite
+    scaling = temperature_scaling(logits, target, class_groups={"seen": [0, 1], "unseen": [2, 3]})
+    t = calibration_table(scaling)
+    assert t.columns[:5] == ("stage", "temperature", "group", "count", "ECE (%)")
+    assert {"NLL", "Brier", "accuracy (%)", "mean confidence (%)"} <= set(t.columns)
+    first = dict(zip(t.columns, t.rows[0]))
+    assert first["count"] == "200" and first["temperature"] == "1.00"
+    assert first["ECE (%)"] == f"{100 * scaling.before['all'].ece:.1f}"

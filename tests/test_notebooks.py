@@ -16,6 +16,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 NB_DIR = REPO / "notebooks"
+PY_DIR = NB_DIR / "py"  # the jupytext sources, out of a newcomer's way in JupyterLab
+FORMATS = "ipynb,py//py:percent"  # notebooks/NN.ipynb <-> notebooks/py/NN.py (notebooks/jupytext.toml)
 KERNEL = "python3"
 TRAIN = "01_train"
 
@@ -33,7 +35,14 @@ SMALL: dict[str, dict] = {
             "figures/02_zero_shot_evaluation/examples.png",
         ],
     },
-    "03_label_explorer": {"params": {"max_images": 3, "index": 1}, "figures": 1},
+    "03_label_explorer": {
+        "params": {"max_images": 3, "index": 1},
+        "figures": 2,
+        "writes": [
+            "figures/03_label_explorer/label_query_image_1.png",
+            "figures/03_label_explorer/similarity_maps_image_1.png",
+        ],
+    },
     "04_nearest_neighbours": {
         "params": {"max_images": 2, "per_class": 50, "max_total": 500},
         "figures": 2,
@@ -103,7 +112,7 @@ SMALL: dict[str, dict] = {
         ],
     },
 }
-PAIRS = sorted(p.stem for p in NB_DIR.glob("*.py"))
+PAIRS = sorted(p.stem for p in PY_DIR.glob("*.py"))
 NO_RUN = (TRAIN, "09_official_checkpoints", "11_premise_test")  # notebooks that take no run folder
 
 
@@ -113,23 +122,51 @@ def _sources(nb: nbformat.NotebookNode) -> list[tuple[str, str]]:
 
 def test_every_notebook_is_paired_and_has_small_parameters():
     ipynbs = sorted(p.stem for p in NB_DIR.glob("*.ipynb"))
-    assert PAIRS == ipynbs, "every notebooks/*.py needs its .ipynb (run `make notebooks`) and vice versa"
+    assert PAIRS == ipynbs, (
+        "every notebooks/py/*.py needs its notebooks/*.ipynb (run `make notebooks`) and vice versa"
+    )
     assert sorted(SMALL) == PAIRS, "add small test parameters for every notebook to SMALL"
 
 
 @pytest.mark.parametrize("name", PAIRS)
 def test_pair_in_sync_and_stripped(name):
-    py = jupytext.read(NB_DIR / f"{name}.py")
+    from jupytext.config import load_jupytext_config
+    from jupytext.paired_paths import paired_paths
+
+    py = jupytext.read(PY_DIR / f"{name}.py")
     ipynb = nbformat.read(NB_DIR / f"{name}.ipynb", as_version=4)
     assert _sources(py) == _sources(ipynb), (
-        f"{name}.py and .ipynb differ: run `jupytext --sync notebooks/{name}.py`"
+        f"py/{name}.py and {name}.ipynb differ: run `jupytext --sync notebooks/py/{name}.py`"
     )
-    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == FORMATS
+    assert load_jupytext_config(str(NB_DIR)).formats == [FORMATS]  # new notebooks pair the same way
+    paths = [p for p, _ in paired_paths(str(NB_DIR / f"{name}.ipynb"), "ipynb", FORMATS)]
+    assert paths == [str(NB_DIR / f"{name}.ipynb"), str(PY_DIR / f"{name}.py")]
     for cell in ipynb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None, f"{name}.ipynb has stored outputs"
     tagged = [c for c in ipynb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{name} needs exactly one cell tagged 'parameters'"
+
+
+# tags Jupyter's markdown renders as HTML on purpose; any other <word> would be eaten (e.g. "<colour> <pattern>")
+HTML_TAGS = {"a", "b", "br", "code", "div", "em", "i", "img", "kbd", "p", "span", "strong", "sub", "sup"}
+
+
+@pytest.mark.parametrize("name", PAIRS)
+def test_markdown_shows_its_angle_brackets_and_no_cell_is_empty(name):
+    import re
+
+    nb = jupytext.read(PY_DIR / f"{name}.py")
+    for i, cell in enumerate(nb.cells):
+        assert cell.source.strip(), f"{name}: cell {i} is empty (delete it)"
+        if cell.cell_type != "markdown":
+            continue
+        prose = re.sub(r"```.*?```|`[^`]*`", "", cell.source, flags=re.S)  # code shows < and > as typed
+        eaten = [t for t in re.findall(r"</?([A-Za-z][\w-]*)[^<>]*>", prose) if t.lower() not in HTML_TAGS]
+        assert not eaten, (
+            f"{name}: markdown cell {i} has <{eaten[0]}>, which renders as an HTML tag: quote it in `code`"
+        )
 
 
 @pytest.mark.parametrize("name", PAIRS)

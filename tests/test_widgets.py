@@ -249,3 +249,35 @@ def test_an_upload_past_the_decompression_limit_is_one_line_in_the_widget(tiny_m
     assert w.error is not None and "huge.png" in w.error and "too large" in w.error
     assert "Traceback" not in w.message.value and "\n" not in w.error
     assert w.picker.value == 0  # nothing was added
+
+
+def test_the_picker_shows_the_dataset_ids(tiny_model, tmp_path):
+    from lseg_nb.data.datasets import SegmentationDataset
+    from lseg_nb.data.synthetic import generate_synthetic
+    from lseg_nb.data.transforms import eval_transform
+
+    root = generate_synthetic(tmp_path / "synth", seed=0, n_train=1, n_val=1, n_test=3, size=32)
+    tf = eval_transform(tiny_model.config.mean, tiny_model.config.std)
+    ds = SegmentationDataset(root, "synthetic_textures", "test", transform=tf)
+    w = label_explorer(tiny_model, ds, "a, b", index=2)
+    assert w.picker.options == (("test_0000", 0), ("test_0001", 1), ("test_0002", 2))
+    assert w.picker.label == "test_0002" and w.explorer.draw(w.last_query).axes[0].get_title() == "test_0002"
+    # a plain sequence of images has no ids: its position names it
+    assert [n for n, _ in label_explorer(tiny_model, [ds[0][0]], "a").picker.options] == ["image 0"]
+
+
+def test_the_clicked_pixel_gets_a_marker_visible_at_display_size(tiny_model):
+    """A 320 px image is shown at 384 px without enlargement: the marker must still be dozens of pixels wide."""
+    big = [torch.rand(3, 320, 320, generator=torch.Generator().manual_seed(0))]
+    w = label_explorer(tiny_model, big, "a, b, c")
+    before = np.array(Image.open(io.BytesIO(bytes(w.overlay.value))).convert("RGB"))
+    w.select_pixel(100, 200)
+    after = np.array(Image.open(io.BytesIO(bytes(w.overlay.value))).convert("RGB"))
+    changed = np.argwhere((before != after).any(-1))
+    (y0, x0), (y1, x1) = changed.min(0), changed.max(0)
+    assert y0 < 100 < y1 and x0 < 200 < x1  # centred on the pixel
+    assert min(y1 - y0, x1 - x0) >= 40  # arms of 20+ px each way: 1/8 of the image, not a 7 px cross
+    white = (after == 255).all(-1) & (before != after).any(-1)
+    black = (after == 0).all(-1) & (before != after).any(-1)
+    assert white.sum() >= 80 and black.sum() >= 80  # a white core outlined in black shows on any colour
+    np.testing.assert_array_equal(after[100, 200], before[100, 200])  # the clicked pixel itself stays visible

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lseg_nb.apps.pipeline import demo_config, train_run
-from lseg_nb.apps.reports import metrics_rows as metrics_table  # noqa: F401 - notebook API
+from lseg_nb.apps.tables import (  # noqa: F401 - notebook API
+    ablation_table,
+    calibration_table,
+    metrics_table,
+    neighbour_table,
+    notebook_table,
+)
 from lseg_nb.config import ConfigError, TrainConfig, load_config
 from lseg_nb.data.experiment import Experiment, make_experiment
 from lseg_nb.engine.runs import config_differences, load_model

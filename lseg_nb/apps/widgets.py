@@ -28,6 +28,7 @@ from torch import Tensor
 from lseg_nb.data.images import read_rgb
 from lseg_nb.data.transforms import denormalize
 from lseg_nb.engine.predictor import Predictor, to_input
+from lseg_nb.engine.scoring import image_ids
 from lseg_nb.models import LSeg
 from lseg_nb.utils.errors import InputError, UserError, printable
 from lseg_nb.utils.labels import clean_labels
@@ -103,11 +104,17 @@ def decode_image(data: bytes, name: str = "upload") -> np.ndarray:
     return read_rgb(bytes(data), f"upload {printable(name)}")
 
 
+def _image_names(images: Sequence) -> list[str]:
+    """The dataset's image ids (its ``ids``) where it has them, else ``image <index>``."""
+    return [f"image {i}" if s == str(i) else s for i, s in enumerate(image_ids(images, len(images)))]
+
+
 class LabelExplorer:
     """Segment images with arbitrary label lists.
 
     ``images``: a dataset of ``(image, label)`` items or a sequence of ``(3, H, W)`` tensors, normalised with
-    ``model.config.mean/std``; ``names`` label them (default ``image 0``, ``image 1``, ...). Uploaded RGB images
+    ``model.config.mean/std``; ``names`` label them in the picker and the figures (default: the dataset's own
+    image ids, as in its split file, or ``image 0``, ``image 1``, ... for a plain sequence). Uploaded RGB images
     (:meth:`add_image`, :meth:`add_upload`) are appended after them, shrunk to ``max_side`` pixels on the long
     side (to keep the CPU cost of a query small) and normalised with the model's mean/std.
     """
@@ -120,7 +127,7 @@ class LabelExplorer:
         if names is not None and len(names) != len(images):
             raise InputError(f"got {len(names)} names for {len(images)} images")
         self.model, self.images, self.max_side = model, images, max_side
-        self.names = list(names) if names is not None else [f"image {i}" for i in range(len(images))]
+        self.names = list(names) if names is not None else _image_names(images)
         self.predictor = Predictor(model)
         self._uploads: list[Tensor] = []
         self._index: int | None = None
@@ -321,11 +328,13 @@ class LabelExplorerWidget(W.VBox):
     def _draw_overlay(self) -> None:
         q = self.last_query
         rgb = overlay(self.explorer.display_image(q.index), q.mask, label_palette(q.labels), ignore_index=-1)
-        if self.pixel is not None:
-            rgb = mark_pixel(rgb, *self.pixel)
-        self._scale = max(1, self.display_size // max(rgb.shape[:2]))
-        self.overlay.value = png_bytes(enlarge(rgb, self._scale))
-        self.overlay.width = str(min(rgb.shape[1] * self._scale, self.display_size))
+        s = self._scale = max(1, self.display_size // max(rgb.shape[:2]))
+        big = enlarge(rgb, s)
+        if self.pixel is not None:  # drawn on the enlarged image, so its size is in display pixels
+            y, x = self.pixel
+            big = mark_pixel(big, y * s + s // 2, x * s + s // 2, gap=s // 2 + 2)
+        self.overlay.value = png_bytes(big)
+        self.overlay.width = str(min(rgb.shape[1] * s, self.display_size))
 
     def _show_pixel(self, change: dict | None = None) -> None:
         if self.last_query is None or self.error is not None:

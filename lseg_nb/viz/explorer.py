@@ -97,14 +97,39 @@ def plot_similarity_maps(similarity: np.ndarray, labels: Sequence[str], columns:
     return fig
 
 
-def mark_pixel(image: np.ndarray, y: int, x: int, size: int = 3) -> np.ndarray:
-    """Copy of an RGB uint8 image with a black-and-white cross at pixel ``(y, x)`` (``size`` pixels per arm)."""
-    out = np.array(image, dtype=np.uint8, copy=True)
+def _fill(out: np.ndarray, y0: int, y1: int, x0: int, x1: int, colour: int) -> None:
+    """Paint the rectangle ``y0..y1`` x ``x0..x1`` (inclusive, clipped to the image)."""
     h, w = out.shape[:2]
-    for dy, dx in [(d, 0) for d in range(-size, size + 1)] + [(0, d) for d in range(-size, size + 1)]:
-        yy, xx = y + dy, x + dx
-        if 0 <= yy < h and 0 <= xx < w:
-            out[yy, xx] = 255 if (dy + dx) % 2 else 0
+    ya, yb, xa, xb = max(y0, 0), min(y1, h - 1), max(x0, 0), min(x1, w - 1)
+    if ya <= yb and xa <= xb:
+        out[ya : yb + 1, xa : xb + 1] = colour
+
+
+def mark_pixel(
+    image: np.ndarray, y: int, x: int, size: int | None = None, gap: int | None = None
+) -> np.ndarray:
+    """Copy of an RGB uint8 image with a crosshair on pixel ``(y, x)``: white arms outlined in black (visible
+    on any colour) around a gap that leaves the clicked pixel itself in view.
+
+    ``size``: arm length from the centre, default 1/12 of the image's long side (at least 6 px), so the marker
+    keeps its visible size when the browser scales the image; ``gap``: free radius at the centre (default
+    ``size // 3``; pass more when the pixel is drawn enlarged). Line thickness grows with the image too.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True)
+    long_side = max(out.shape[:2])
+    size = max(6, long_side // 12) if size is None else size
+    gap = max(2, size // 3) if gap is None else gap
+    t = max(1, long_side // 256)  # the white core is 2t + 1 px thick, its black outline t px on each side
+    arms = (
+        (y - size, y - gap, x - t, x + t),
+        (y + gap, y + size, x - t, x + t),
+        (y - t, y + t, x - size, x - gap),
+        (y - t, y + t, x + gap, x + size),
+    )
+    for y0, y1, x0, x1 in arms:
+        _fill(out, y0 - t, y1 + t, x0 - t, x1 + t, 0)
+    for y0, y1, x0, x1 in arms:
+        _fill(out, y0, y1, x0, x1, 255)
     return out
 
 

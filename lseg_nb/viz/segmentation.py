@@ -110,9 +110,10 @@ def plot_per_class_iou(
     unseen: Sequence[int] = (),
     title: str = "per-class IoU",
 ) -> Figure:
-    """Horizontal bars of per-class IoU, unseen classes highlighted; absent classes (NaN/None) marked n/a."""
+    """Horizontal bars of per-class IoU (fractions, drawn in % like the tables), unseen classes highlighted;
+    absent classes (NaN/None) marked n/a. The key sits outside the axes, so it never covers a bar or its value."""
     unseen_set = set(unseen)
-    vals = np.array([np.nan if v is None else v for v in per_class_iou], dtype=float)
+    vals = 100 * np.array([np.nan if v is None else v for v in per_class_iou], dtype=float)
     order = np.arange(len(class_names))
     fig = figure(figsize=(7, 0.32 * len(class_names) + 1.2))
     ax = fig.subplots()
@@ -120,9 +121,9 @@ def plot_per_class_iou(
     ax.barh(order, np.nan_to_num(vals), color=colours)
     for i, v in zip(order, vals):
         ax.text(
-            0.01 if np.isnan(v) else v + 0.01,
+            1 if np.isnan(v) else v + 1,
             i,
-            "n/a" if np.isnan(v) else f"{v:.2f}",
+            "n/a" if np.isnan(v) else f"{v:.1f}",
             va="center",
             fontsize=8,
         )
@@ -130,12 +131,13 @@ def plot_per_class_iou(
         order, [f"{n}{' *' if i in unseen_set else ''}" for i, n in enumerate(class_names)], fontsize=8
     )
     ax.invert_yaxis()
-    ax.set_xlim(0, 1.08)
-    ax.set_xlabel("IoU")
+    ax.set_xlim(0, 108)
+    ax.set_xlabel("IoU (%)")
     ax.set_title(title)
     ax.legend(
         handles=[patch(color="tab:blue", label="seen"), patch(color="tab:orange", label="unseen (*)")],
-        loc="lower right",
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
         fontsize=8,
     )
     fig.tight_layout()

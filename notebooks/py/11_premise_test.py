@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -35,8 +35,7 @@ permutations = 20000
 seed = 0
 
 # %%
-import pandas as pd
-
+from lseg_nb.apps.notebook import notebook_table
 from lseg_nb.config import TextEncoderConfig
 from lseg_nb.diagnostics.premise import load_results, premise_test
 from lseg_nb.models.text_encoder import create_text_encoder
@@ -48,10 +47,11 @@ print("\n".join(result.summary()))
 
 # %% [markdown]
 # ## Every (run, unseen class) pair
+# Unseen-only IoU in %; similarity is the cosine of the class name with its nearest seen class name.
 
 # %%
-table = pd.DataFrame([r.__dict__ for r in result.rows]).round({"similarity": 3, "iou": 1})
-table.sort_values(["text", "similarity"], ascending=[True, False]).reset_index(drop=True)
+rows = sorted(result.rows, key=lambda r: (r.text, -r.similarity))
+notebook_table([vars(r) for r in rows], percents=["iou"], decimals={"similarity": 3}, rename={"iou": "IoU"})
 
 # %% [markdown]
 # ## The picture

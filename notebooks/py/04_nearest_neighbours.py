@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -21,9 +21,14 @@
 # label than to any other text, although that text was never a training target. Here we sample labelled pixel
 # embeddings from the test split (stratified per class, bounded memory) and measure, per class:
 #
-# * **top-1**: share of pixels whose nearest text (class names plus distractor words) is their own label;
-# * **rank** of the own label text among all texts (1 = nearest);
-# * for unseen classes, which **seen** label wrongly attracts their pixels.
+# * **top-1**: share of pixels whose nearest text among **all texts** (the class names plus the distractor
+#   words) is their own label;
+# * **rank** of the own label text among all texts (1 = nearest), and the texts nearest to the class's pixels;
+# * **mistaken**: share of pixels whose nearest **class name** (distractors left out) is another class's;
+# * for unseen classes, which **seen** class name wrongly attracts their pixels, and its share of the mistakes.
+#
+# So the table uses two vocabularies, and its headers say which: all texts, or the class names only. Shares
+# are in %.
 #
 # The Spearman test asks whether pixels are confused with labels whose *texts* are similar (rho > 0; its p-value
 # permutes class identities, a Mantel test, because class pairs are not independent): the
@@ -43,7 +48,7 @@ distractors = None  # None: the dataset's manifest list; or comma-separated word
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-from lseg_nb.apps.notebook import distractor_words, ensure_run, figure_dir, load_run, show
+from lseg_nb.apps.notebook import distractor_words, ensure_run, figure_dir, load_run, neighbour_table, show
 from lseg_nb.diagnostics import neighbour_analysis
 from lseg_nb.diagnostics.collect import collect_pixel_embeddings
 from lseg_nb.viz import plot_confusion_vs_similarity, plot_neighbour_report
@@ -65,11 +70,11 @@ report = neighbour_analysis(
     distractor_emb=enc(words),
     distractor_names=words,
 )
-report.to_dataframe().set_index("name").round(3)
+neighbour_table(report)
 
 # %%
 print(
-    f"top-1 seen {report.group_top1('seen'):.2f}, unseen {report.group_top1('unseen'):.2f}; "
+    f"top-1 among all texts: seen {report.group_top1('seen'):.1%}, unseen {report.group_top1('unseen'):.1%}; "
     f"Spearman rho {report.spearman_rho:.2f} (Mantel permutation p={report.spearman_p:.2g}, {report.n_pairs} pairs)"
 )
 figures = figure_dir(run, "04_nearest_neighbours")

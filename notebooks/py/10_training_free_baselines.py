@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -13,8 +13,6 @@
 #     language: python
 #     name: python3
 # ---
-
-# %%
 
 # %% [markdown]
 # # 10 · Training-free baselines: LSeg vs MaskCLIP / SCLIP / NACLIP
@@ -65,16 +63,14 @@ print(f"LSeg: {run.config.model.backbone} | training-free: {dense.config.spec}, 
 # ## Same protocol, same labels
 # `evaluate(model, data, protocol)` scores any model on the run's dataset and fold; each model normalises the
 # images with its own statistics (`model.config.mean/std`). With a fold, the unseen-only row is the
-# ZS3Net/SPNet-style zero-shot setting; for the training-free model every class is "unseen". Every row names its
-# protocol.
+# ZS3Net/SPNet-style zero-shot setting; for the training-free model every class is "unseen". Scores are in %,
+# each model's chance rows indented under its settings.
 
 # %%
 import dataclasses
 
-import pandas as pd
-
 from lseg_nb import EvalConfig, evaluate
-from lseg_nb.apps.reports import metrics_rows
+from lseg_nb.apps.notebook import metrics_table
 
 data = dataclasses.replace(run.config.data, max_images=max_images)
 protocol = EvalConfig()  # dense, one pass per image at the model's crop size
@@ -83,7 +79,7 @@ results = {
     for name, model in [("LSeg (this run)", run.model), (dense.config.spec, dense)]
 }
 print("protocol:", protocol.describe())
-pd.DataFrame([{"model": name, **row} for name, r in results.items() for row in metrics_rows(r)])
+metrics_table(results)
 
 # %% [markdown]
 # ## The same images, side by side

@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -28,7 +28,8 @@
 #
 # Encoders: MiniLM (the run's own, offline), random vectors, one-hot (every unseen text orthogonal to every
 # seen one: the control) and CLIP (needs `clip_pretrained`, e.g. `"openai"` with cached weights; skipped
-# otherwise). Scores: seen / unseen / harmonic mIoU with all labels, and the unseen-only mIoU (ZS3Net/SPNet-style, not the paper's episodic protocol).
+# otherwise). Scores (in %): seen / unseen / harmonic mIoU with all labels, and the unseen-only mIoU
+# (ZS3Net/SPNet-style, not the paper's episodic protocol); `-` where a score is undefined or the encoder skipped.
 # Figures are also saved in `run_dir/figures/08_text_encoder_ablation/`.
 
 # %% tags=["parameters"]
@@ -42,9 +43,7 @@ retrain_steps = 0  # > 0: also retrain one model per encoder into run_dir/ablati
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-import pandas as pd
-
-from lseg_nb.apps.notebook import ensure_run, figure_dir, run_labels, show
+from lseg_nb.apps.notebook import ablation_table, ensure_run, figure_dir, run_labels, show
 from lseg_nb.diagnostics import default_ablation_encoders, run_swap_ablation
 from lseg_nb.viz.ablation import plot_ablation
 
@@ -55,8 +54,7 @@ kw = dict(head_steps=head_steps, head_batch_size=head_batch_size, max_eval_image
 swap = run_swap_ablation(run, specs, run / "ablation" / "swap.json", **kw)
 
 # %%
-cols = "label status text_dim steps seen_miou unseen_miou harmonic_iou unseen_only_miou reason".split()
-pd.DataFrame([{c: getattr(r, c) for c in cols} for r in swap.rows]).round(3)
+ablation_table(swap)
 
 # %%
 figures = figure_dir(run, "08_text_encoder_ablation")

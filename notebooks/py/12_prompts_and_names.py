@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -34,32 +34,33 @@ alternatives = {"aeroplane": ["airplane", "plane"], "body": ["person", "human bo
 # %%
 import dataclasses
 
-import pandas as pd
-
-from lseg_nb.apps.notebook import ensure_run, load_run
+from lseg_nb.apps.notebook import ensure_run, load_run, notebook_table
 from lseg_nb.diagnostics.prompts import renaming_analysis, template_analysis
 from lseg_nb.engine.evaluate import eval_data
 
 run = load_run(ensure_run(run_dir))
 data = eval_data(dataclasses.replace(run.config.data, max_images=max_images), split, run.model)
-print(f"{run.config.data.dataset} {split}: {len(data.dataset)} images, first {max_images}; protocol {run.config.eval.describe()}")
+print(
+    f"{run.config.data.dataset} {split}: {len(data.dataset)} images, first {max_images}; protocol {run.config.eval.describe()}"
+)
 
 # %% [markdown]
 # ## Prompt templates (mIoU and per-class IoU, %)
 
 # %%
 rows = template_analysis(run.model, data, templates, run.config.eval)
-pd.DataFrame([{"template": r.variant, "mIoU": 100 * r.miou, **{k: 100 * v for k, v in r.per_class_iou.items()}}
-              for r in rows]).round(1).set_index("template")  # fmt: skip
+table = [{"template": r.variant, "mIoU": r.miou, **r.per_class_iou} for r in rows]
+notebook_table(table, fractions=list(table[0])[1:])
 
 # %% [markdown]
-# ## Class names
+# ## Class names (mIoU and the renamed classes' IoU, %)
 
 # %%
 chosen = {c: names for c, names in alternatives.items() if c in run.class_names}
 print("renamed classes:", chosen or "none of the listed classes is in this run")
 rows, spread = renaming_analysis(run.model, data, chosen, run.config.eval)
-table = pd.DataFrame([{"names": r.variant, "mIoU": 100 * r.miou, **{c: 100 * r.per_class_iou[c] for c in chosen}}
-                      for r in rows]).round(1).set_index("names")  # fmt: skip
-print({c: round(100 * s, 1) for c, s in spread.items()}, "= spread of each class's IoU over its names (points)")
-table.head(len(table))
+table = [{"names": r.variant, "mIoU": r.miou, **{c: r.per_class_iou[c] for c in chosen}} for r in rows]
+print(
+    {c: round(100 * s, 1) for c, s in spread.items()}, "= spread of each class's IoU over its names (points)"
+)
+notebook_table(table, fractions=list(table[0])[1:])

@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -25,6 +25,8 @@
 #   zero-shot numbers are the episodic binary protocol of notebook 09): only the fold's unseen labels compete and
 #   only their pixels are scored. With few unseen classes even a label-free guess scores well, so the table shows
 #   the **chance baselines** (every pixel = the most frequent unseen class; a uniform guess) right below it.
+#
+# All scores are in % (tables and charts); the chance rows are indented under the setting they qualify.
 #
 # With `calibrate_seen`, a second all-labels row removes the seen-class bias: one offset, subtracted from every
 # seen label's logit, is fitted on the validation split (best harmonic mean there) and applied to the test split.
@@ -51,11 +53,8 @@ train_steps = None  # steps if the run has to be trained first (None: the demo's
 # %%
 import dataclasses
 
-import pandas as pd
-
 from lseg_nb import OFFICIAL_EVAL, EvalConfig, evaluate_run
-from lseg_nb.apps.notebook import ensure_run, figure_dir, show
-from lseg_nb.apps.reports import metrics_rows
+from lseg_nb.apps.notebook import ensure_run, figure_dir, metrics_table, show
 from lseg_nb.config import TrainConfig, load_config
 from lseg_nb.viz.segmentation import plot_examples, plot_per_class_iou
 
@@ -74,7 +73,7 @@ chosen = dataclasses.replace(protocols[protocol], amp=amp, calibrate_seen=calibr
 data = dataclasses.replace(saved.data, max_images=max_images)
 result = evaluate_run(run, data, chosen, split, examples=n_examples)
 print(f"protocol: {result.protocol_name}")
-pd.DataFrame(metrics_rows(result)).set_index("setting")
+metrics_table(result)
 
 # %% [markdown]
 # ## Per-class IoU

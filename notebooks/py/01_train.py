@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -22,7 +22,7 @@
 # each pixel towards the text of its class with a temperature-scaled softmax over the label set.
 #
 # This notebook trains the small CPU model (`lseg_small_cpu`: ResNet-18 + DPT decoder, offline MiniLM text
-# encoder) on the offline `synthetic_textures` set (16 classes named "<colour> <pattern>"). With `fold = 0`,
+# encoder) on the offline `synthetic_textures` set (16 classes named `<colour> <pattern>`, e.g. "red stripes"). With `fold = 0`,
 # four colour/pattern combinations are **unseen**: their pixels are ignored during training, so they are never
 # targets and later notebooks can test zero-shot transfer to them.
 #
@@ -44,7 +44,7 @@ max_images = None  # cap per split, for smoke runs
 amp = "none"  # "bf16" / "fp16" on a GPU
 
 # %%
-from lseg_nb.apps.notebook import notebook_config, run_files, show
+from lseg_nb.apps.notebook import notebook_config, notebook_table, run_files, show
 from lseg_nb.apps.pipeline import train_run
 from lseg_nb.data.experiment import make_experiment
 from lseg_nb.engine.runs import MetricsLog
@@ -72,6 +72,4 @@ run = summary.run_dir
 show(plot_loss_curve(MetricsLog(run / "metrics.jsonl").read(), run.name))
 
 # %%
-import pandas as pd
-
-pd.DataFrame(run_files(run))
+notebook_table(run_files(run))

@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -33,6 +33,9 @@
 # - **similarity heatmaps**: the raw cosine similarity of each label's text embedding with every pixel
 #   embedding, on one colour scale for all labels.
 #
+# The picker names each image by its id in the dataset's split file. The static figures below are also saved
+# as PNG files in `run_dir/figures/03_label_explorer/`.
+#
 # Uploaded images are RGB-converted, shrunk to 640 px on the long side and normalised with the model's
 # `config.mean/std`. Any model with `encode_text`, `encode_image` and `logits_from_embeddings` works here.
 #
@@ -52,7 +55,7 @@ train_steps = None  # steps if the run has to be trained first (None: the demo's
 # %%
 from IPython.display import display
 
-from lseg_nb.apps.notebook import ensure_run, load_run, show
+from lseg_nb.apps.notebook import ensure_run, figure_dir, load_run, show
 from lseg_nb.apps.widgets import LabelExplorer, label_explorer
 from lseg_nb.viz.explorer import plot_similarity_maps
 
@@ -73,4 +76,6 @@ display(explorer_widget)
 # %%
 explorer = LabelExplorer(run.model, images)
 query = explorer.query(index, static_labels)
-show(explorer.draw(query), plot_similarity_maps(query.similarity, query.labels))
+figures = figure_dir(run, "03_label_explorer")
+show(explorer.draw(query), save=figures / f"label_query_image_{index}")
+show(plot_similarity_maps(query.similarity, query.labels), save=figures / f"similarity_maps_image_{index}")

@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     cell_metadata_filter: tags,-all
-#     formats: ipynb,py:percent
+#     formats: ipynb,py//py:percent
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -108,15 +108,16 @@ for i in examples:
     show(fig, save=figures / f"nearest_text_image_{i}")
 
 # %% [markdown]
-# Share of pixels whose nearest class name (from the stored features) is the class the model predicts: 1.0 up to
+# Share of pixels whose nearest class name (from the stored features) is the class the model predicts: all (100 %) up to
 # float16 ties for `native` at the image size on a model without head blocks. Then: which texts of the whole
 # vocabulary win over these images.
 
 # %%
-import pandas as pd
+from IPython.display import display
+
+from lseg_nb.apps.notebook import notebook_table
 
 print("share of pixels with nearest text == model prediction, per image:")
-print(pd.Series(agreement).to_string())
-pd.DataFrame(
-    vocabulary_shares(np.concatenate([n.ravel() for n in nearest.values()]), vocab), columns=["text", "share"]
-)
+display(notebook_table([{"image": i, "agreement": a} for i, a in agreement.items()], fractions=["agreement"]))
+shares = vocabulary_shares(np.concatenate([n.ravel() for n in nearest.values()]), vocab)
+notebook_table([{"text": t, "share of pixels": s} for t, s in shares], fractions=["share of pixels"])
