@@ -45,16 +45,12 @@ def text_similarity(model: nn.Module, labels: LabelSplit) -> np.ndarray:
         labels: the label set (several names per class allowed).
     """
     text, owner = encode_labels(model, labels)
-    text = torch.nn.functional.normalize(text.float(), dim=-1).cpu()
-    names = (text @ text.T).clamp(min=0).numpy()  # (T, T) over every name
-    k = labels.num_classes
-    owner = owner.numpy()
-    out = np.zeros((k, k), dtype=np.float64)
-    for i in range(k):
-        rows = names[owner == i]
-        for j in range(k):
-            out[i, j] = rows[:, owner == j].max()
-    out = np.minimum(out, 1.0)
+    text = torch.nn.functional.normalize(text.double(), dim=-1).cpu()
+    names = (text @ text.T).clamp(0, 1)  # (T, T) over every name
+    k, t = labels.num_classes, len(owner)
+    # the closest pair of names: max over each class's rows, then over each class's columns
+    rows = names.new_full((k, t), -1.0).scatter_reduce(0, owner[:, None].expand(t, t), names, "amax")
+    out = rows.new_full((k, k), -1.0).scatter_reduce(1, owner[None, :].expand(k, t), rows, "amax").numpy()
     np.fill_diagonal(out, 1.0)
     return out
 
