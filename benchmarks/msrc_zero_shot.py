@@ -20,6 +20,13 @@ only unseen labels, only unseen pixels) beside its chance baselines, closed-set 
 only seen pixels: the fixed-label comparison with ``closed_nb``), per-class IoU and, for each unseen class, the
 seen class that takes most of its pixels.
 
+Several seeds of one configuration (``minilm_nb``, ``minilm_nb_s1``, ``minilm_nb_s2``) are summarised by
+:func:`seed_summary`: per metric the seeds' values, their mean and standard deviation, and a pooled image-level
+bootstrap interval of the seed mean (the same resampled test images for every seed, each seed's metric
+recomputed from its per-image counts, then averaged over the seeds). The interval covers the choice of test
+images for the averaged model, not the seed variance (that is the standard deviation); it needs the per-image
+counts each result stores from 2026-12-04 on (older cached results have none and get no interval).
+
 Usage (each run took 8-16 min here, one thread, two runs side by side on 2 cores; results are cached per run,
 so the script can be stopped and rerun):
     LSEG_NB_SHARED=../shared python benchmarks/msrc_zero_shot.py --runs minilm_nb random_nb ...
@@ -42,6 +49,7 @@ from torch.utils.data import Dataset
 from lseg_nb.apps.pipeline import demo_config, train_run
 from lseg_nb.config import EvalConfig, TextEncoderConfig, TrainConfig, get_recipe, load_config
 from lseg_nb.data.experiment import make_experiment
+from lseg_nb.engine.bootstrap import count_metrics, resample_weights
 from lseg_nb.engine.dense import EvalData, run_dense
 from lseg_nb.engine.runs import MetricsLog, load_model
 from lseg_nb.engine.seen_bias import fit_seen_offset
@@ -163,7 +171,116 @@ def score(name: str, cfg: TrainConfig, train_seconds: float) -> dict:
         best = max(seen, key=lambda s: row[s])
         taken[names[c]] = {"seen_class": names[best], "share": _pct(row[best] / max(1, row.sum()))}
     out["unseen_pixels_taken_by"] = taken
+    out["per_image"] = {
+        k: _counts_record(result.settings[k].per_image) for k in ("all_labels", "unseen_only")
+    }
     return out
+
+
+def _counts_record(counts) -> dict:
+    """Per-image counts of one setting as JSON lists (for :func:`seed_summary`'s pooled bootstrap)."""
+    return {
+        "ids": list(counts.ids),
+        "tp": counts.tp.tolist(),
+        "gt": counts.gt.tolist(),
+        "pred": counts.pred.tolist(),
+    }
+
+
+#: (label, result section, key, per-image setting, split-dependent metric of :func:`count_metrics`)
+SUMMARY_METRICS = (
+    ("generalised mIoU", "generalised", "miou", "all_labels", "miou"),
+    ("generalised seen mIoU", "generalised", "seen_miou", "all_labels", "seen_miou"),
+    ("generalised unseen mIoU", "generalised", "unseen_miou", "all_labels", "unseen_miou"),
+    ("generalised harmonic", "generalised", "harmonic", "all_labels", "harmonic_iou"),
+    ("unseen-only mIoU", "unseen_only", "miou", "unseen_only", "miou"),
+)
+
+
+def configuration(name: str) -> str:
+    """The configuration of a run: its name without the seed suffix (``minilm_nb_s1`` -> ``minilm_nb``)."""
+    parts = name.split("_")
+    return "_".join(parts[:2]) if len(parts) > 2 and parts[2].startswith("s") else name
+
+
+def _pooled_interval(
+    results: list[dict], setting: str, metric: str, resamples: int, seed: int, level: float
+) -> list[float] | None:
+    """Percentile interval (percent) of the seed mean of ``metric`` over image resamples shared by all seeds;
+    ``None`` when a result lacks per-image counts or the seeds were scored on different images."""
+    records = [r.get("per_image", {}).get(setting) for r in results]
+    if any(rec is None for rec in records) or len({tuple(rec["ids"]) for rec in records}) != 1:
+        return None
+    w = resample_weights(len(records[0]["ids"]), resamples, seed)
+    per_seed = []
+    for r, rec in zip(results, records, strict=True):
+        names = list(r["generalised_per_class_iou"]) if setting == "all_labels" else list(r["unseen_classes"])
+        seen = [names.index(n) for n in r["seen_classes"]] if setting == "all_labels" else None
+        unseen = [names.index(n) for n in r["unseen_classes"]] if setting == "all_labels" else None
+        sums = [w @ np.asarray(rec[k], dtype=np.int64) for k in ("tp", "gt", "pred")]
+        per_seed.append(count_metrics(*sums, seen=seen, unseen=unseen)[metric])
+    mean = np.mean(per_seed, axis=0)
+    mean = mean[~np.isnan(mean)]
+    if mean.size == 0:
+        return None
+    lo, hi = np.percentile(mean, [50 * (1 - level), 50 * (1 + level)])
+    return [round(100 * float(lo), 1), round(100 * float(hi), 1)]
+
+
+def seed_summary(
+    results: list[dict], resamples: int = 1000, seed: int = 0, level: float = 0.95
+) -> list[dict]:
+    """Per configuration with two or more seeds and per metric of :data:`SUMMARY_METRICS`: ``values`` (percent,
+    by seed), ``mean``, ``sd`` (sample standard deviation over seeds) and ``pooled_interval`` (module docstring).
+
+    Args:
+        results: the JSON records of :func:`score` (any order, several configurations).
+        resamples: bootstrap resamples of the test images.
+        seed: seed of the resampling.
+        level: interval level.
+    """
+    groups: dict[str, list[dict]] = {}
+    for r in results:
+        groups.setdefault(configuration(r["run"]), []).append(r)
+    rows = []
+    for config, runs in groups.items():
+        runs = sorted(runs, key=lambda r: r["seed"])
+        if len(runs) < 2:
+            continue
+        for label, section, key, setting, metric in SUMMARY_METRICS:
+            if any(section not in r for r in runs):
+                continue
+            values = [r[section][key] for r in runs]
+            if any(v is None for v in values):
+                continue
+            rows.append(
+                {
+                    "configuration": config,
+                    "metric": label,
+                    "seeds": [r["seed"] for r in runs],
+                    "values": values,
+                    "mean": round(float(np.mean(values)), 1),
+                    "sd": round(float(np.std(values, ddof=1)), 1),
+                    "pooled_interval": _pooled_interval(runs, setting, metric, resamples, seed, level),
+                }
+            )
+    return rows
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Markdown table of :func:`seed_summary` rows."""
+    lines = [
+        "| configuration | metric | seeds | values | mean | sd | pooled 95 % interval of the mean |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ci = r["pooled_interval"]
+        ci = f"[{ci[0]}, {ci[1]}]" if ci else "– (no per-image counts stored)"
+        lines.append(
+            f"| {r['configuration']} | {r['metric']} | {', '.join(map(str, r['seeds']))} | "
+            f"{' / '.join(map(str, r['values']))} | {r['mean']} | {r['sd']} | {ci} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _finished_seconds(cfg: TrainConfig) -> float | None:
@@ -258,6 +375,8 @@ def main() -> None:
     cached = {p.stem: json.loads(p.read_text()) for p in RESULTS.glob("*.json")}
     order = [n for n in run_names() if n in cached]
     print(report([cached[n] for n in order]))
+    print("Seeds of one configuration (values in %):\n")
+    print(summary_table(seed_summary([cached[n] for n in order])))
 
 
 if __name__ == "__main__":

@@ -419,7 +419,7 @@ def test_evaluate_without_a_fold(trained_run, tmp_path, capsys):
     assert main([*args, "--out", str(out), "--examples", "1"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "synthetic_textures, test split, no zero-shot fold, 2 images"
-    assert lines[2].split() == ["setting", "mIoU", "pixel", "acc"]
+    assert lines[2].split() == ["setting", "mIoU", "Open", "mIoU", "pixel", "acc"]
     assert lines[4].startswith("all 16 labels (fixed set)")
     assert "unseen_only" not in json.loads(out.read_text())["settings"]
     assert (tmp_path / "nofold_examples.png").is_file()

@@ -96,7 +96,7 @@ SMALL: dict[str, dict] = {
         "prints": ["sentence_transformers: rho =", "random: rho ="],
     },
     "12_prompts_and_names": {
-        "params": {"max_images": 2, "templates": ["{}", "a photo of a {}."]},
+        "params": {"max_images": 2, "templates": ["{}", "a photo of a {}."], "floss_top_n": 1},
         "figures": 0,
         "prints": ["renamed classes:", "spread of each class's IoU"],
     },

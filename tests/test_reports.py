@@ -44,8 +44,18 @@ def test_zero_shot_rows_name_each_setting_and_its_chance_baselines(zero_shot):
         "chance: uniform guess over 1 label",
     ]
     general, g_major, g_uniform, unseen_only, majority, uniform = rows
-    assert list(general) == ["setting", "mIoU", "pixel acc", "seen mIoU", "unseen mIoU", "harmonic"]
+    assert list(general) == [
+        "setting",
+        "mIoU",
+        "Open mIoU",
+        "pixel acc",
+        "seen mIoU",
+        "unseen mIoU",
+        "harmonic",
+    ]
     assert general["mIoU"] == round(100 * zero_shot.all_labels.miou, 1)
+    assert general["Open mIoU"] == round(100 * zero_shot.all_labels.open_miou, 1)
+    assert g_major["Open mIoU"] is None  # chance rows have no class similarity
     assert general["seen mIoU"] == round(100 * zero_shot.all_labels.seen_miou, 1)
     assert g_uniform["pixel acc"] == round(100 / 3, 1) and g_uniform["seen mIoU"] is None
     assert g_major["pixel acc"] == round(
@@ -65,16 +75,26 @@ def test_fold_less_rows_leave_out_the_seen_unseen_columns(fixed):
         "chance: uniform guess over 3 labels",
     ]
     assert rows[0]["setting"] == "all 3 labels (fixed set)"
-    assert all(list(r) == ["setting", "mIoU", "pixel acc"] for r in rows)
+    assert all(list(r) == ["setting", "mIoU", "Open mIoU", "pixel acc"] for r in rows)
+
+
+def test_open_miou_column_and_its_source_leave_with_the_similarity(tiny_model, images, labels):
+    off = run_dense(tiny_model, _data(images, labels), EvalConfig(bootstrap=0, open_similarity="none"))
+    assert list(metrics_rows(off)[0]) == ["setting", "mIoU", "pixel acc"]
+    assert "Open mIoU" not in evaluation_table(off)
 
 
 def test_table_names_data_protocol_and_has_no_matrices(zero_shot, fixed):
     text = evaluation_table(zero_shot)
     lines = text.splitlines()
     assert lines[0] == "toy, test split, fold 0 (unseen: c), 2 images"
-    assert lines[1] == "protocol: single (one pass over the whole image); values in %"
+    assert lines[1] == (
+        "protocol: single (one pass over the whole image); values in %; Open mIoU similarity: text encoder"
+    )
     assert lines[2].split() == [
         "setting",
+        "mIoU",
+        "Open",
         "mIoU",
         "pixel",
         "acc",

@@ -56,6 +56,7 @@ def _row(label: str, s: SettingResult) -> dict[str, Any]:
     return {
         "setting": label,
         "mIoU": _cell(m.miou, ci.get("miou")),
+        "Open mIoU": percent(m.open_miou),  # no interval: per-image counts lack the error cells it weighs
         "pixel acc": _cell(m.pixel_acc, ci.get("pixel_acc")),
         "seen mIoU": _cell(m.seen_miou, ci.get("seen_miou")),
         "unseen mIoU": _cell(m.unseen_miou, ci.get("unseen_miou")),
@@ -70,7 +71,8 @@ def metrics_rows(result: EvalResult) -> list[dict[str, Any]]:
     With a zero-shot fold: all labels (generalised zero-shot: mIoU, pixel accuracy, seen / unseen / harmonic
     mIoU; then the same after seen-bias calibration when the result has it), then unseen labels only
     (ZS3Net/SPNet-style). Without a fold: all labels (a fixed label set) only, and the seen / unseen / harmonic
-    columns are left out.
+    columns are left out. ``Open mIoU`` (soft credit for errors between similar classes, with the protocol's
+    ``open_similarity``) sits beside mIoU unless the protocol turned it off.
     """
     general = result.settings["all_labels"]
     k = general.labels.num_classes
@@ -87,7 +89,8 @@ def metrics_rows(result: EvalResult) -> list[dict[str, Any]]:
         rows.append({**row, "seen mIoU": None, "unseen mIoU": None, "harmonic": None})
         rows += _chance_rows(u.baseline)
     split_cols = ("seen mIoU", "unseen mIoU", "harmonic")
-    keys = ["setting", "mIoU", "pixel acc", *(split_cols if zero_shot else ())]
+    open_col = ("Open mIoU",) if general.metrics.open_miou is not None else ()
+    keys = ["setting", "mIoU", *open_col, "pixel acc", *(split_cols if zero_shot else ())]
     return [{key: row.get(key) for key in keys} for row in rows]
 
 
@@ -135,7 +138,11 @@ def data_line(result: EvalResult) -> str:
 def evaluation_table(result: EvalResult) -> str:
     """The CLI's summary of an evaluation: what was scored, the protocol, notes, then the settings table
     (values in %). No confusion matrices (they are in the JSON file)."""
-    lines = [data_line(result), f"protocol: {inference_name(result)}; values in %"]
+    head = f"protocol: {inference_name(result)}; values in %"
+    if result.all_labels.open_miou is not None:
+        source = result.protocol.open_similarity
+        head += f"; Open mIoU similarity: {'text encoder' if source == 'text_encoder' else source}"
+    lines = [data_line(result), head]
     lines += [f"note: {n}" for n in result.notes]
     return "\n".join([*lines, format_table(metrics_rows(result))])
 

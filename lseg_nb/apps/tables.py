@@ -36,7 +36,7 @@ from lseg_nb.engine.results import EvalResult
 
 MISSING = "-"
 # the value columns of metrics_rows: already percentages
-METRIC_COLUMNS = ("mIoU", "pixel acc", "seen mIoU", "unseen mIoU", "harmonic")
+METRIC_COLUMNS = ("mIoU", "Open mIoU", "pixel acc", "seen mIoU", "unseen mIoU", "harmonic")
 _CELL = "padding:2px 10px;white-space:nowrap;text-align:{align}"
 
 

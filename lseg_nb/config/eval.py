@@ -64,6 +64,10 @@ class EvalConfig:
     it changes numbers slightly, so it is part of :meth:`describe`. ``window_batch``: windows per forward pass
     (memory bound). ``compile``: ``torch.compile`` the image encoder. ``bootstrap``: image-level bootstrap
     resamples for the confidence intervals of every metric (0: none), drawn with ``bootstrap_seed``.
+
+    Open mIoU beside mIoU (dense protocol): ``open_similarity`` names the class similarities that credit an error
+    (``"text_encoder"``: the model's class-name embeddings; a CSV path: the user's matrix; ``"none"``: not
+    reported); see :mod:`lseg_nb.engine.open_miou`. It never changes mIoU.
     """
 
     protocol: EvalProtocol = "dense"
@@ -89,6 +93,7 @@ class EvalConfig:
     compile: bool = False
     bootstrap: int = 1000
     bootstrap_seed: int = 0
+    open_similarity: str = "text_encoder"
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -120,6 +125,11 @@ class EvalConfig:
         require(self.window_batch >= 1, "eval.window_batch", f"must be >= 1, got {self.window_batch}")
         require(
             self.bootstrap >= 0, "eval.bootstrap", f"must be >= 0 (0: no intervals), got {self.bootstrap}"
+        )
+        require(
+            bool(self.open_similarity.strip()),
+            "eval.open_similarity",
+            "give 'text_encoder', 'none' or the path of a CSV similarity matrix",
         )
 
     @property

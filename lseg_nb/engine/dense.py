@@ -9,7 +9,8 @@ the same image features:
 * ``unseen_only`` (ZS3Net/SPNet-style -- NOT the LSeg paper's protocol, which is the episodic one in
   :mod:`lseg_nb.engine.episodic`): only the unseen labels compete and only pixels of unseen classes are scored.
 
-Every setting reports its chance baselines (majority class, uniform guess) on its own pixels and labels.
+Every setting reports its chance baselines (majority class, uniform guess) on its own pixels and labels, and Open
+mIoU beside mIoU with the class similarities of ``EvalConfig.open_similarity`` (:mod:`lseg_nb.engine.open_miou`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -24,6 +26,7 @@ from lseg_nb.config import EvalConfig
 from lseg_nb.engine.bootstrap import image_intervals
 from lseg_nb.engine.examples import example_positions
 from lseg_nb.engine.metrics import chance_baseline, compute_metrics
+from lseg_nb.engine.open_miou import class_similarity
 from lseg_nb.engine.results import EvalExample, EvalResult, SettingResult
 from lseg_nb.engine.scoring import Setting, score_settings
 from lseg_nb.utils.errors import InputError
@@ -77,6 +80,9 @@ def run_dense(
     n = len(data.dataset) if data.max_images is None else min(len(data.dataset), data.max_images)
     keep = example_positions(data.dataset, n, labels.num_classes, examples, labels.unseen)
     settings = list(settings) if settings is not None else dense_settings(labels, seen_offset)
+    similarity = class_similarity(
+        protocol.open_similarity, model, labels
+    )  # before the pass: a bad file fails fast
     scored = score_settings(
         model,
         data.dataset,
@@ -96,10 +102,11 @@ def run_dense(
         sl = s.labels
         seen = sl.seen if sl.is_zero_shot else None
         unseen = sl.unseen if sl.is_zero_shot else None
+        sim = None if similarity is None else similarity[np.ix_(s.classes, s.classes)]
         results[s.name] = SettingResult(
             name=s.name,
             labels=sl,
-            metrics=compute_metrics(cm, sl.class_names, seen, unseen, sl.background),
+            metrics=compute_metrics(cm, sl.class_names, seen, unseen, sl.background, sim),
             confusion=cm,
             baseline=chance_baseline(cm, sl.class_names),
             per_image=scored.per_image[s.name],

@@ -1,5 +1,5 @@
 """Segmentation metrics from one confusion matrix: mIoU, pixel/mean accuracy, FB-IoU (binary only),
-seen/unseen/harmonic IoU and chance baselines.
+seen/unseen/harmonic IoU, Open mIoU (with a class-similarity matrix) and chance baselines.
 
 Everything is derived from a single ``(C, C)`` confusion matrix (rows = ground truth, columns = prediction), so
 metrics accumulated over a data set are exact dataset-level ratios, not means of per-image scores.
@@ -74,7 +74,8 @@ class SegMetrics:
     """Scores of one confusion matrix. IoU values are fractions in ``[0, 1]``; NaN where undefined.
 
     ``per_class_iou[c]`` is NaN when class ``c`` appears in neither target nor prediction; such classes are
-    excluded from every mean. ``seen_miou``/``unseen_miou``/``harmonic_iou`` are ``None`` without a split.
+    excluded from every mean. ``seen_miou``/``unseen_miou``/``harmonic_iou`` are ``None`` without a split;
+    ``open_miou`` (:func:`open_confusion`) is ``None`` without a class-similarity matrix.
     """
 
     miou: float
@@ -87,6 +88,7 @@ class SegMetrics:
     seen_miou: float | None = None
     unseen_miou: float | None = None
     harmonic_iou: float | None = None
+    open_miou: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (NaN -> ``None``, tuples -> lists), plus ``per_class`` as ``{name: iou}``."""
@@ -243,12 +245,40 @@ def _iou(m: np.ndarray) -> np.ndarray:
     return _div(tp, m.sum(0) + m.sum(1) - tp)
 
 
+def open_confusion(cm: Tensor | np.ndarray, similarity: np.ndarray) -> np.ndarray:
+    """The confusion matrix with soft true positives of Open mIoU (Zhou et al., "Rethinking Evaluation Metrics of
+    Open-Vocabulary Segmentation", arXiv 2311.03352), whose IoUs are the Open IoUs.
+
+    The authors' evaluator (github.com/qqlu/Entity, ``Open-Metrics/open_semanticseg/ow_sem_seg_evaluation.py``
+    lines 164-169, then the plain IoU of lines 177-189) keeps its matrix as ``C[pred, gt]`` and sets
+    ``tp'[g] = sum_p C[p, g] * S[p, g]`` on the diagonal and ``C[p, g] * (1 - S[p, g])`` off it. Here rows are
+    the target, so for ``cm[t, p]``: the diagonal becomes ``sum_p cm[t, p] * S[p, t]`` and an error cell
+    ``cm[t, p] * (1 - S[p, t])``. Row sums (ground-truth pixels) are unchanged; a pixel of ``t`` predicted as
+    ``p`` is a ``S[p, t]`` true positive of ``t`` and a ``1 - S[p, t]`` false positive of ``p``.
+
+    Args:
+        cm: ``(C, C)`` counts, rows = target, columns = prediction.
+        similarity: ``(C, C)`` class similarities ``S[pred, gt]`` in ``[0, 1]`` with ones on the diagonal.
+    """
+    m = _as_numpy_cm(cm)
+    s = np.asarray(similarity, dtype=np.float64)
+    if s.shape != m.shape:
+        raise ValueError(f"similarity matrix {s.shape} does not match the {m.shape} confusion matrix")
+    if not np.isfinite(s).all() or (s < 0).any() or (s > 1).any() or not np.allclose(np.diag(s), 1.0):
+        raise ValueError("a similarity matrix holds values in [0, 1] with ones on the diagonal")
+    st = s.T  # st[t, p] = S[p, t]
+    out = m * (1.0 - st)
+    out[np.diag_indices_from(out)] = (m * st).sum(1)
+    return out
+
+
 def compute_metrics(
     cm: Tensor | np.ndarray,
     class_names: Sequence[str],
     seen: Sequence[int] | None = None,
     unseen: Sequence[int] | None = None,
     background: int | None = None,
+    similarity: np.ndarray | None = None,
 ) -> SegMetrics:
     """All scores of a ``(C, C)`` confusion matrix (rows = target, columns = prediction; void already dropped).
 
@@ -281,4 +311,5 @@ def compute_metrics(
         seen_miou=s,
         unseen_miou=u,
         harmonic_iou=h,
+        open_miou=None if similarity is None else _nanmean(_iou(open_confusion(m, similarity))),
     )
