@@ -507,13 +507,13 @@ def _press_ctrl_c(*args, **kwargs):
 def test_ctrl_c_during_evaluate_and_predict_is_one_line_exit_130(
     command, tiny_run, tmp_path, monkeypatch, capsys
 ):
-    from lseg_nb.apps import cli
+    from lseg_nb.apps import predict
+    from lseg_nb.engine import evaluate
 
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
-    from lseg_nb.apps import cli_eval
-
-    where = {"evaluate": (cli_eval, "evaluate_run"), "predict": (cli, "predict_image")}[command]
+    # the command line imports these modules when a command runs (lazy_module): patch where they live
+    where = {"evaluate": (evaluate, "evaluate_run"), "predict": (predict, "predict_image")}[command]
     monkeypatch.setattr(*where, _press_ctrl_c)
     args = {
         "evaluate": ["evaluate", "--run", str(tiny_run), "--out", str(tmp_path / "e.json")],

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from lseg_nb.utils.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 #: Label-map value of unlabelled ("void") pixels, never scored and never a training target.
 VOID = 255
@@ -237,6 +237,8 @@ class LabelSplit:
     def target_lut(self, classes: Sequence[int], ignore_index: int | None = None) -> Tensor:
         """Lookup table class index -> position in ``classes``; every other value (other classes, void) ->
         ``ignore_index`` (default :attr:`void`). ``lut[label_map]`` maps a label map to those positions."""
+        import torch  # here, not at the top: the command line parses labels without paying torch's import
+
         ignore = self.void if ignore_index is None else ignore_index
         lut = torch.full((self.lut_size(),), ignore, dtype=torch.long)
         for pos, cls in enumerate(classes):
