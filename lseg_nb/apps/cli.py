@@ -226,9 +226,16 @@ def cmd_predict(args: list[str]) -> None:
     a = parse_args(PredictArgs, args, "lseg-nb predict")
     labels = labels_from_args(a.labels, a.labels_file)
     if len(labels) == 1:
+        words = labels[0].split()
+        several = (  # "sky road car" in one pair of quotes is one label with three words
+            f"; if {labels[0]!r} is {len(words)} labels, separate them with commas (--labels "
+            f"'{', '.join(words)}') or pass them as separate words"
+            if len(words) > 1
+            else ""
+        )
         print(
             f"note: one label ({labels[0]!r}): the softmax over one label is always 100%, so every pixel is "
-            "that label; add the other things in the image (or 'background')"
+            f"that label; add the other things in the image (or 'background'){several}"
         )
     if a.images or a.out_dir:
         return _predict_many(a, labels)
@@ -266,8 +273,8 @@ def _predict_many(a: PredictArgs, labels: list[str]) -> None:
 
 def cmd_export(args: list[str]) -> None:
     a = parse_args(ExportArgs, args, "lseg-nb export")
-    # "--labels sky grass" and "--labels 'sky, grass'" (shell words, commas) name the same classes
-    labels = None if a.labels is None else [p for word in a.labels for p in word.split(",") if p.strip()]
+    # predict's and the label explorer's syntax: a blank entry or a repeated name is refused, not dropped
+    labels = None if a.labels is None else labels_from_args(a.labels)
     report = export.export_weights(
         a.weights, a.out, labels, a.text_input, exporter=a.exporter, opset=a.opset, tolerance=a.tolerance
     )
