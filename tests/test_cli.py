@@ -433,7 +433,10 @@ def test_evaluate_calibrate_seen_reports_both_generalised_rows(trained_run, tmp_
     args.append("--eval.calibrate-seen")
     assert main([*args, "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    settings = [re.split(r"\s{2,}", line.strip())[0] for line in lines[4:6]]
+    head = next(
+        i for i, line in enumerate(lines) if line.split()[:2] == ["setting", "mIoU"]
+    )  # after the notes
+    settings = [re.split(r"\s{2,}", line.strip())[0] for line in lines[head + 2 : head + 4]]
     assert settings[0] == "all 16 labels (generalised zero-shot)"
     assert settings[1].startswith("all 16 labels, seen-bias calibrated (offset ")
     saved = json.loads(out.read_text())["settings"]
@@ -580,3 +583,16 @@ def test_models_json_and_help(capsys):
     assert main(["models", "--json"]) == 0 and "lseg_rn101" in json.loads(capsys.readouterr().out)
     assert main(["models", "--help"]) == 0 and "usage: lseg-nb models" in capsys.readouterr().out
     assert main(["models", "nope"]) == 2
+
+
+def test_calibrate_seen_reports_what_its_fit_cost(tiny_run, tmp_path, capsys):
+    """The validation fit of --eval.calibrate-seen is a whole extra pass: the table says what it was fitted on
+    and how long it took (it used to be silent)."""
+    out_file = tmp_path / "e.json"
+    args = ["--eval.calibrate-seen", "--data.max-images", "2", "--examples", "0", "--out", str(out_file)]
+    assert main(["evaluate", "--run", str(tiny_run), *args]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "seen-bias offset" in ln]
+    assert len(lines) == 1, lines
+    pattern = r"note: seen-bias offset \S+ fitted on 2 validation images \(81 offsets, one inference pass\) in \d+\.\d s"
+    assert re.fullmatch(pattern, lines[0]), lines[0]
+    assert "calibrated" in json.loads(out_file.read_text())["settings"]
