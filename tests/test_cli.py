@@ -596,3 +596,14 @@ def test_calibrate_seen_reports_what_its_fit_cost(tiny_run, tmp_path, capsys):
     pattern = r"note: seen-bias offset \S+ fitted on 2 validation images \(81 offsets, one inference pass\) in \d+\.\d s"
     assert re.fullmatch(pattern, lines[0]), lines[0]
     assert "calibrated" in json.loads(out_file.read_text())["settings"]
+
+
+def test_a_dataset_that_is_not_found_names_the_real_flag(tmp_path, monkeypatch, capsys):
+    """train/evaluate spell the data root --data.data-root; the hint used to say --data-root (demo's flag)."""
+    monkeypatch.setenv("LSEG_NB_SHARED", str(tmp_path / "shared"))
+    monkeypatch.delenv("LSEG_NB_DATA", raising=False)
+    monkeypatch.setenv("LSEG_NB_CACHE", str(tmp_path / "cache"))
+    code = main(["train", "--run-dir", str(tmp_path / "r"), "--data.dataset", "msrc_v2", "--no-progress"])
+    assert code == 2
+    err = _error_line(capsys)
+    assert "dataset 'msrc_v2' not found" in err and "Pass --data.data-root PATH (lseg-nb train" in err
