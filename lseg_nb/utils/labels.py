@@ -295,9 +295,14 @@ def read_labels_file(path: str | Path) -> list[str]:
 
 
 def labels_from_args(values: Sequence[str], labels_file: str | Path | None = None) -> list[str]:
-    """The classes of ``--labels A B "C, D" "E|F"`` (commas split classes, as in the widget) or of
-    ``--labels-file FILE``. A lone value naming an existing file is refused (it would silently become one
-    label), as is giving both or neither."""
+    """The classes of ``--labels A B "C, D" "E|F"`` (commas split classes, as in the widget; a comma ending a
+    shell word, as in ``--labels sky, road, car``, only separates) or of ``--labels-file FILE``. A lone value
+    naming an existing file is refused (it would silently become one label), as is giving both or neither.
+
+    Args:
+        values: the ``--labels`` words as the shell split them.
+        labels_file: the ``--labels-file`` path, or ``None``.
+    """
     if labels_file is not None:
         if values:
             raise InputError("give --labels or --labels-file, not both")
@@ -309,4 +314,18 @@ def labels_from_args(values: Sequence[str], labels_file: str | Path | None = Non
             f"--labels {values[0]!r} names a file: pass --labels-file {values[0]} to read one label per line, "
             "or type the labels themselves"
         )
-    return clean_labels(",".join(values), "--labels")
+    entries: list[str] = []
+    for word in values:
+        parts = word.split(",")
+        if len(parts) > 1 and not any(p.strip() for p in parts):
+            continue  # a lone comma between words: `--labels sky , road`
+        # a comma at either end of a shell word only separates it from the next (`--labels sky, road, car`);
+        # an empty entry inside one word ("sky,,car") or a blank word is refused by clean_labels
+        if len(parts) > 1 and not parts[-1].strip():
+            parts = parts[:-1]
+        if len(parts) > 1 and not parts[0].strip():
+            parts = parts[1:]
+        entries += parts
+    if not entries:
+        raise InputError(f"no labels in --labels {' '.join(values)!r}: type them, e.g. --labels sky road car")
+    return clean_labels(entries, "--labels")
