@@ -146,7 +146,7 @@ def _error_line(capsys) -> str:
             ["--unseen-pixels", "others"],
             "--unseen-pixels: 'others' is the official zero-shot episode treatment",
         ),
-        (["--no-such-flag", "3"], "Unrecognized options: --no-such-flag"),
+        (["--zzzz", "3"], "unknown flag --zzzz; `lseg-nb train --help` lists every flag"),  # no close flag
     ],
 )
 def test_bad_train_flags_are_one_line_naming_the_flag(flags, expected, capsys):
