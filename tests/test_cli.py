@@ -146,7 +146,7 @@ def _error_line(capsys) -> str:
             ["--unseen-pixels", "others"],
             "--unseen-pixels: 'others' is the official zero-shot episode treatment",
         ),
-        (["--no-such-flag", "3"], "Unrecognized options: --no-such-flag"),
+        (["--zzzz", "3"], "unknown flag --zzzz; `lseg-nb train --help` lists every flag"),  # no close flag
     ],
 )
 def test_bad_train_flags_are_one_line_naming_the_flag(flags, expected, capsys):
@@ -433,7 +433,10 @@ def test_evaluate_calibrate_seen_reports_both_generalised_rows(trained_run, tmp_
     args.append("--eval.calibrate-seen")
     assert main([*args, "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    settings = [re.split(r"\s{2,}", line.strip())[0] for line in lines[4:6]]
+    head = next(
+        i for i, line in enumerate(lines) if line.split()[:2] == ["setting", "mIoU"]
+    )  # after the notes
+    settings = [re.split(r"\s{2,}", line.strip())[0] for line in lines[head + 2 : head + 4]]
     assert settings[0] == "all 16 labels (generalised zero-shot)"
     assert settings[1].startswith("all 16 labels, seen-bias calibrated (offset ")
     saved = json.loads(out.read_text())["settings"]
@@ -507,13 +510,13 @@ def _press_ctrl_c(*args, **kwargs):
 def test_ctrl_c_during_evaluate_and_predict_is_one_line_exit_130(
     command, tiny_run, tmp_path, monkeypatch, capsys
 ):
-    from lseg_nb.apps import cli
+    from lseg_nb.apps import predict
+    from lseg_nb.engine import evaluate
 
     image = tmp_path / "x.png"
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(image)
-    from lseg_nb.apps import cli_eval
-
-    where = {"evaluate": (cli_eval, "evaluate_run"), "predict": (cli, "predict_image")}[command]
+    # the command line imports these modules when a command runs (lazy_module): patch where they live
+    where = {"evaluate": (evaluate, "evaluate_run"), "predict": (predict, "predict_image")}[command]
     monkeypatch.setattr(*where, _press_ctrl_c)
     args = {
         "evaluate": ["evaluate", "--run", str(tiny_run), "--out", str(tmp_path / "e.json")],
@@ -580,3 +583,27 @@ def test_models_json_and_help(capsys):
     assert main(["models", "--json"]) == 0 and "lseg_rn101" in json.loads(capsys.readouterr().out)
     assert main(["models", "--help"]) == 0 and "usage: lseg-nb models" in capsys.readouterr().out
     assert main(["models", "nope"]) == 2
+
+
+def test_calibrate_seen_reports_what_its_fit_cost(tiny_run, tmp_path, capsys):
+    """The validation fit of --eval.calibrate-seen is a whole extra pass: the table says what it was fitted on
+    and how long it took (it used to be silent)."""
+    out_file = tmp_path / "e.json"
+    args = ["--eval.calibrate-seen", "--data.max-images", "2", "--examples", "0", "--out", str(out_file)]
+    assert main(["evaluate", "--run", str(tiny_run), *args]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "seen-bias offset" in ln]
+    assert len(lines) == 1, lines
+    pattern = r"note: seen-bias offset \S+ fitted on 2 validation images \(81 offsets, one inference pass\) in \d+\.\d s"
+    assert re.fullmatch(pattern, lines[0]), lines[0]
+    assert "calibrated" in json.loads(out_file.read_text())["settings"]
+
+
+def test_a_dataset_that_is_not_found_names_the_real_flag(tmp_path, monkeypatch, capsys):
+    """train/evaluate spell the data root --data.data-root; the hint used to say --data-root (demo's flag)."""
+    monkeypatch.setenv("LSEG_NB_SHARED", str(tmp_path / "shared"))
+    monkeypatch.delenv("LSEG_NB_DATA", raising=False)
+    monkeypatch.setenv("LSEG_NB_CACHE", str(tmp_path / "cache"))
+    code = main(["train", "--run-dir", str(tmp_path / "r"), "--data.dataset", "msrc_v2", "--no-progress"])
+    assert code == 2
+    err = _error_line(capsys)
+    assert "dataset 'msrc_v2' not found" in err and "Pass --data.data-root PATH (lseg-nb train" in err

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lseg_nb.utils.labels import LabelSplit, clean_labels
+from lseg_nb.utils.labels import LabelSplit, clean_labels, labels_from_args
 
 
 @pytest.mark.parametrize(
@@ -103,3 +103,30 @@ def test_label_split_lookup_tables_map_other_values_to_void() -> None:
     assert s.target_lut(s.unseen)[label].tolist() == [255, 0, 255, 255]
     sub = s.subset(s.unseen)
     assert sub.names == (("b",),) and sub.seen == (0,) and sub.unseen == ()
+
+
+@pytest.mark.parametrize(
+    ("words", "classes"),
+    [
+        (["sky,", "road,", "car"], ["sky", "road", "car"]),  # `--labels sky, road, car`: commas end the words
+        (["sky", ",", "road"], ["sky", "road"]),  # `--labels sky , road`
+        (["sky, road, car"], ["sky", "road", "car"]),  # one quoted argument, as typed in the label explorer
+        (["sky,", "sofa|couch", "grass"], ["sky", "sofa|couch", "grass"]),
+    ],
+)
+def test_cli_words_and_commas_name_the_same_classes(words, classes):
+    assert labels_from_args(words) == classes == clean_labels(", ".join(classes))
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["sky,,car"], r"--labels\[1\] is blank"),  # an empty entry inside a word is not dropped
+        (["sky", "  ", "car"], r"--labels\[1\] is blank"),
+        ([","], "no labels in --labels ','"),
+        (["sky,", "sky"], "label 'sky' is given twice in --labels"),
+    ],
+)
+def test_cli_label_words_refuse_what_would_shift_the_classes(words, message):
+    with pytest.raises(ValueError, match=message):
+        labels_from_args(words)

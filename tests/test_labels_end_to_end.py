@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -125,3 +126,27 @@ def test_another_fold_keeps_seen_and_unseen_true_to_the_training(run):
     )
     same = evaluate_run(folder, progress=False)
     assert set(same.labels.unseen_names) == trained_unseen and not same.notes
+
+
+def test_one_quoted_label_of_several_words_gets_the_comma_hint(run, tmp_path, capsys):
+    folder, root = run
+    image = root / "images" / "test_0000.png"
+    assert main(_predict(folder, image, tmp_path, "--labels", "sky road car")) == 0
+    out = capsys.readouterr().out
+    assert "if 'sky road car' is 3 labels, separate them with commas (--labels 'sky, road, car')" in out
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (["sky,,car"], r"--labels\[1\] is blank"),  # used to be dropped: two classes exported
+        (["sky", "sky"], "label 'sky' is given twice in --labels"),
+    ],
+)
+def test_export_reads_labels_like_predict(labels, message, tmp_path, capsys):
+    # refused before any weights are read (the weights path does not exist)
+    out = tmp_path / "m.onnx"
+    assert main(["export", "--weights", str(tmp_path / "none"), "--out", str(out), "--labels", *labels]) == 2
+    err = capsys.readouterr().err.splitlines()[0]
+    assert re.search(message, err), err
+    assert not out.exists()

@@ -1,7 +1,8 @@
 """The package's layers follow the data flow: imports only point down it, no cycles, no hidden local imports.
 
 utils -> config -> models -> checkpoints -> data -> engine -> diagnostics -> viz -> apps. Every import statement
-of a regular module counts (function-local ones too); package ``__init__`` files only re-export.
+of a regular module counts (function-local ones too, and ``lazy_module("lseg_nb...")`` calls, the command line's
+deferred imports); package ``__init__`` files only re-export.
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _is_lazy_module_call(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and getattr(node.func, "id", getattr(node.func, "attr", None)) == "lazy_module"
+        and len(node.args) == 1
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+    )
+
+
 def _imports(name: str, tree: ast.AST, known: set[str]) -> list[tuple[str, ast.AST]]:
     """(imported lseg_nb module, node) for every import statement, resolving package re-exports to the package."""
     found = []
@@ -33,6 +44,8 @@ def _imports(name: str, tree: ast.AST, known: set[str]) -> list[tuple[str, ast.A
             if node.level:
                 base = ".".join(name.split(".")[: -node.level] + ([base] if base else []))
             targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        elif _is_lazy_module_call(node):  # lazy_module("lseg_nb.x.y"): an import, deferred to first use
+            targets = [node.args[0].value]
         for t in targets:
             if t.startswith("lseg_nb.") and (t in known or t.count(".") == 1):
                 found.append((t, node))

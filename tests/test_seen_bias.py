@@ -10,8 +10,9 @@ import torch
 from lseg_nb.config import EvalConfig
 from lseg_nb.engine.dense import EvalData, run_dense
 from lseg_nb.engine.inference import predict_logits
-from lseg_nb.engine.metrics import compute_metrics, confusion_matrix
+from lseg_nb.engine.metrics import compute_metrics, confusion_matrices, confusion_matrix
 from lseg_nb.engine.postprocess import offset_argmax, seen_unseen_max
+from lseg_nb.engine.scoring import OffsetSweepAccumulator, Setting, score_settings
 from lseg_nb.engine.seen_bias import default_offsets, fit_seen_offset
 from lseg_nb.models import DenseCLIPConfig, create_dense_clip
 from lseg_nb.utils.labels import LabelSplit
@@ -103,3 +104,47 @@ def test_default_grid_of_a_dense_clip_model_uses_its_own_scale():
 def test_bad_offsets_are_named(tiny_model, data):
     with pytest.raises(ValueError, match="offsets must be"):
         fit_seen_offset(tiny_model, data, PLAIN, [float("nan")], progress=False)
+
+
+def test_offset_sweep_counts_equal_one_argmax_per_offset():
+    """Every offset's confusion matrix from the one-table sweep equals offset_argmax + confusion_matrices,
+    with exact ties (integer logits, offsets landing on the gaps), void pixels and both sides winning."""
+    g = torch.Generator().manual_seed(1)
+    k = 5
+    logits = torch.randint(-3, 4, (2, k, 9, 11), generator=g).float()
+    seen = torch.tensor([True, False, True, False, True])
+    target = torch.randint(0, k, (2, 9, 11), generator=g)
+    target[0, :2] = -1  # not scored
+    offsets = [-1.0, 0.0, 0.0, 0.5, 1.0, 2.0, 3.0, 7.0]
+    maxima = seen_unseen_max(logits, seen)
+    sweep = OffsetSweepAccumulator(k, offsets, torch.device("cpu"))
+    for b in range(2):  # two batches accumulate
+        sweep.add(tuple(t[b : b + 1] for t in maxima), target[b : b + 1])
+    got = sweep.result()
+    for i, offset in enumerate(offsets):
+        ref = confusion_matrices(offset_argmax(maxima, offset), target, k, -1).sum(0).numpy()
+        np.testing.assert_array_equal(got[i], ref, err_msg=f"offset {offset}")
+    assert not np.array_equal(got[0], got[-1])  # the offsets moved pixels
+
+
+def test_fit_scores_the_sweep_like_separate_settings(tiny_model, data):
+    """The fit (swept in one table) reports the same curve as the offsets scored one setting at a time."""
+    grid = [0.0, 0.1, 0.2, 0.4, 0.8]
+    fit = fit_seen_offset(tiny_model, data, PLAIN, offsets=grid, progress=False)
+    labels = data.labels
+    every = tuple(range(labels.num_classes))
+    for g, o in enumerate(grid):
+        one = score_settings(
+            tiny_model,
+            data.dataset,
+            labels,
+            [Setting("x", every, labels, o)],
+            PLAIN,
+            per_image=False,
+            progress=False,
+        )
+        m = compute_metrics(one.confusion["x"], labels.class_names, labels.seen, labels.unseen)
+        np.testing.assert_array_equal(
+            [fit.seen_miou[g], fit.unseen_miou[g], fit.harmonic[g]],
+            [m.seen_miou, m.unseen_miou, m.harmonic_iou],
+        )

@@ -17,15 +17,10 @@ from typing import Literal
 
 import tyro
 
-from lseg_nb.apps.batch import predict_folder
 from lseg_nb.apps.cli_args import parse_args
 from lseg_nb.apps.cli_compare import cmd_compare
 from lseg_nb.apps.cli_errors import USER_ERRORS, run_command  # noqa: F401 - USER_ERRORS: public
 from lseg_nb.apps.cli_eval import cmd_benchmark, cmd_evaluate
-from lseg_nb.apps.export import export_weights
-from lseg_nb.apps.pipeline import demo_config, run_demo, train_run
-from lseg_nb.apps.predict import predict_image
-from lseg_nb.checkpoints import convert_main
 from lseg_nb.config import (
     MODEL_CONFIGS,
     RECIPE_NOTES,
@@ -37,13 +32,21 @@ from lseg_nb.config import (
     to_dict,
 )
 from lseg_nb.config.serialize import require
-from lseg_nb.data.benchmarks.registry import prepare
-from lseg_nb.engine.batch import collect_images
-from lseg_nb.engine.runs import load_model, load_run_config
-from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.errors import printable
 from lseg_nb.utils.io import check_output_dir
 from lseg_nb.utils.labels import LabelSplit, labels_from_args
+from lseg_nb.utils.lazy import lazy_module
+
+# imported when a command runs, not for --help, `models` or `recipes` (torch alone takes seconds)
+batch = lazy_module("lseg_nb.apps.batch")
+checkpoints = lazy_module("lseg_nb.checkpoints")
+device = lazy_module("lseg_nb.utils.device")
+engine_batch = lazy_module("lseg_nb.engine.batch")
+export = lazy_module("lseg_nb.apps.export")
+pipeline = lazy_module("lseg_nb.apps.pipeline")
+predict = lazy_module("lseg_nb.apps.predict")
+registry = lazy_module("lseg_nb.data.benchmarks.registry")
+runs = lazy_module("lseg_nb.engine.runs")
 
 USAGE = """usage: lseg-nb COMMAND [options]   (lseg-nb COMMAND --help for details)
 
@@ -195,7 +198,7 @@ def resolve_train_config(args: list[str]) -> TrainConfig:
         raise ConfigError(
             "give --config FILE or --preset RECIPE, not both (a config file is already a recipe)"
         )
-    default = load_run_config(config) if config else get_recipe(preset) if preset else TrainConfig()
+    default = runs.load_run_config(config) if config else get_recipe(preset) if preset else TrainConfig()
     return parse_args(TrainConfig, args, "lseg-nb train", default)
 
 
@@ -205,7 +208,7 @@ def cmd_train(args: list[str]) -> None:
     if dry:
         print(json.dumps(to_dict(cfg), indent=2))
         return
-    summary = train_run(cfg)
+    summary = pipeline.train_run(cfg)
     if summary.loss_curve is not None:  # rank 0 (the only process under plain `lseg-nb train`)
         print(summary.text())
 
@@ -213,8 +216,8 @@ def cmd_train(args: list[str]) -> None:
 def cmd_demo(args: list[str]) -> None:
     a = parse_args(DemoArgs, args, "lseg-nb demo")
     fold = "recipe" if a.fold is None else a.fold
-    cfg = demo_config(a.dataset, a.run_dir, a.steps, a.data_root, fold, a.max_images)
-    report = run_demo(cfg, examples=a.examples)
+    cfg = pipeline.demo_config(a.dataset, a.run_dir, a.steps, a.data_root, fold, a.max_images)
+    report = pipeline.run_demo(cfg, examples=a.examples)
     print((report / "report.md").read_text())
     print(f"report written to {report}")
 
@@ -223,9 +226,16 @@ def cmd_predict(args: list[str]) -> None:
     a = parse_args(PredictArgs, args, "lseg-nb predict")
     labels = labels_from_args(a.labels, a.labels_file)
     if len(labels) == 1:
+        words = labels[0].split()
+        several = (  # "sky road car" in one pair of quotes is one label with three words
+            f"; if {labels[0]!r} is {len(words)} labels, separate them with commas (--labels "
+            f"'{', '.join(words)}') or pass them as separate words"
+            if len(words) > 1
+            else ""
+        )
         print(
             f"note: one label ({labels[0]!r}): the softmax over one label is always 100%, so every pixel is "
-            "that label; add the other things in the image (or 'background')"
+            f"that label; add the other things in the image (or 'background'){several}"
         )
     if a.images or a.out_dir:
         return _predict_many(a, labels)
@@ -233,7 +243,7 @@ def cmd_predict(args: list[str]) -> None:
         raise ConfigError(
             "lseg-nb predict: give --image FILE (a figure), or IMAGES... --out-dir OUT (many images)"
         )
-    shares = predict_image(a.weights, a.image, labels, a.out, a.eval)
+    shares = predict.predict_image(a.weights, a.image, labels, a.out, a.eval)
     print(f"protocol: {a.eval.describe()}; image {a.image}")
     for label, share in shares.items():
         print(f"{label:>24s}: {100 * share:5.1f}% of pixels")
@@ -247,10 +257,10 @@ def _predict_many(a: PredictArgs, labels: list[str]) -> None:
         )
     split = LabelSplit.from_labels(labels)
     check_output_dir(a.out_dir, "--out-dir")
-    collect_images(a.images)  # bad inputs fail before the model loads
-    model = load_model(a.weights, map_location=str(resolve_device("auto")))
+    engine_batch.collect_images(a.images)  # bad inputs fail before the model loads
+    model = runs.load_model(a.weights, map_location=str(device.resolve_device("auto")))
     print(f"protocol: {a.eval.describe()}; {split.num_classes} classes; saving {', '.join(a.save)}")
-    summary = predict_folder(
+    summary = batch.predict_folder(
         model, a.images, split, a.out_dir, a.eval, a.save, a.overwrite, a.feature_size, a.feature_recipe,
         a.weights, a.num_workers, a.batch_size,
     )  # fmt: skip
@@ -263,18 +273,26 @@ def _predict_many(a: PredictArgs, labels: list[str]) -> None:
 
 def cmd_export(args: list[str]) -> None:
     a = parse_args(ExportArgs, args, "lseg-nb export")
-    # "--labels sky grass" and "--labels 'sky, grass'" (shell words, commas) name the same classes
-    labels = None if a.labels is None else [p for word in a.labels for p in word.split(",") if p.strip()]
-    report = export_weights(
+    # predict's and the label explorer's syntax: a blank entry or a repeated name is refused, not dropped
+    labels = None if a.labels is None else labels_from_args(a.labels)
+    report = export.export_weights(
         a.weights, a.out, labels, a.text_input, exporter=a.exporter, opset=a.opset, tolerance=a.tolerance
     )
     print(report.text())
 
 
+CONVERT_USAGE = (
+    "usage: lseg-nb convert OFFICIAL.ckpt OUT.safetensors   (an official LSeg checkpoint to lseg_nb weights)"
+)
+
+
 def cmd_convert(args: list[str]) -> None:
+    if {"-h", "--help"} & set(args):
+        print(CONVERT_USAGE)
+        return
     if len(args) != 2 or any(a.startswith("-") for a in args):
-        raise ConfigError("usage: lseg-nb convert OFFICIAL.ckpt OUT.safetensors")
-    convert_main(args[0], args[1])
+        raise ConfigError(CONVERT_USAGE)
+    checkpoints.convert_main(args[0], args[1])
 
 
 def cmd_models(args: list[str]) -> None:
@@ -334,7 +352,7 @@ def cmd_recipes(args: list[str]) -> None:
 
 def cmd_prepare(args: list[str]) -> None:
     a = parse_args(PrepareArgs, args, "lseg-nb prepare")
-    for line in prepare(a.benchmark, a.root, a.out, a.splits):
+    for line in registry.prepare(a.benchmark, a.root, a.out, a.splits):
         print(line)
 
 

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import tyro
 
 from lseg_nb.apps.cli_args import parse_args
 from lseg_nb.config import ConfigError, DataConfig, EvalConfig, TrainConfig, load_config
-from lseg_nb.engine.bootstrap import PairedDifference, paired_difference
-from lseg_nb.engine.evaluate import evaluate
-from lseg_nb.engine.runs import load_model
-from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.io import user_path
+from lseg_nb.utils.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from lseg_nb.engine.bootstrap import PairedDifference
+
+# imported when the command runs, not for --help (torch alone takes seconds)
+bootstrap = lazy_module("lseg_nb.engine.bootstrap")
+device = lazy_module("lseg_nb.utils.device")
+evaluation = lazy_module("lseg_nb.engine.evaluate")
+runs = lazy_module("lseg_nb.engine.runs")
 
 
 @dataclass(frozen=True)
@@ -50,9 +56,9 @@ def compare_models(args: CompareArgs) -> PairedDifference:
     if args.eval.protocol == "episodic":
         raise ConfigError("compare scores the dense protocol: drop --eval.protocol episodic")
     protocol = args.eval if args.eval.bootstrap else dataclasses.replace(args.eval, bootstrap=1000)
-    device = str(resolve_device("auto"))
+    where = str(device.resolve_device("auto"))
     results = [
-        evaluate(load_model(w, map_location=device), args.data, protocol, args.split)
+        evaluation.evaluate(runs.load_model(w, map_location=where), args.data, protocol, args.split)
         for w in (args.a, args.b)
     ]
     if args.setting not in results[0].settings:
@@ -66,7 +72,7 @@ def compare_models(args: CompareArgs) -> PairedDifference:
         )
     split = sa.labels
     seen, unseen = (split.seen, split.unseen) if split.is_zero_shot else (None, None)
-    return paired_difference(
+    return bootstrap.paired_difference(
         sa.per_image, sb.per_image, args.metric, seen, unseen, protocol.bootstrap, protocol.bootstrap_seed
     )
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tyro
 
 from lseg_nb.apps.cli_args import check_result_file, parse_args, safe_name
 from lseg_nb.apps.cli_suite import cmd_suite
-from lseg_nb.apps.reports import episodic_table, evaluation_table, format_table, percent
 from lseg_nb.config import (
     OFFICIAL_EVAL,
     ConfigError,
@@ -25,15 +25,22 @@ from lseg_nb.config import (
     to_dict,
 )
 from lseg_nb.config.suites import SUITES
-from lseg_nb.data.benchmarks.base import EpisodeSource
-from lseg_nb.data.benchmarks.registry import benchmark_name, episode_source
-from lseg_nb.engine.episodic import run_episodes
-from lseg_nb.engine.evaluate import evaluate, evaluate_run
-from lseg_nb.engine.results import EpisodicResult, EvalResult
-from lseg_nb.engine.runs import load_model
-from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.io import atomic_save_figure, atomic_write_text, check_output_path, user_path
-from lseg_nb.viz.segmentation import plot_examples, plot_per_class_iou
+from lseg_nb.utils.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from lseg_nb.data.benchmarks.base import EpisodeSource
+    from lseg_nb.engine.results import EpisodicResult, EvalResult
+
+# imported when a command runs, not for --help (torch alone takes seconds)
+device = lazy_module("lseg_nb.utils.device")
+episodic = lazy_module("lseg_nb.engine.episodic")
+evaluation = lazy_module("lseg_nb.engine.evaluate")
+registry = lazy_module("lseg_nb.data.benchmarks.registry")
+reports = lazy_module("lseg_nb.apps.reports")
+results = lazy_module("lseg_nb.engine.results")
+runs = lazy_module("lseg_nb.engine.runs")
+segmentation = lazy_module("lseg_nb.viz.segmentation")
 
 
 @dataclass(frozen=True)
@@ -137,10 +144,10 @@ def cmd_evaluate(args: list[str]) -> None:
     out = check_output_path(Path(a.out) if a.out else where / result_name(a.data, a.split, a.eval), "--out")
     check_result_file(out, identity, a.overwrite)
     if a.run is not None:
-        result = evaluate_run(a.run, a.data, a.eval, a.split, a.examples)
+        result = evaluation.evaluate_run(a.run, a.data, a.eval, a.split, a.examples)
     else:
-        weights = load_model(a.model, map_location=str(resolve_device("auto")))
-        result = evaluate(weights, a.data, a.eval, a.split, a.examples)
+        weights = runs.load_model(a.model, map_location=str(device.resolve_device("auto")))
+        result = evaluation.evaluate(weights, a.data, a.eval, a.split, a.examples)
     _emit(result, out, identity, a.json, a.per_class)
 
 
@@ -151,28 +158,30 @@ def _emit(
     text = json.dumps(record, indent=2, allow_nan=False)
     atomic_write_text(out, text + "\n")
     figures = []
-    if isinstance(result, EvalResult):
+    if isinstance(result, results.EvalResult):
         general = result.settings["all_labels"]
         names = list(general.labels.class_names)
         unseen = list(result.unseen or ())
         if result.examples:
-            fig = plot_examples([(e.image, e.pred, e.target) for e in result.examples], names, unseen)
+            fig = segmentation.plot_examples(
+                [(e.image, e.pred, e.target) for e in result.examples], names, unseen
+            )
             figures.append(out.with_name(f"{out.stem}_examples.png"))
             atomic_save_figure(fig, figures[-1])
         title = f"per-class IoU, {general.labels.num_classes} labels ({result.protocol_name})"
         figures.append(out.with_name(f"{out.stem}_per_class.png"))
         atomic_save_figure(
-            plot_per_class_iou(general.metrics.per_class_iou, names, unseen, title), figures[-1]
+            segmentation.plot_per_class_iou(general.metrics.per_class_iou, names, unseen, title), figures[-1]
         )
     if as_json:
         print(text)  # stdout holds only the JSON, so it can be piped
         return
-    if isinstance(result, EvalResult):
-        print(evaluation_table(result))
+    if isinstance(result, results.EvalResult):
+        print(reports.evaluation_table(result))
         if per_class:
             print(per_class_table(result))
     else:
-        print(episodic_table(result))
+        print(reports.episodic_table(result))
     print(f"metrics (with confusion matrices) written to {out}")
     for path in figures:
         print(f"figure written to {path}")
@@ -183,10 +192,10 @@ def per_class_table(result: EvalResult) -> str:
     m = result.all_labels
     unseen = set(result.unseen or ())
     rows = [
-        {"class": n + (" (unseen)" if c in unseen else ""), "IoU": percent(v)}
+        {"class": n + (" (unseen)" if c in unseen else ""), "IoU": reports.percent(v)}
         for c, (n, v) in enumerate(zip(m.class_names, m.per_class_iou, strict=True))
     ]
-    return format_table(rows)
+    return reports.format_table(rows)
 
 
 @dataclass(frozen=True)
@@ -230,7 +239,7 @@ def cmd_benchmark(args: list[str]) -> None:
             "ade20k150; or a suite: trainingfree, crossdataset)"
         )
     first, rest = (args[0], args[1:]) if args and not args[0].startswith("-") else ("pascal5i", args)
-    name = benchmark_name(first)
+    name = registry.benchmark_name(first)
     dense = name == "ade20k150"
     # the benchmark's own protocol is the default of the --eval.* flags
     default = BenchmarkArgs(name, eval=OFFICIAL_EVAL if dense else EvalConfig(protocol="episodic"))
@@ -252,10 +261,10 @@ def cmd_benchmark(args: list[str]) -> None:
     check_result_file(out, identity, a.overwrite)
     source: EpisodeSource | None = None
     if not dense:  # data errors before the model loads
-        source = episode_source(name, a.root, a.fold, a.splits, a.seed, None, a.labels_file)
-    model = load_model(a.weights, map_location=str(resolve_device("auto")))
+        source = registry.episode_source(name, a.root, a.fold, a.splits, a.seed, None, a.labels_file)
+    model = runs.load_model(a.weights, map_location=str(device.resolve_device("auto")))
     if source is not None:
-        result = run_episodes(model, source, protocol, a.max_episodes)
+        result = episodic.run_episodes(model, source, protocol, a.max_episodes)
     else:
-        result = evaluate(model, data, protocol, split="validation")
+        result = evaluation.evaluate(model, data, protocol, split="validation")
     _emit(result, out, identity, a.json)

@@ -12,17 +12,24 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import tyro
 
 from lseg_nb.apps.cli_args import check_result_file, parse_args, safe_name
-from lseg_nb.apps.reports import suite_table
 from lseg_nb.config import ConfigError, EvalConfig
 from lseg_nb.config.suites import SUITES
-from lseg_nb.engine.runs import load_model
-from lseg_nb.engine.suite import SuiteConfig, SuiteRow, run_suite
-from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.io import atomic_write_text, check_output_path
+from lseg_nb.utils.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from lseg_nb.engine.suite import SuiteRow
+
+# imported when the command runs, not for --help (torch alone takes seconds)
+device = lazy_module("lseg_nb.utils.device")
+reports = lazy_module("lseg_nb.apps.reports")
+runs = lazy_module("lseg_nb.engine.runs")
+engine_suite = lazy_module("lseg_nb.engine.suite")
 
 
 @dataclass(frozen=True)
@@ -75,14 +82,14 @@ def cmd_suite(args: list[str]) -> None:
     a = parse_args(SuiteArgs, rest, f"lseg-nb benchmark {suite}", SuiteArgs(suite))
     if not a.weights or not a.root:
         raise ConfigError(f"lseg-nb benchmark {suite} needs --weights W and --root R (the datasets' folder)")
-    config = SuiteConfig(
+    config = engine_suite.SuiteConfig(
         a.suite, a.root, a.harness, tuple(a.only), a.max_images, _eval_overrides(rest, a.eval)
     )
     out = check_output_path(a.out or default_out(a), "--out")
     # through JSON so that it compares equal to the identity read back from an existing file
     identity = json.loads(json.dumps({"weights": a.weights, "suite": dataclasses.asdict(config)}))
     check_result_file(out, identity, a.overwrite)
-    model = load_model(a.weights, map_location=str(resolve_device("auto")))
+    model = runs.load_model(a.weights, map_location=str(device.resolve_device("auto")))
 
     def show(row: SuiteRow) -> None:
         if not a.json:
@@ -90,14 +97,14 @@ def cmd_suite(args: list[str]) -> None:
                 f"{row.benchmark.column}: mIoU {100 * row.miou:.1f} ({row.result.protocol_name})", flush=True
             )
 
-    result = run_suite(model, config, a.weights, progress=not a.json, on_row=show)
+    result = engine_suite.run_suite(model, config, a.weights, progress=not a.json, on_row=show)
     text = json.dumps({"identity": identity, **result.to_dict()}, indent=2, allow_nan=False)
     atomic_write_text(out, text + "\n")
     if a.json:
         print(text)
         return
     print()
-    print(suite_table(result))
+    print(reports.suite_table(result))
     print(f"results (every setting, per-class IoU) written to {out}")
 
 

@@ -58,6 +58,7 @@ def resolve_data_root(data_root: str | Path | None, manifest: DatasetManifest) -
             return cand
         tried.append(str(cand))
     raise FileNotFoundError(
-        f"dataset {manifest.name!r} not found; tried: {tried}. Pass --data-root / data_root=PATH, or set "
+        f"dataset {manifest.name!r} not found; tried: {tried}. Pass --data.data-root PATH (lseg-nb "
+        f"train/evaluate/compare; --data-root for lseg-nb demo) or data_root=PATH in Python, or set "
         f"LSEG_NB_DATA to a folder holding {manifest.name}/ (or LSEG_NB_SHARED to the shared folder)."
     )

@@ -120,7 +120,6 @@ def _dense_config(
     """Dense evaluation of a split of a dataset config (``labels``: another partition of its classes), with the
     calibration offset fitted on the whole validation split when the protocol asks for it."""
     target = eval_data(data, split, model, labels)
-    offset = None
     if protocol.calibrate_seen:
         if not target.labels.is_zero_shot:
             raise InputError(
@@ -128,8 +127,10 @@ def _dense_config(
                 "calibration off"
             )
         val = eval_data(data, data.val_split, model, target.labels)
-        offset = fit_seen_offset(model, val, protocol, progress=progress).offset
-    return run_dense(model, target, protocol, examples, progress, offset)
+        fit = fit_seen_offset(model, val, protocol, progress=progress)
+        result = run_dense(model, target, protocol, examples, progress, fit.offset)
+        return dataclasses.replace(result, notes=(*result.notes, fit.line()))
+    return run_dense(model, target, protocol, examples, progress)
 
 
 def _training_labels(cfg: TrainConfig) -> LabelSplit | None:

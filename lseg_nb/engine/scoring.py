@@ -87,6 +87,88 @@ class ConfusionAccumulator:
         return total, ImageCounts(parts[:, 0], parts[:, 1], parts[:, 2], tuple(ids))
 
 
+#: Largest ``(offsets + 1) * K * K`` count table of :class:`OffsetSweepAccumulator` (int64: 128 MB); a bigger
+#: sweep is scored offset by offset.
+_SWEEP_CELLS = 2**24
+#: Offset-by-pixel comparisons per chunk of :meth:`OffsetSweepAccumulator.add` (bounds its memory).
+_SWEEP_CHUNK = 2**22
+
+
+class OffsetSweepAccumulator:
+    """Total ``(K, K)`` confusion matrices of one class subset at each of many seen offsets (non-decreasing),
+    from one comparison table per pixel instead of one argmax and one confusion matrix per offset.
+
+    ``s_max - offset`` only falls as the offset grows, so a pixel predicts its best seen class for the first
+    ``w`` offsets and its best unseen class for the rest (:func:`~lseg_nb.engine.postprocess.offset_argmax`'s
+    arithmetic and ties, evaluated for every offset at once). Counting pixels by ``(w, target, seen class)`` and
+    ``(w, target, unseen class)`` gives every offset's matrix as a suffix plus a prefix sum. This is what makes a
+    seen-offset fit over 81 offsets cost about as much as one ordinary evaluation of the fitting split.
+    """
+
+    def __init__(self, k: int, offsets: Sequence[float], device: torch.device) -> None:
+        self.k = k
+        self.offsets = [float(o) for o in offsets]
+        g1 = len(self.offsets) + 1
+        self._seen = torch.zeros(g1 * k * k + 1, dtype=torch.long, device=device)  # + 1: unscored pixels
+        self._unseen = torch.zeros_like(self._seen)
+
+    @staticmethod
+    def fits(k: int, offsets: Sequence[float]) -> bool:
+        """Whether a sweep over ``offsets`` can be counted this way (sorted, and a table of bounded size)."""
+        o = list(offsets)
+        return len(o) > 1 and all(a <= b for a, b in zip(o, o[1:])) and (len(o) + 1) * k * k <= _SWEEP_CELLS
+
+    def add(self, maxima: tuple[Tensor, Tensor, Tensor, Tensor], target: Tensor) -> None:
+        """``maxima`` from :func:`~lseg_nb.engine.postprocess.seen_unseen_max`; ``target`` ``(B, H, W)``,
+        values outside ``[0, K)`` not scored."""
+        s_max, s_arg, u_max, u_arg = (t.reshape(-1) for t in maxima)
+        t = target.reshape(-1).long()
+        grid = torch.tensor(self.offsets, dtype=s_max.dtype, device=s_max.device)[:, None]
+        wins = torch.empty_like(t)  # offsets at which the seen class wins, per pixel
+        step = max(1, _SWEEP_CHUNK // len(self.offsets))
+        for a in range(0, t.numel(), step):
+            sm, um, ua, sa = (
+                s_max[a : a + step],
+                u_max[a : a + step],
+                u_arg[a : a + step],
+                s_arg[a : a + step],
+            )
+            shifted = sm[None] - grid  # as offset_argmax: (seen max - offset), compared with the unseen max
+            unseen_wins = (um[None] > shifted) | ((um[None] == shifted) & (ua < sa)[None])
+            wins[a : a + step] = (~unseen_wins).sum(0)
+        k, dropped = self.k, self._seen.numel() - 1
+        keep = (t >= 0) & (t < k)
+        base = wins * (k * k) + t * k
+        for counts, pred in ((self._seen, s_arg), (self._unseen, u_arg)):
+            idx = torch.where(keep, base + pred.long(), dropped)
+            counts.scatter_add_(0, idx, torch.ones_like(idx))
+
+    def result(self) -> np.ndarray:
+        """``(offsets, K, K)`` int64: offset ``g`` predicts the seen class on pixels with ``w > g``."""
+        k, g1 = self.k, len(self.offsets) + 1
+        seen = self._seen[:-1].reshape(g1, k, k)
+        unseen = self._unseen[:-1].reshape(g1, k, k)
+        from_seen = seen.flip(0).cumsum(0).flip(0)[1:]  # pixels with w > g
+        from_unseen = unseen.cumsum(0)[:-1]  # pixels with w <= g
+        return (from_seen + from_unseen).cpu().numpy()
+
+
+def _sweeps(settings: Sequence[Setting], plain: bool, per_image: bool) -> dict[tuple, list[int]]:
+    """Settings that differ only in their seen offset, to score with one :class:`OffsetSweepAccumulator`:
+    ``{(classes, seen): [setting indices]}`` (plain argmax and totals only; the first setting is never swept,
+    since its predictions are kept for figures)."""
+    if not plain or per_image:
+        return {}
+    groups: dict[tuple, list[int]] = {}
+    for i, s in enumerate(settings[1:], 1):
+        groups.setdefault((s.classes, s.labels.seen), []).append(i)
+    return {
+        key: idx
+        for key, idx in groups.items()
+        if OffsetSweepAccumulator.fits(len(key[0]), [settings[i].offset for i in idx])
+    }
+
+
 @dataclass(frozen=True, eq=False)
 class Scored:
     """What one pass produced: per setting the total confusion matrix and per-image counts, the image ids in
@@ -144,6 +226,12 @@ def score_settings(
     scale = getattr(model, "logit_scale", None)
     plain = not protocol.scores_probabilities
     plain = plain and protocol.pamr_steps == 0
+    sweeps = _sweeps(settings, plain, per_image)
+    swept = {i for idx in sweeps.values() for i in idx}
+    sweep_accs = {
+        key: OffsetSweepAccumulator(len(key[0]), [settings[i].offset for i in idx], device)
+        for key, idx in sweeps.items()
+    }
     accs = [ConfusionAccumulator(len(s.classes), device, per_image) for s in settings]
     n = len(dataset) if max_images is None else min(len(dataset), max_images)
     keep = keep or {}
@@ -167,7 +255,17 @@ def score_settings(
                 break
             target = target.to(device, non_blocking=True)
             maxima: dict[tuple, tuple[Tensor, ...]] = {}  # per subset and seen mask, for this batch
+            for key, sweep in sweep_accs.items():
+                si = sweeps[key][0]
+                sub = subsets.index(key[0])
+                if (sub, key[1]) not in maxima:
+                    maxima[(sub, key[1])] = seen_unseen_max(
+                        max_over_names(logits[sub], owners[sub]), seen_masks[si]
+                    )
+                sweep.add(maxima[(sub, key[1])], luts[si][target])
             for si, s in enumerate(settings):
+                if si in swept:
+                    continue
                 sub = subsets.index(s.classes)
                 if plain:  # argmax of class logits: any seen offset is one comparison per pixel
                     key = (sub, s.labels.seen)
@@ -196,7 +294,11 @@ def score_settings(
         )
     ids = image_ids(dataset, n)
     confusion, counts = {}, {}
-    for s, acc in zip(settings, accs, strict=True):
-        confusion[s.name], counts[s.name] = acc.result(ids)
+    for si, (s, acc) in enumerate(zip(settings, accs, strict=True)):
+        if si not in swept:
+            confusion[s.name], counts[s.name] = acc.result(ids)
+    for key, sweep in sweep_accs.items():
+        for si, cm in zip(sweeps[key], sweep.result(), strict=True):
+            confusion[settings[si].name], counts[settings[si].name] = cm, None
     examples = tuple(sorted(kept, key=lambda e: keep[e[0]]))
     return Scored(confusion, counts, ids, examples)

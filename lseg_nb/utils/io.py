@@ -7,6 +7,9 @@ split's ids, label texts and model specs in output names) go through :func:`insi
 :func:`file_stem`: a relative part may not be absolute, name a drive or hold a ``..`` component, and this is
 checked before anything is read or created. The check is lexical: symbolic links that the owner of a data root
 placed inside it are followed, as everywhere else.
+
+numpy, torch and PIL are imported inside the few functions that use them: the configs write JSON through this
+module, and ``lseg-nb --help`` or ``lseg-nb COMMAND --help`` must not pay torch's seconds of import.
 """
 
 from __future__ import annotations
@@ -18,13 +21,13 @@ import struct
 import tempfile
 import time
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
-
-import numpy as np
-import torch
-from PIL import Image
+from typing import TYPE_CHECKING, Any
 
 from lseg_nb.utils.errors import InputError, shorten
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -205,6 +208,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_save_png(array: np.ndarray, path: str | Path, palette: np.ndarray | None = None) -> None:
     """Save an image array as a PNG atomically: ``(H, W, 3)`` uint8 RGB, or an ``(H, W)`` index map -- uint8
     (with ``palette``, ``(K, 3)`` uint8 colours for K <= 256, a palette PNG) or uint16 (16-bit greyscale)."""
+    import numpy as np
+    from PIL import Image
+
     im = Image.fromarray(np.asarray(array))
     if palette is not None:
         if len(palette) > 256 or im.mode != "L":
@@ -220,6 +226,8 @@ def atomic_save_png(array: np.ndarray, path: str | Path, palette: np.ndarray | N
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` to ``path`` atomically (the previous file survives a crash mid-write)."""
+    import torch
+
     _atomic(user_path(path), lambda tmp: torch.save(obj, tmp))
 
 
@@ -292,6 +300,8 @@ def _canonical_safetensors_header(path: str | Path) -> None:
 
 def safe_torch_load(path: str | Path) -> Any:
     """``torch.load`` with ``weights_only=True``; a file that needs arbitrary pickled objects gets a clear error."""
+    import torch
+
     path = user_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
@@ -320,6 +330,8 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
             return load(path.read_bytes())  # safetensors opens only UTF-8 paths
         except Exception as e:  # noqa: BLE001
             raise InputError(f"{path} is not a readable safetensors file: {e}") from None
+    import torch
+
     obj = safe_torch_load(path)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
@@ -331,6 +343,8 @@ def load_tensors(path: str | Path) -> dict[str, torch.Tensor]:
 def atomic_save_npy(array: Any, path: str | Path) -> None:
     """``numpy.save`` an array to ``path`` atomically (no pickled objects: ``allow_pickle=False``)."""
 
+    import numpy as np
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:  # a file object: np.save would append ".npy" to the temporary name
             np.save(f, np.asarray(array), allow_pickle=False)
@@ -341,6 +355,8 @@ def atomic_save_npy(array: Any, path: str | Path) -> None:
 def check_finite(tensors: dict[str, torch.Tensor], source: str | Path, named: Any = str) -> None:
     """Refuse weights holding NaN or infinite values (a model that predicts one class everywhere), naming the
     first such tensor (as ``named(key)`` spells it) and how many of its values are bad."""
+    import torch
+
     for key, t in tensors.items():
         if t.is_floating_point() or t.is_complex():
             bad = int((~torch.isfinite(t)).sum())

@@ -16,12 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import Tensor
+from typing import TYPE_CHECKING, Any
 
 from lseg_nb.utils.errors import InputError
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 #: Label-map value of unlabelled ("void") pixels, never scored and never a training target.
 VOID = 255
@@ -237,6 +237,8 @@ class LabelSplit:
     def target_lut(self, classes: Sequence[int], ignore_index: int | None = None) -> Tensor:
         """Lookup table class index -> position in ``classes``; every other value (other classes, void) ->
         ``ignore_index`` (default :attr:`void`). ``lut[label_map]`` maps a label map to those positions."""
+        import torch  # here, not at the top: the command line parses labels without paying torch's import
+
         ignore = self.void if ignore_index is None else ignore_index
         lut = torch.full((self.lut_size(),), ignore, dtype=torch.long)
         for pos, cls in enumerate(classes):
@@ -293,9 +295,14 @@ def read_labels_file(path: str | Path) -> list[str]:
 
 
 def labels_from_args(values: Sequence[str], labels_file: str | Path | None = None) -> list[str]:
-    """The classes of ``--labels A B "C, D" "E|F"`` (commas split classes, as in the widget) or of
-    ``--labels-file FILE``. A lone value naming an existing file is refused (it would silently become one
-    label), as is giving both or neither."""
+    """The classes of ``--labels A B "C, D" "E|F"`` (commas split classes, as in the widget; a comma ending a
+    shell word, as in ``--labels sky, road, car``, only separates) or of ``--labels-file FILE``. A lone value
+    naming an existing file is refused (it would silently become one label), as is giving both or neither.
+
+    Args:
+        values: the ``--labels`` words as the shell split them.
+        labels_file: the ``--labels-file`` path, or ``None``.
+    """
     if labels_file is not None:
         if values:
             raise InputError("give --labels or --labels-file, not both")
@@ -307,4 +314,18 @@ def labels_from_args(values: Sequence[str], labels_file: str | Path | None = Non
             f"--labels {values[0]!r} names a file: pass --labels-file {values[0]} to read one label per line, "
             "or type the labels themselves"
         )
-    return clean_labels(",".join(values), "--labels")
+    entries: list[str] = []
+    for word in values:
+        parts = word.split(",")
+        if len(parts) > 1 and not any(p.strip() for p in parts):
+            continue  # a lone comma between words: `--labels sky , road`
+        # a comma at either end of a shell word only separates it from the next (`--labels sky, road, car`);
+        # an empty entry inside one word ("sky,,car") or a blank word is refused by clean_labels
+        if len(parts) > 1 and not parts[-1].strip():
+            parts = parts[:-1]
+        if len(parts) > 1 and not parts[0].strip():
+            parts = parts[1:]
+        entries += parts
+    if not entries:
+        raise InputError(f"no labels in --labels {' '.join(values)!r}: type them, e.g. --labels sky road car")
+    return clean_labels(entries, "--labels")
