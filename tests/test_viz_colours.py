@@ -129,3 +129,16 @@ def test_our_ade20k_manifest_names_get_the_ade20k_palette():
     assert _hexes(found[1])[:3] == ["#787878", "#b47878", "#06e6e6"]  # wall, building, sky
     assert hex_colour(found[1][58]) != hex_colour(found[1][130])  # the two "screen" classes stay apart
     assert MIN_DELTA_E > COLLISION_DELTA_E
+
+
+def test_labels_sharing_a_colour_word_get_shades_of_it():
+    # the demo's synthetic_textures classes: four patterns per colour; each pattern a distinct shade of its colour
+    labels = [
+        f"{c} {p}" for c in ("red", "green", "blue", "yellow") for p in ("stripes", "dots", "checks", "plain")
+    ]
+    cols = label_colours(labels)
+    assert len(set(_hexes(cols))) == 16
+    for text, c in zip(labels, cols, strict=True):
+        hue = {"red": 0, "green": 120, "blue": 220, "yellow": 50}[text.split()[0]]
+        h = _hue_deg(c)
+        assert min(abs(h - hue), 360 - abs(h - hue)) <= 20, text

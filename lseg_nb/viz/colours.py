@@ -12,8 +12,9 @@
 3. A label keeps its home colour unless it collides: its home is within :data:`COLLISION_DELTA_E` of the home of
    a label of the same figure that ranks first (colour-table labels first, then by hash). Only then does a label
    depend on the others: it moves along its own probe sequence of the palette to the first colour at least
-   :data:`MIN_DELTA_E` from every colour kept or given so far. So "sky" is the same sky blue in every figure
-   unless the figure also has, say, "light blue"; two labels of one figure never share a colour.
+   :data:`MIN_DELTA_E` from every colour kept or given so far (a label with a colour word first tries lighter
+   and darker shades of it, so "red dots" beside "red stripes" is a shade of red). So "sky" is the same sky blue
+   in every figure unless the figure also has, say, "blue sky"; two labels of one figure never share a colour.
 
 Void (ignored) pixels are never coloured: they keep the image (overlays) or are black (label maps), and keys
 describe them with :data:`VOID_LABEL`.
@@ -133,6 +134,13 @@ def word_colour(label: str) -> np.ndarray | None:
     return None if first is None else _rgb(WORD_COLOURS[first])
 
 
+def _shades(rgb: np.ndarray) -> np.ndarray:
+    """Lighter and darker versions of a colour-word colour, for a second "red ..." label of a figure."""
+    white, black = np.ones(3), np.zeros(3)
+    mixes = [(white, 0.45), (black, 0.4), (white, 0.7), (black, 0.6)]
+    return np.array([(1 - t) * rgb + t * other for other, t in mixes])
+
+
 def _rank(text: str) -> tuple[int, int, str]:
     digest = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
     return (0 if word_colour(text) is not None else 1, digest, text)
@@ -156,7 +164,6 @@ def label_colours(labels: Sequence[str]) -> np.ndarray:
     if len(unique) > PALETTE_SIZE:
         by_text = dict(zip(sorted(unique), class_palette(len(unique))))
         return np.array([by_text[t] for t in texts]).reshape(-1, 3)
-    lab_palette = rgb_to_lab(LABEL_PALETTE)
     colour: dict[str, np.ndarray] = {}
     kept: list[np.ndarray] = []  # CIELAB of the colours given so far
     moved = []
@@ -169,13 +176,18 @@ def label_colours(labels: Sequence[str]) -> np.ndarray:
             kept.append(lab)
         else:
             moved.append(text)
-    for text in moved:  # then the colliding ones, along their own probe sequence
-        probes = [(home_slot(text) + i * _PROBE_STEP) % PALETTE_SIZE for i in range(PALETTE_SIZE)]
-        far = [p for p in probes if all(np.linalg.norm(lab_palette[p] - k) >= MIN_DELTA_E for k in kept)]
-        near = [p for p in probes if all(np.linalg.norm(lab_palette[p] - k) > 1e-6 for k in kept)]
-        slot = (far or near)[0]
-        colour[text] = LABEL_PALETTE[slot]
-        kept.append(lab_palette[slot])
+    for text in moved:  # then the colliding ones: shades of their colour word, then their own palette probes
+        word = word_colour(text)
+        probes = LABEL_PALETTE[(home_slot(text) + np.arange(PALETTE_SIZE) * _PROBE_STEP) % PALETTE_SIZE]
+        rgb = np.concatenate([_shades(word) if word is not None else np.zeros((0, 3)), probes, probes])
+        gap = np.repeat(
+            [COLLISION_DELTA_E, MIN_DELTA_E, 1e-6], [len(rgb) - 2 * PALETTE_SIZE, *[PALETTE_SIZE] * 2]
+        )
+        lab = rgb_to_lab(rgb)  # the last PALETTE_SIZE: a crowded figure, distinct if not far apart
+        nearest = np.linalg.norm(lab[:, None] - np.array(kept)[None], axis=-1).min(axis=1)
+        pick = int(np.flatnonzero(nearest >= gap)[0])
+        colour[text] = rgb[pick]
+        kept.append(lab[pick])
     return np.array([colour[t] for t in texts]).reshape(-1, 3)
 
 
