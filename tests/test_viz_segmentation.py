@@ -134,12 +134,12 @@ def test_example_figures_colour_classes_by_name_and_key_void():
     pred = np.ones((6, 6), int)
     fig = plot_examples([(img, pred, target)], ["road", "sky"])
     keys = _legend_colours(fig)
-    assert set(keys) == {"road", "sky", VOID_LABEL + ": untinted"}
+    assert set(keys) == {"road", "sky", VOID_LABEL}  # label maps: void is black, not untinted
     assert keys["sky"] == tuple(np.round(label_palette(["sky"])[0] / 255, 4))  # drawn as uint8
     other = plot_examples([(img, np.zeros((6, 6), int), np.zeros((6, 6), int))], ["sky", "tree"])
     assert _legend_colours(other) == {"sky": keys["sky"]}  # same colour in another figure; no void, no key
-    overlaid = fig.axes[1].get_images()[0].get_array()
-    np.testing.assert_array_equal(overlaid, overlay(img, pred, label_palette(["road", "sky"])))
+    drawn = fig.axes[1].get_images()[0].get_array()
+    np.testing.assert_array_equal(drawn, colorize(pred, label_palette(["road", "sky"])))  # the key's colours
 
 
 def test_nearest_text_figure_uses_label_colours_and_keys_void():
@@ -172,19 +172,24 @@ def test_label_query_figure_keys_shares_and_can_omit_absent_labels():
     assert share_text(0.001) == "<1%" and share_text(0.0) == "0%"
 
 
-def test_predict_figure_has_image_and_prediction_only(tiny_model):
+def test_predict_figure_has_image_overlay_and_label_map(tiny_model):
     image = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
     labels = ["sky", "grass", "cow", "tree", "water", "road"]
     fig, shares = predict_figure(tiny_model, image, labels, title="x.png")
-    assert len(fig.axes) == 2 and [a.get_title() for a in fig.axes] == [
+    assert [a.get_title() for a in fig.axes] == [
         "x.png",
         "segmentation with your labels",
+        "label map (key colours)",
     ]
     assert sum(shares.values()) == pytest.approx(1.0)
-    keys = list(_legend_colours(fig))
+    keys = _legend_colours(fig)
     found = [f"{k} ({share_text(v)})" for k, v in shares.items() if v > 0]
     absent = [k for k, v in shares.items() if v == 0]
-    assert keys == found + ([f"not found: {', '.join(absent)}"] if absent else [])
+    unwrapped = [k.replace("\n", " ") for k in keys]  # the "not found" line is wrapped to 40 characters
+    assert unwrapped == found + ([f"not found: {', '.join(absent)}"] if absent else [])
+    # every swatch is a colour the label map draws (the old key matched no pixel of the blended overlay)
+    drawn = {tuple(np.round(c / 255, 4)) for c in fig.axes[2].get_images()[0].get_array().reshape(-1, 3)}
+    assert {c for c in keys.values() if c is not None} == drawn
 
 
 def test_loss_curve_labels_every_line_and_axis():

@@ -16,7 +16,8 @@
    and darker shades of it, so "red dots" beside "red stripes" is a shade of red). So "sky" is the same sky blue
    in every figure unless the figure also has, say, "blue sky"; two labels of one figure never share a colour.
 
-Void (ignored) pixels are never coloured: they keep the image (overlays) or are black (label maps), and keys
+Void (ignored) pixels are never coloured: they keep the image (overlays) or are black in label maps -- unless a
+class is black itself (VOC's background), when they take VOC's own void colour (:func:`void_colour`) -- and keys
 describe them with :data:`VOID_LABEL`.
 """
 
@@ -194,6 +195,21 @@ def label_colours(labels: Sequence[str]) -> np.ndarray:
 def label_palette(labels: Sequence[str]) -> np.ndarray:
     """:func:`label_colours` as uint8 RGB ``(K, 3)`` (for drawing into images)."""
     return (label_colours(labels) * 255).round().astype(np.uint8)
+
+
+VOC_VOID_RGB = np.array([224, 224, 192]) / 255  # VOC's colour of void (object boundaries) in its label PNGs
+
+
+def void_colour(colours: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of void pixels in a label map of ``colours``: black, or VOC's void cream if a class is black.
+
+    Args:
+        colours: ``(K, 3)`` class colours, uint8 or in [0, 1].
+    """
+    rgb = np.asarray(colours, dtype=float).reshape(-1, 3)
+    rgb = rgb / 255 if rgb.max(initial=0) > 1 else rgb
+    black = rgb.size and bool((rgb.max(axis=1) < 0.1).any())
+    return VOC_VOID_RGB if black else np.zeros(3)
 
 
 def hex_colour(rgb: Sequence[float]) -> str:
