@@ -19,7 +19,7 @@ from lseg_nb.diagnostics.sampling import ArrayLike
 from lseg_nb.diagnostics.umap_projection import UmapResult
 from lseg_nb.viz.colours import label_colours, void_colour
 from lseg_nb.viz.mpl import figure, line2d, patch
-from lseg_nb.viz.segmentation import class_key, panel_inches
+from lseg_nb.viz.segmentation import PIXELS, class_key, panel_inches
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -263,11 +263,11 @@ def plot_confidence_map(
     fig = figure(figsize=(ncols * width + 1.2, rows_inches), layout="constrained")
     ax = fig.subplots(nrows, ncols, squeeze=False)
     for r in range(nrows if imgs is not None else 0):
-        ax[r, 0].imshow(imgs[0 if shared else r])
+        ax[r, 0].imshow(imgs[0 if shared else r], interpolation=PIXELS)
         ax[r, 0].set_title("image", fontsize=9)
     for k, (r, c) in enumerate(cells):
         a = ax[r, c + lead]
-        im = a.imshow(conf[k], vmin=0, vmax=1, cmap="viridis")
+        im = a.imshow(conf[k], vmin=0, vmax=1, cmap="viridis", interpolation=PIXELS)
         title = titles[k] if titles else "confidence"
         if wrong is not None:
             if wrong[k].any():  # a map without mistakes has no outline (and matplotlib would warn)
@@ -348,7 +348,7 @@ def plot_nearest_text_row(
         (_colour_labels(near, voc_pal, -1), "nearest text"),
     ]
     for a, (img, title) in zip(ax[0], panels, strict=True):
-        a.imshow(img, interpolation="nearest")
+        a.imshow(img, interpolation=PIXELS)
         a.set_title(title, fontsize=10)
         a.set_axis_off()
     used = sorted(

@@ -16,7 +16,7 @@ import numpy as np
 
 from lseg_nb.viz.colours import hex_colour, label_colours
 from lseg_nb.viz.mpl import figure, line2d, patch
-from lseg_nb.viz.segmentation import colorize, overlay, panel_inches
+from lseg_nb.viz.segmentation import PIXELS, colorize, overlay, panel_inches
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -61,11 +61,11 @@ def plot_label_query(
     width, height = panel_inches(mask.shape, 2.8)
     fig = figure(figsize=(3 * width + 2.0, height + 0.4), layout="constrained")
     ax = fig.subplots(1, 3)
-    ax[0].imshow(image)
+    ax[0].imshow(image, interpolation=PIXELS)
     ax[0].set_title(title or "image", fontsize=10)
-    ax[1].imshow(overlay(image, mask, colours, ignore_index=-1))
+    ax[1].imshow(overlay(image, mask, colours, ignore_index=-1), interpolation=PIXELS)
     ax[1].set_title("segmentation with your labels", fontsize=10)
-    ax[2].imshow(colorize(mask, colours, ignore_index=-1), interpolation="nearest")
+    ax[2].imshow(colorize(mask, colours, ignore_index=-1), interpolation=PIXELS)
     ax[2].set_title("label map (key colours)", fontsize=10)
     for a in ax:
         a.set_axis_off()
