@@ -136,7 +136,8 @@ def test_show_saves_pngs_into_the_run_folder_also_outside_ipython(tmp_path):
     show(one, save=folder / "examples")
     show(a, b, save=folder / "confidence map: image 3")
     names = sorted(p.name for p in folder.iterdir())
-    assert names == ["confidence_map_image_3_1.png", "confidence_map_image_3_2.png", "examples.png"]
+    stems = ["confidence_map_image_3_1", "confidence_map_image_3_2", "examples"]
+    assert names == sorted(f"{s}.{x}" for s in stems for x in ("pdf", "png", "svg"))  # a paper's formats too
     assert (folder / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

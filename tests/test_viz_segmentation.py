@@ -99,7 +99,11 @@ def test_label_colours_are_stable_across_processes():
         for seed in ("1", "2")
     }
     assert seen == {hex_colour(label_colours(["cow"])[0])}
-    assert hex_colour(label_colours(["sky"])[0]) == "#c8e990"  # pinned: a change recolours every saved figure
+    # pinned: a change recolours every saved figure ("sky" from the colour-word table, "cow" from its hash)
+    assert (
+        hex_colour(label_colours(["sky"])[0]) == "#87ceeb"
+        and hex_colour(label_colours(["cow"])[0]) == "#e9d390"
+    )
     assert home_slot("cow") == int.from_bytes(hashlib.sha256(b"cow").digest()[:8], "big") % PALETTE_SIZE
 
 
@@ -118,7 +122,7 @@ def test_colliding_labels_get_distinct_colours():
     twin = next(w for w in words[1:] if home_slot(w) == slot)  # same home colour
     cols = label_colours([words[0], twin])
     assert not np.allclose(cols[0], cols[1])
-    np.testing.assert_array_equal(cols[0], LABEL_PALETTE[slot])  # the first in text order keeps its home
+    np.testing.assert_array_equal(cols[0], LABEL_PALETTE[slot])  # the first by rank (SHA-256) keeps its home
     assert len({tuple(c) for c in label_colours(words[:300]).round(6)}) == 300  # beyond the palette: distinct
     np.testing.assert_array_equal(label_colours(["a", "b", "a"])[0], label_colours(["a", "b", "a"])[2])
 
@@ -130,12 +134,12 @@ def test_example_figures_colour_classes_by_name_and_key_void():
     pred = np.ones((6, 6), int)
     fig = plot_examples([(img, pred, target)], ["road", "sky"])
     keys = _legend_colours(fig)
-    assert set(keys) == {"road", "sky", VOID_LABEL + ": untinted"}
+    assert set(keys) == {"road", "sky", VOID_LABEL}  # label maps: void is black, not untinted
     assert keys["sky"] == tuple(np.round(label_palette(["sky"])[0] / 255, 4))  # drawn as uint8
     other = plot_examples([(img, np.zeros((6, 6), int), np.zeros((6, 6), int))], ["sky", "tree"])
     assert _legend_colours(other) == {"sky": keys["sky"]}  # same colour in another figure; no void, no key
-    overlaid = fig.axes[1].get_images()[0].get_array()
-    np.testing.assert_array_equal(overlaid, overlay(img, pred, label_palette(["road", "sky"])))
+    drawn = fig.axes[1].get_images()[0].get_array()
+    np.testing.assert_array_equal(drawn, colorize(pred, label_palette(["road", "sky"])))  # the key's colours
 
 
 def test_nearest_text_figure_uses_label_colours_and_keys_void():
@@ -168,19 +172,24 @@ def test_label_query_figure_keys_shares_and_can_omit_absent_labels():
     assert share_text(0.001) == "<1%" and share_text(0.0) == "0%"
 
 
-def test_predict_figure_has_image_and_prediction_only(tiny_model):
+def test_predict_figure_has_image_overlay_and_label_map(tiny_model):
     image = np.random.default_rng(0).integers(0, 255, (40, 48, 3), dtype=np.uint8)
     labels = ["sky", "grass", "cow", "tree", "water", "road"]
     fig, shares = predict_figure(tiny_model, image, labels, title="x.png")
-    assert len(fig.axes) == 2 and [a.get_title() for a in fig.axes] == [
+    assert [a.get_title() for a in fig.axes] == [
         "x.png",
         "segmentation with your labels",
+        "label map (key colours)",
     ]
     assert sum(shares.values()) == pytest.approx(1.0)
-    keys = list(_legend_colours(fig))
+    keys = _legend_colours(fig)
     found = [f"{k} ({share_text(v)})" for k, v in shares.items() if v > 0]
     absent = [k for k, v in shares.items() if v == 0]
-    assert keys == found + ([f"not found: {', '.join(absent)}"] if absent else [])
+    unwrapped = [k.replace("\n", " ") for k in keys]  # the "not found" line is wrapped to 40 characters
+    assert unwrapped == found + ([f"not found: {', '.join(absent)}"] if absent else [])
+    # every swatch is a colour the label map draws (the old key matched no pixel of the blended overlay)
+    drawn = {tuple(np.round(c / 255, 4)) for c in fig.axes[2].get_images()[0].get_array().reshape(-1, 3)}
+    assert {c for c in keys.values() if c is not None} == drawn
 
 
 def test_loss_curve_labels_every_line_and_axis():

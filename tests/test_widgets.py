@@ -119,7 +119,7 @@ def test_uploaded_images_are_normalised_with_the_model_mean_and_std(tiny_model, 
 
 def test_static_figure_has_a_key_of_label_shares(tiny_model, data):
     fig = LabelExplorer(tiny_model, data, names=["first", "second"]).figure(0, "sky, cow")
-    assert len(fig.axes) == 2 and fig.axes[0].get_title() == "first"
+    assert len(fig.axes) == 3 and fig.axes[0].get_title() == "first"
     texts = [t.get_text() for t in fig.legends[0].get_texts()]
     assert [t.split(" (")[0] for t in texts] == ["sky", "cow"] and all(t.endswith("%)") for t in texts)
 

@@ -2,8 +2,8 @@
 
 Notebooks pass artifacts through run folders (never kernel state), so every notebook starts with
 ``load_run(ensure_run(run_dir))``: the run is trained with the small default config only when the folder holds
-no finished model yet. Figures shown with ``show(fig, save=figure_dir(run, NOTEBOOK) / NAME)`` are also written as
-PNG files into the run folder, so results can be used without opening the notebook.
+no finished model yet. Figures shown with ``show(fig, save=figure_dir(run, NOTEBOOK) / NAME)`` are also written
+into the run folder (PNG at 254 dpi plus PDF and SVG), so results can be used without opening the notebook.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ RUN_FILES = {
     "checkpoints/last.pt": "latest training state for exact resume (weights_only-loadable)",
     "model.safetensors": "final weights + model config in the metadata (load_model / load_run)",
     "loss_curve.png": "training loss and learning rate against the step",
-    "figures": "notebook figures as PNG files (figures/<notebook>/<name>.png)",
+    "figures": "notebook figures (figures/<notebook>/<name>.png, 254 dpi, with .pdf and .svg copies)",
     "report": "demo report folder (metrics.json, report.md, figures)",
     "ablation": "text-encoder ablation reports and runs (notebook 08)",
 }
@@ -261,8 +261,9 @@ def _png_paths(save: str | Path, n: int) -> list[Path]:
 
 def show(*figures: Figure, save: str | Path | None = None) -> None:
     """Display figures once in Jupyter (PNG, whatever the matplotlib backend); and with ``save`` (a path such as
-    ``figure_dir(run, "02_zero_shot_evaluation") / "examples"``) also write them as PNG files, atomically and
-    also outside IPython: ``NAME.png`` for one figure, ``NAME_1.png``, ``NAME_2.png``, ... for several.
+    ``figure_dir(run, "02_zero_shot_evaluation") / "examples"``) also write them, atomically and also outside
+    IPython: ``NAME.png`` for one figure, ``NAME_1.png``, ``NAME_2.png``, ... for several, each at 254 dpi with a
+    PDF and an SVG copy of the same name (:func:`~lseg_nb.utils.io.atomic_save_figure`).
 
     Registers a PNG formatter for figures when none is active (e.g. under ``MPLBACKEND=Agg``) and closes
     pyplot-managed figures after displaying them, so the inline backend does not show them a second time.

@@ -178,7 +178,7 @@ class LabelExplorer:
         return LabelQuery(index, names, logits, self.predictor.similarity(text).numpy())
 
     def draw(self, query: LabelQuery) -> Figure:
-        """A query as image | overlay, with a key of label shares."""
+        """A query as image | overlay | label map, with a key of label shares."""
         return plot_label_query(
             self.display_image(query.index), query.mask, query.labels, self.names[query.index]
         )

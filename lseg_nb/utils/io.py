@@ -188,11 +188,39 @@ def check_output_dir(path: str | Path, what: str = "output folder") -> Path:
     return path
 
 
-def atomic_save_figure(fig: Any, path: str | Path, dpi: int = 110) -> None:
-    """Save a matplotlib figure atomically (format from the suffix, tight bounding box)."""
+FIGURE_DPI = 254  # >= 200 dpi (what journals ask of raster figures); 254 dpi = 100 px/mm, exact in PNG pHYs
+VECTOR_COPIES = ("pdf", "svg")  # written beside every PNG figure, for papers and slides
+_NO_DATE = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}  # same figure, same bytes
+
+
+def atomic_save_figure(fig: Any, path: str | Path, dpi: int = FIGURE_DPI) -> list[Path]:
+    """Save a matplotlib figure atomically (tight bounding box) and return the paths written.
+
+    A ``.png`` (or suffix-less) path is written as PNG at ``dpi`` plus PDF and SVG copies with the same stem, so
+    every saved figure can go into a paper as it is; any other suffix (``.pdf``, ``.svg``, ``.jpg``) is written
+    in that format only.
+
+    Args:
+        fig: the matplotlib Figure.
+        path: where to write it; the suffix names the format.
+        dpi: raster resolution (PNG, and images inside the PDF/SVG).
+    """
+    import matplotlib  # the figure exists, so matplotlib is installed and imported already
+
     path = user_path(path)
-    fmt = path.suffix.lstrip(".") or "png"
-    _atomic(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt))
+    fmt = path.suffix.lstrip(".").lower() or "png"
+    paths = [(path, fmt)] + ([(path.with_suffix(f".{v}"), v) for v in VECTOR_COPIES] if fmt == "png" else [])
+    # fixed SVG element ids and no dates: the same figure gives the same bytes (diffable, cacheable)
+    with matplotlib.rc_context({"svg.hashsalt": "lseg_nb"}):
+        for out, kind in paths:
+            meta = _NO_DATE.get(kind)
+            _atomic(
+                out,
+                lambda tmp, k=kind, m=meta: fig.savefig(
+                    tmp, dpi=dpi, bbox_inches="tight", format=k, metadata=m
+                ),
+            )
+    return [out for out, _ in paths]
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

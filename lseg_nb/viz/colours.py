@@ -1,12 +1,23 @@
 """Colours of labels: fixed per label text, so a label looks the same in every figure and run.
 
-:func:`label_colours` hashes each label's text (SHA-256, independent of Python's per-process hash seed) into the
-fixed palette :data:`LABEL_HEX` of :data:`PALETTE_SIZE` colours, any two of which are at least
-:data:`MIN_DELTA_E` apart in CIELAB (so they are told apart side by side). Inside one figure two labels never share
-a colour: when a label's home slot is taken, it moves to the next free slot of its own probe sequence. Labels are
-placed in sorted text order, so the result depends on the set of labels, not on their order; a label keeps its
-home colour unless another label of the same figure hashes to the same slot (for 23 labels, about 2 of them move).
-Void (ignored) pixels are never coloured: they keep the image (overlays) or are black (label maps), and keys
+:func:`label_colours` decides in three steps:
+
+1. Labels that are exactly a known dataset's classes (VOC, ADE20K-150, Cityscapes-19, CamVid-11/32; see
+   :mod:`lseg_nb.viz.dataset_palettes`) get that dataset's standard palette.
+2. Otherwise each label has a home colour of its own text alone: a colour word or a stuff name with a natural
+   colour (:data:`WORD_COLOURS`: "green" is green, "sky" sky blue, "grass" green, "water" blue; the whole label,
+   else its last word, else its first colour word, so "blue car" is blue and "green grass" is grass), or else the
+   SHA-256 hash of the text into the fixed palette :data:`LABEL_HEX` of :data:`PALETTE_SIZE` colours, any two at
+   least :data:`MIN_DELTA_E` apart in CIELAB (SHA-256, not Python's salted ``hash``, so it holds across processes).
+3. A label keeps its home colour unless it collides: its home is within :data:`COLLISION_DELTA_E` of the home of
+   a label of the same figure that ranks first (colour-table labels first, then by hash). Only then does a label
+   depend on the others: it moves along its own probe sequence of the palette to the first colour at least
+   :data:`MIN_DELTA_E` from every colour kept or given so far (a label with a colour word first tries lighter
+   and darker shades of it, so "red dots" beside "red stripes" is a shade of red). So "sky" is the same sky blue
+   in every figure unless the figure also has, say, "blue sky"; two labels of one figure never share a colour.
+
+Void (ignored) pixels are never coloured: they keep the image (overlays) or are black in label maps -- unless a
+class is black itself (VOC's background), when they take VOC's own void colour (:func:`void_colour`) -- and keys
 describe them with :data:`VOID_LABEL`.
 """
 
@@ -18,10 +29,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lseg_nb.viz.dataset_palettes import dataset_colours
 from lseg_nb.viz.mpl import colormap
 
 VOID_LABEL = "void (not scored)"
 MIN_DELTA_E = 16.0
+COLLISION_DELTA_E = 10.0  # closer than this, two swatches side by side read as one colour
 _PROBE_STEP = 37  # coprime with PALETTE_SIZE: every slot is probed once
 
 # Farthest-point sampling in CIELAB over a 24-step RGB grid, lightness 35..90 and chroma >= 25 (no near-black,
@@ -49,6 +62,25 @@ LABEL_HEX = (
 PALETTE_SIZE = len(LABEL_HEX)
 LABEL_PALETTE = np.array([[int(h[i : i + 2], 16) / 255 for i in (0, 2, 4)] for h in LABEL_HEX])
 """``(PALETTE_SIZE, 3)`` RGB in [0, 1] of :data:`LABEL_HEX`."""
+
+# Colour words and stuff whose colour everyone expects. Hand-picked sRGB; black is dark grey and white off-white,
+# because void is pure black in label maps and white vanishes on paper.
+# fmt: off
+WORD_COLOURS = {
+    "red": "d62728", "green": "2ca02c", "blue": "1f5fd6", "yellow": "f2d21b", "orange": "ff7f0e",
+    "purple": "8e44ad", "violet": "9b59d0", "pink": "ff8fc8", "brown": "8c564b", "black": "404040",
+    "white": "ebebeb", "grey": "9a9a9a", "gray": "9a9a9a", "cyan": "17d4e0", "magenta": "e0218a",
+    "teal": "108080", "navy": "1f2f7a", "gold": "d4a017", "beige": "e8d8b0", "lime": "a0e020",
+    "maroon": "800020", "olive": "808020", "turquoise": "40e0d0", "silver": "c0c0c8",
+    "sky": "87ceeb", "cloud": "dcdcea", "grass": "5cb83a", "lawn": "5cb83a", "field": "b5c85a", "tree": "2e7d32",
+    "forest": "1f5f24", "plant": "4caf50", "vegetation": "4f9a3c", "foliage": "3e9a3e", "leaf": "3e9a3e",
+    "leaves": "3e9a3e", "water": "2f74c0", "sea": "1c5aa0", "ocean": "1c4f9a", "river": "3a86c8",
+    "lake": "3f7fbf", "sand": "e3c98a", "beach": "e3c98a", "snow": "f4f6fa", "earth": "8b6a45",
+    "dirt": "8b6a45", "soil": "8b6a45", "ground": "8b6a45", "mud": "6b5033", "mountain": "8b7355",
+    "rock": "8a8580", "stone": "8a8580", "wood": "9a6a3a", "fire": "ff5a00", "sun": "ffd21f",
+    "road": "5a5a64", "asphalt": "5a5a64",
+}
+# fmt: on
 
 
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
@@ -86,30 +118,98 @@ def palette(n: int) -> np.ndarray:
     return (class_palette(n) * 255).round().astype(np.uint8)
 
 
+def _rgb(hex_: str) -> np.ndarray:
+    return np.array([int(hex_[i : i + 2], 16) / 255 for i in (0, 2, 4)])
+
+
+def word_colour(label: str) -> np.ndarray | None:
+    """RGB in [0, 1] of a label from :data:`WORD_COLOURS` (whole label, last word, first colour word), or None."""
+    words = label.strip().lower().replace("_", " ").replace("-", " ").split()
+    if not words:
+        return None
+    plural = [w[:-1] if w.endswith("s") and w[:-1] in WORD_COLOURS else w for w in words]
+    for candidate in (" ".join(words), plural[-1]):
+        if candidate in WORD_COLOURS:
+            return _rgb(WORD_COLOURS[candidate])
+    first = next((w for w in plural if w in WORD_COLOURS), None)
+    return None if first is None else _rgb(WORD_COLOURS[first])
+
+
+def _shades(rgb: np.ndarray) -> np.ndarray:
+    """Lighter and darker versions of a colour-word colour, for a second "red ..." label of a figure."""
+    white, black = np.ones(3), np.zeros(3)
+    mixes = [(white, 0.45), (black, 0.4), (white, 0.7), (black, 0.6)]
+    return np.array([(1 - t) * rgb + t * other for other, t in mixes])
+
+
+def _rank(text: str) -> tuple[int, int, str]:
+    digest = int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
+    return (0 if word_colour(text) is not None else 1, digest, text)
+
+
 def label_colours(labels: Sequence[str]) -> np.ndarray:
     """``(K, 3)`` RGB in [0, 1], one per label, fixed by each label's text (see the module docstring).
 
     Repeated texts get the same colour. Distinct texts always get distinct colours; with more than
     :data:`PALETTE_SIZE` distinct texts the palette cannot hold them all and positional colours
     (:func:`class_palette`) are used instead, which are distinct but not fixed per text.
+
+    Args:
+        labels: label texts, in the order of the class indices they colour.
     """
     texts = [str(t).strip() for t in labels]
-    unique = sorted(set(texts))
+    known = dataset_colours(texts)
+    if known is not None:
+        return known[1]
+    unique = sorted(set(texts), key=_rank)
     if len(unique) > PALETTE_SIZE:
-        by_text = dict(zip(unique, class_palette(len(unique))))
+        by_text = dict(zip(sorted(unique), class_palette(len(unique))))
         return np.array([by_text[t] for t in texts]).reshape(-1, 3)
-    taken: set[int] = set()
-    slot_of: dict[str, int] = {}
-    for text in unique:
-        probes = ((home_slot(text) + i * _PROBE_STEP) % PALETTE_SIZE for i in range(PALETTE_SIZE))
-        slot_of[text] = next(p for p in probes if p not in taken)
-        taken.add(slot_of[text])
-    return LABEL_PALETTE[[slot_of[t] for t in texts]].reshape(-1, 3)
+    colour: dict[str, np.ndarray] = {}
+    kept: list[np.ndarray] = []  # CIELAB of the colours given so far
+    moved = []
+    for text in unique:  # first pass: every label whose home collides with no higher-ranked home keeps it
+        home = word_colour(text)
+        home = LABEL_PALETTE[home_slot(text)] if home is None else home
+        lab = rgb_to_lab(home)
+        if all(np.linalg.norm(lab - k) >= COLLISION_DELTA_E for k in kept):
+            colour[text] = home
+            kept.append(lab)
+        else:
+            moved.append(text)
+    for text in moved:  # then the colliding ones: shades of their colour word, then their own palette probes
+        word = word_colour(text)
+        probes = LABEL_PALETTE[(home_slot(text) + np.arange(PALETTE_SIZE) * _PROBE_STEP) % PALETTE_SIZE]
+        rgb = np.concatenate([_shades(word) if word is not None else np.zeros((0, 3)), probes, probes])
+        gap = np.repeat(
+            [COLLISION_DELTA_E, MIN_DELTA_E, 1e-6], [len(rgb) - 2 * PALETTE_SIZE, *[PALETTE_SIZE] * 2]
+        )
+        lab = rgb_to_lab(rgb)  # the last PALETTE_SIZE: a crowded figure, distinct if not far apart
+        nearest = np.linalg.norm(lab[:, None] - np.array(kept)[None], axis=-1).min(axis=1)
+        pick = int(np.flatnonzero(nearest >= gap)[0])
+        colour[text] = rgb[pick]
+        kept.append(lab[pick])
+    return np.array([colour[t] for t in texts]).reshape(-1, 3)
 
 
 def label_palette(labels: Sequence[str]) -> np.ndarray:
     """:func:`label_colours` as uint8 RGB ``(K, 3)`` (for drawing into images)."""
     return (label_colours(labels) * 255).round().astype(np.uint8)
+
+
+VOC_VOID_RGB = np.array([224, 224, 192]) / 255  # VOC's colour of void (object boundaries) in its label PNGs
+
+
+def void_colour(colours: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] of void pixels in a label map of ``colours``: black, or VOC's void cream if a class is black.
+
+    Args:
+        colours: ``(K, 3)`` class colours, uint8 or in [0, 1].
+    """
+    rgb = np.asarray(colours, dtype=float).reshape(-1, 3)
+    rgb = rgb / 255 if rgb.max(initial=0) > 1 else rgb
+    black = rgb.size and bool((rgb.max(axis=1) < 0.1).any())
+    return VOC_VOID_RGB if black else np.zeros(3)
 
 
 def hex_colour(rgb: Sequence[float]) -> str:

@@ -16,9 +16,9 @@ import torch
 from lseg_nb.diagnostics.calibration import CalibrationReport, TemperatureScaling
 from lseg_nb.diagnostics.neighbours import NeighbourReport
 from lseg_nb.diagnostics.sampling import ArrayLike
-from lseg_nb.viz.colours import label_colours
-from lseg_nb.viz.mpl import figure, patch
-from lseg_nb.viz.segmentation import void_patch
+from lseg_nb.viz.colours import label_colours, void_colour
+from lseg_nb.viz.mpl import figure, line2d, patch
+from lseg_nb.viz.segmentation import PIXELS, class_key, panel_inches
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -186,36 +186,84 @@ def _image(img: ArrayLike) -> np.ndarray:
     return np.clip(a.squeeze(), 0, 1)
 
 
-def plot_confidence_map(
-    confidence: ArrayLike, images: ArrayLike | None = None, titles: Sequence[str] | None = None
-) -> Figure:
-    """Max-softmax confidence maps ``(B, H, W)`` or ``(H, W)``, optionally next to their images.
+ERROR_COLOUR = "#ff2d2d"  # wrong pixels: red reads against every viridis level
 
-    One row per map, columns ``[image,] confidence``, plus one shared colour bar.
+
+def plot_confidence_map(
+    confidence: ArrayLike,
+    images: ArrayLike | None = None,
+    titles: Sequence[str] | None = None,
+    errors: ArrayLike | None = None,
+) -> Figure:
+    """Max-softmax confidence maps ``(B, H, W)`` or ``(H, W)``, optionally beside their images, with the wrong
+    pixels outlined: "is low confidence where the mistakes are?".
+
+    With one image per map, one row per map (``[image,] confidence``); with a single image and several maps (the
+    same image at two temperatures), one row: the image once, then each map. One shared colour bar.
+
+    Args:
+        confidence: ``(B, H, W)`` or ``(H, W)`` maps in [0, 1].
+        images: ``(B, 3, H, W)``/``(B, H, W, 3)`` one per map, or a single ``(3, H, W)``/``(H, W, 3)`` image.
+        titles: one title per map.
+        errors: ``(H, W)`` or ``(B, H, W)`` boolean, True where the prediction is wrong (void False); drawn as red
+            contours over the maps and counted in their titles.
     """
     conf = _np(confidence)
     conf = conf[None] if conf.ndim == 2 else conf
     imgs = None if images is None else [_image(i) for i in (images if _np(images).ndim == 4 else [images])]
-    if imgs is not None and len(imgs) != len(conf):
-        raise ValueError(f"got {len(imgs)} images for {len(conf)} confidence maps")
-    ncols = 1 if imgs is None else 2
-    fig, ax = _grid(len(conf), ncols, (3.2, 3.0))
-    for r, cmap in enumerate(conf):
-        if imgs is not None:
-            ax[r, 0].imshow(imgs[r])
-        im = ax[r, ncols - 1].imshow(cmap, vmin=0, vmax=1, cmap="viridis")
-        ax[r, ncols - 1].set_title(
-            titles[r] if titles else f"confidence (mean {cmap.mean():.2f})", fontsize=9
-        )
+    shared = imgs is not None and len(imgs) == 1 < len(conf)
+    if imgs is not None and not shared and len(imgs) != len(conf):
+        raise ValueError(f"got {len(imgs)} images for {len(conf)} confidence maps (give one per map, or one)")
+    wrong = None if errors is None else _np(errors).astype(bool)
+    if wrong is not None:
+        wrong = np.broadcast_to(wrong, conf.shape) if wrong.ndim == 2 else wrong
+        if wrong.shape != conf.shape:
+            raise ValueError(f"errors {wrong.shape} do not match the confidence maps {conf.shape}")
+    if titles is not None and len(titles) != len(conf):
+        raise ValueError(f"got {len(titles)} titles for {len(conf)} confidence maps")
+    cells = [(r, 0) for r in range(len(conf))] if not shared else [(0, c) for c in range(len(conf))]
+    lead = 0 if imgs is None else 1
+    nrows, ncols = (1, lead + len(conf)) if shared else (len(conf), lead + 1)
+    width, height = panel_inches(conf.shape[1:], 2.6)
+    title_lines = 2 if wrong is not None or (titles and any("\n" in t for t in titles)) else 1
+    rows_inches = nrows * (height + 0.2 + 0.18 * title_lines) + (0.3 if wrong is not None else 0)
+    fig = figure(figsize=(ncols * width + 1.2, rows_inches), layout="constrained")
+    ax = fig.subplots(nrows, ncols, squeeze=False)
+    for r in range(nrows if imgs is not None else 0):
+        ax[r, 0].imshow(imgs[0 if shared else r], interpolation=PIXELS)
+        ax[r, 0].set_title("image", fontsize=9)
+    for k, (r, c) in enumerate(cells):
+        a = ax[r, c + lead]
+        im = a.imshow(conf[k], vmin=0, vmax=1, cmap="viridis", interpolation=PIXELS)
+        title = titles[k] if titles else "confidence"
+        if wrong is not None:
+            if wrong[k].any():  # a map without mistakes has no outline (and matplotlib would warn)
+                a.contour(wrong[k].astype(float), levels=[0.5], colors=ERROR_COLOUR, linewidths=0.8)
+            where = conf[k][wrong[k]]
+            title += (
+                f"\nwrong {wrong[k].mean():.0%} (mean conf. {where.mean():.2f})"
+                if where.size
+                else "\nno wrong pixel"
+            )
+        else:
+            title += f" (mean {conf[k].mean():.2f})"
+        a.set_title(title, fontsize=9)
     for a in ax.flat:
         a.set_axis_off()
-    fig.colorbar(im, ax=ax[:, -1].tolist(), shrink=0.8, label="max softmax probability")
+    fig.colorbar(im, ax=ax[:, lead:].ravel().tolist(), shrink=0.8, label="max softmax probability")
+    if wrong is not None:
+        fig.legend(
+            handles=[line2d([], [], color=ERROR_COLOUR, lw=1.2, label="wrong prediction (outline)")],
+            loc="outside lower center",
+            fontsize=8,
+            frameon=False,
+        )
     return fig
 
 
 def _colour_labels(lbl: np.ndarray, pal: np.ndarray, ignore_index: int) -> np.ndarray:
     out = pal[np.clip(lbl, 0, len(pal) - 1)]
-    out[lbl == ignore_index] = 0.0
+    out[lbl == ignore_index] = void_colour(pal)
     return out
 
 
@@ -227,6 +275,7 @@ def plot_nearest_text_row(
     vocabulary: Sequence[str],
     class_names: Sequence[str],
     ignore_index: int = 255,
+    unseen: Sequence[int] = (),
 ) -> Figure:
     """One row: image | prediction | ground truth | nearest vocabulary text, with a legend of what occurs.
 
@@ -234,7 +283,18 @@ def plot_nearest_text_row(
     ``(H, W)`` class indices (``ignore_index`` drawn black); ``nearest_text_map`` ``(H, W)`` vocabulary indices.
 
     Colours are fixed per label text (:func:`~lseg_nb.viz.colours.label_colours`), so a vocabulary word that is
-    also a class name has the class colour; the key has a void entry when the ground truth has void pixels.
+    also a class name has the class colour; the key marks unseen classes and has a void entry when the ground
+    truth has void pixels.
+
+    Args:
+        image: the image.
+        pred: predicted class per pixel.
+        gt: ground-truth class per pixel.
+        nearest_text_map: index into ``vocabulary`` of each pixel's nearest text.
+        vocabulary: the texts of the nearest-text map (class names and distractor words).
+        class_names: class names, by index.
+        ignore_index: void value of ``gt``.
+        unseen: indices of the unseen classes (marked "(unseen)" in the key).
     """
     pred, gt, near = (
         _np(pred).astype(np.int64),
@@ -245,7 +305,9 @@ def plot_nearest_text_row(
     colours = label_colours(names)
     cls_pal = colours[: len(class_names)]
     voc_pal = np.asarray([colours[names.index(v)] for v in vocabulary]).reshape(-1, 3)
-    fig, ax = _grid(1, 4, (3.2, 3.3))
+    width, height = panel_inches(gt.shape, 2.6)
+    fig = figure(figsize=(4 * width + 1.9, height + 0.4), layout="constrained")
+    ax = fig.subplots(1, 4, squeeze=False)
     panels = [
         (_image(image), "image"),
         (_colour_labels(pred, cls_pal, ignore_index), "prediction"),
@@ -253,19 +315,26 @@ def plot_nearest_text_row(
         (_colour_labels(near, voc_pal, -1), "nearest text"),
     ]
     for a, (img, title) in zip(ax[0], panels, strict=True):
-        a.imshow(img, interpolation="nearest")
+        a.imshow(img, interpolation=PIXELS)
         a.set_title(title, fontsize=10)
         a.set_axis_off()
     used = sorted(
         i for i in set(np.unique(pred).tolist()) | set(np.unique(gt).tolist()) if 0 <= i < len(class_names)
     )
-    handles = [patch(color=cls_pal[i], label=class_names[i]) for i in used]
+    handles = class_key(class_names, cls_pal, used, unseen)
     shown = {class_names[i] for i in used}
-    handles += [
-        patch(color=voc_pal[i], label=f"{vocabulary[i]} (text)")
-        for i in np.unique(near)
-        if vocabulary[i] not in shown
-    ]
-    handles += [void_patch(label_map=True)] if (gt == ignore_index).any() else []
-    fig.legend(handles=handles, loc="outside right upper", fontsize=8)
+    unseen_names = {class_names[i] for i in unseen}
+    for i in np.unique(near):
+        if vocabulary[i] in shown:
+            continue
+        mark = (
+            " (unseen)"
+            if vocabulary[i] in unseen_names
+            else ""
+            if vocabulary[i] in class_names
+            else " (text)"
+        )
+        handles.append(patch(color=voc_pal[i], label=f"{vocabulary[i]}{mark}"))
+    handles += class_key(class_names, cls_pal, [], void=bool((gt == ignore_index).any()))
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return fig

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from lseg_nb.viz.colours import hex_colour, label_colours
 from lseg_nb.viz.mpl import figure, line2d, patch
-from lseg_nb.viz.segmentation import overlay
+from lseg_nb.viz.segmentation import PIXELS, colorize, overlay, panel_inches
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -39,29 +40,44 @@ def plot_label_query(
     title: str | None = None,
     omit_absent: bool = False,
 ) -> Figure:
-    """Image | overlay of ``mask`` (indices into ``labels``) with a key of each label's pixel share.
+    """Image | overlay | label map of ``mask`` (indices into ``labels``), with a key of each label's pixel share.
 
-    ``omit_absent``: labels covering no pixel leave the key and are named in one "not found" line instead;
-    otherwise they stay in the key marked 0%.
+    The key's swatches are the label map's colours exactly (the overlay blends them with the image, so no swatch
+    could match it); the overlay shows where the labels lie in the photograph.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        mask: ``(H, W)`` label index per pixel.
+        labels: the label texts, by index.
+        title: the image panel's title (e.g. the file name).
+        omit_absent: labels covering no pixel leave the key and are named in one "not found" line instead;
+            otherwise they stay in the key marked 0%.
     """
     mask = np.asarray(mask)
     if mask.shape != np.asarray(image).shape[:2]:
         raise ValueError(f"mask {mask.shape} does not match image {np.asarray(image).shape[:2]}")
-    colours = label_colours(labels)
+    colours = (label_colours(labels) * 255).round().astype(np.uint8)
     shares = _shares(mask, len(labels))
-    fig = figure(figsize=(8.5, 3.6), layout="constrained")
-    ax = fig.subplots(1, 2)
-    ax[0].imshow(image)
+    width, height = panel_inches(mask.shape, 2.8)
+    fig = figure(figsize=(3 * width + 2.0, height + 0.4), layout="constrained")
+    ax = fig.subplots(1, 3)
+    ax[0].imshow(image, interpolation=PIXELS)
     ax[0].set_title(title or "image", fontsize=10)
-    ax[1].imshow(overlay(image, mask, (colours * 255).round().astype(np.uint8), ignore_index=-1))
+    ax[1].imshow(overlay(image, mask, colours, ignore_index=-1), interpolation=PIXELS)
     ax[1].set_title("segmentation with your labels", fontsize=10)
+    ax[2].imshow(colorize(mask, colours, ignore_index=-1), interpolation=PIXELS)
+    ax[2].set_title("label map (key colours)", fontsize=10)
     for a in ax:
         a.set_axis_off()
     shown = [i for i in range(len(labels)) if shares[i] > 0 or not omit_absent]
-    handles: list = [patch(color=colours[i], label=f"{labels[i]} ({share_text(shares[i])})") for i in shown]
+    handles: list = [
+        patch(color=colours[i] / 255, label=f"{labels[i]} ({share_text(shares[i])})") for i in shown
+    ]
     absent = [labels[i] for i in range(len(labels)) if i not in shown]
     if absent:
-        handles.append(line2d([], [], ls="", label="not found: " + ", ".join(absent)))
+        # wrapped: a long list would widen the figure and shrink the panels
+        note = textwrap.fill("not found: " + ", ".join(absent), 40, max_lines=6, placeholder=" ...")
+        handles.append(line2d([], [], ls="", label=note))
     fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
     return fig
 

@@ -68,7 +68,11 @@ from lseg_nb.viz import plot_reliability
 show(plot_reliability(scaling), save=figures / "reliability")
 
 # %% [markdown]
-# ## Confidence maps before and after temperature scaling
+# ## Confidence maps before and after temperature scaling: is low confidence where the mistakes are?
+#
+# The image once, then its confidence at T = 1 and at the fitted T; wrong pixels (prediction differs from the
+# ground truth, void excluded) are outlined in red, and each title gives their share and mean confidence.
+# Scaling by T keeps every prediction, so the outlines are the same in both maps.
 
 # %%
 import torch
@@ -80,5 +84,6 @@ from lseg_nb.viz import plot_confidence_map
 t = scaling.temperature
 for ex in collect_examples(run.model, run.dataset("test"), run.class_names, examples):
     conf = torch.stack([confidence_map(ex.logits), confidence_map(ex.logits, t)])
-    fig = plot_confidence_map(conf, [ex.image, ex.image], [f"image {ex.index}: T = 1", f"T = {t:.2f}"])
+    wrong = (ex.pred != ex.target) & (ex.target != 255)  # 255: void, not scored
+    fig = plot_confidence_map(conf, ex.image, [f"image {ex.index}: T = 1", f"T = {t:.2f}"], errors=wrong)
     show(fig, save=figures / f"confidence_map_image_{ex.index}")

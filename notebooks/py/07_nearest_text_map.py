@@ -24,8 +24,8 @@
 # actually encodes.
 #
 # The distractor words default to the dataset's own list (`distractors` in its manifest); set `distractors` to your
-# own comma-separated words, or `""` for the class names alone. Figures are also saved in
-# `run_dir/figures/07_nearest_text_map/`.
+# own comma-separated words, or `""` for the class names alone. The key marks unseen classes "(unseen)" and
+# distractor words "(text)". Figures are also saved in `run_dir/figures/07_nearest_text_map/` (PNG, PDF, SVG).
 
 # %% tags=["parameters"]
 run_dir = "../runs/demo"  # a finished run; trained with the small default when missing
@@ -47,7 +47,9 @@ print("unseen classes:", run.labels.unseen_names, "| vocabulary:", vocab)
 # %%
 figures = figure_dir(run, "07_nearest_text_map")
 for ex in rows:
-    fig = plot_nearest_text_row(ex.image, ex.pred, ex.target, ex.nearest, vocab, run.class_names)
+    fig = plot_nearest_text_row(
+        ex.image, ex.pred, ex.target, ex.nearest, vocab, run.class_names, unseen=run.unseen
+    )
     show(fig, save=figures / f"nearest_text_image_{ex.index}")
 
 # %% [markdown]
