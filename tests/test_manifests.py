@@ -163,7 +163,8 @@ def test_valid_toy_manifest(tmp_path):
             lambda d: d["splits"]["train"].update(file="/etc/passwd"),
             "splits.train.file: '/etc/passwd' must be",
         ),
-        (lambda d: d.pop("licence"), r"missing required field\(s\) \['licence'\]"),
+        (lambda d: d.pop("splits"), r"missing required field\(s\) \['splits'\]"),
+        (lambda d: d.update(licence=""), "licence: expected a non-empty string"),
         (lambda d: d.update(distractors="zebra"), "distractors: expected a list of words"),
         (lambda d: d.update(distractors=["zebra", "dog"]), r"distractors\[1\]: 'dog' is a class name"),
         (lambda d: d.update(distractors=["zebra", "zebra"]), r"distractors\[1\]: 'zebra' is listed twice"),
@@ -174,6 +175,16 @@ def test_valid_toy_manifest(tmp_path):
 def test_invalid_manifest_names_file_and_field(tmp_path, edit, fragment):
     with pytest.raises(ManifestError, match=r"toy\.yaml: .*" + fragment):
         load_manifest(broken(tmp_path, edit))
+
+
+def test_source_url_and_licence_are_optional_for_private_data(tmp_path):
+    data = copy.deepcopy(BASE)
+    del data["source_url"], data["licence"]
+    m = load_manifest(write(tmp_path, data))
+    assert (m.source_url, m.licence) == ("", "")
+    assert m.classes == ("cat", "dog", "horse")
+    given_ = load_manifest(write(tmp_path, BASE, "given.yaml"))
+    assert (given_.source_url, given_.licence) == ("https://example.org/toy", "test data")
 
 
 def test_python_tag_is_rejected(tmp_path):
