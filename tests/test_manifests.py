@@ -408,3 +408,17 @@ def test_alias_bomb_in_a_description_fails_fast_with_a_short_message(tmp_path):
     with pytest.raises(ManifestError, match="expands to more than") as e:
         load_manifest(path)
     assert time.perf_counter() - t0 < 1.0 and len(str(e.value)) < 700
+
+
+def test_a_manifest_kept_with_its_data_finds_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSEG_NB_DATA", raising=False)
+    monkeypatch.setenv("LSEG_NB_SHARED", str(tmp_path / "shared"))
+    monkeypatch.setenv("LSEG_NB_CACHE", str(tmp_path / "cache"))
+    root = make_root(tmp_path / "mydata")
+    m = load_manifest(write(root, BASE, "manifest.yaml"))
+    assert resolve_data_root(None, m) == root
+    # the shared folder and the cache come after it; an explicit root before it
+    make_root(tmp_path / "shared" / "datasets" / "toy")
+    assert resolve_data_root(None, m) == root
+    explicit = make_root(tmp_path / "explicit")
+    assert resolve_data_root(explicit, m) == explicit

@@ -3,7 +3,8 @@
 
 ``train`` takes the same :class:`~lseg_nb.config.TrainConfig` the notebooks use: ``--config run.json|yaml`` or
 ``--preset RECIPE`` set the starting point, tyro flags (``--steps 100 --model.features 128``) override it, and
-``--dry-run`` prints the fully resolved config as JSON without training.
+``--dry-run`` prints the fully resolved config as JSON without training, then checks the data
+(:mod:`lseg_nb.apps.cli_check`; ``--no-data-check`` skips that).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ commands:
   recipes    list named recipes (whole training + evaluation settings)
   prepare    check (or convert) a local copy of a benchmark: pascal5i, coco20i, fss1000, ade20k150, or a
              suite dataset (sclip_voc21 ... catseg_voc20b)
+  check      validate your own dataset (a manifest and its images/labels) and print a per-split summary
 """
 
 
@@ -201,9 +203,14 @@ def resolve_train_config(args: list[str]) -> TrainConfig:
 
 def cmd_train(args: list[str]) -> None:
     dry = _pop_flag(args, "--dry-run")
+    skip_data = _pop_flag(args, "--no-data-check")  # a config inspected on a machine without the data
     cfg = resolve_train_config(args)
     if dry:
         print(json.dumps(to_dict(cfg), indent=2))
+        if not skip_data:
+            from lseg_nb.apps.cli_check import check_train_data
+
+            check_train_data(cfg.data)
         return
     summary = train_run(cfg)
     if summary.loss_curve is not None:  # rank 0 (the only process under plain `lseg-nb train`)
@@ -338,6 +345,12 @@ def cmd_prepare(args: list[str]) -> None:
         print(line)
 
 
+def cmd_check(args: list[str]) -> None:
+    from lseg_nb.apps.cli_check import cmd_check as check  # imported when used, like the other heavy commands
+
+    check(args)
+
+
 COMMANDS = {
     "train": cmd_train,
     "evaluate": cmd_evaluate,
@@ -350,6 +363,7 @@ COMMANDS = {
     "models": cmd_models,
     "recipes": cmd_recipes,
     "prepare": cmd_prepare,
+    "check": cmd_check,
 }
 
 

@@ -155,20 +155,21 @@ class DatasetManifest:
 
     def verify_splits(self, root: str | Path) -> dict[str, str]:
         """Check every split file against its sha256; returns ``{split: actual sha256}`` for run records."""
-        actual = {}
-        for s in self.splits:
-            path = inside(root, s.file, what=f"{self._file}: splits.{s.name}.file")
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{self._file}: split file {path} (splits.{s.name}.file) does not exist"
-                )
-            actual[s.name] = file_sha256(path)
-            if s.sha256 is not None and actual[s.name] != s.sha256:
-                raise ManifestError(
-                    f"{path}: sha256 mismatch for split {s.name!r}: expected {s.sha256} "
-                    f"({self._file}), actual {actual[s.name]}. The split list changed; restore it or update the "
-                    "manifest deliberately."
-                )
+        return {s.name: self.verify_split(root, s.name) for s in self.splits}
+
+    def verify_split(self, root: str | Path, name: str) -> str:
+        """Check split ``name``'s file exists and matches its sha256 (when the manifest gives one); its sha256."""
+        s = self.split(name)
+        path = inside(root, s.file, what=f"{self._file}: splits.{s.name}.file")
+        if not path.is_file():
+            raise FileNotFoundError(f"{self._file}: split file {path} (splits.{s.name}.file) does not exist")
+        actual = file_sha256(path)
+        if s.sha256 is not None and actual != s.sha256:
+            raise ManifestError(
+                f"{path}: sha256 mismatch for split {s.name!r}: expected {s.sha256} "
+                f"({self._file}), actual {actual}. The split list changed; restore it or update the "
+                "manifest deliberately."
+            )
         return actual
 
 
