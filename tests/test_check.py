@@ -167,3 +167,76 @@ def test_train_dry_run_checks_the_data(streets, tmp_path, capsys):
     assert main(argv) == 2
     assert "has values [9] outside 0..4" in capsys.readouterr().err
     assert main([*argv, "--no-data-check"]) == 0  # a config inspected where the data is not
+
+
+# ---------------------------------------------------------------- docs/custom-data.md, run as written
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "custom-data.md"
+DOC_ROOT = "~/data/streets"
+
+
+def walkthrough_dataset(root: Path) -> None:
+    """The page's example data: 36 street scenes of 96x128 px (24/6/6), bicyclists rare in training, void border."""
+    for d in ("images", "labels", "splits"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    colours = {0: (120, 170, 230), 1: (140, 90, 70), 2: (90, 90, 90), 3: (200, 30, 30), 4: (240, 220, 40)}
+    for split, n in {"train": 24, "val": 6, "test": 6}.items():
+        ids = []
+        for i in range(n):
+            lab = np.zeros((96, 128), np.uint8)
+            lab[rng.integers(25, 45) :] = 1
+            road = rng.integers(60, 75)
+            lab[road:] = 2
+            x = rng.integers(0, 128 - 40)
+            lab[road - 12 : road + 6, x : x + 36] = 3
+            if split != "train" or i % 3 == 0:
+                bx = rng.integers(0, 128 - 12)
+                lab[road - 20 : road + 4, bx : bx + 10] = 4
+            lab[:, :2] = 255
+            img = np.zeros((96, 128, 3), np.float32)
+            for c, col in colours.items():
+                img[lab == c] = col
+            img = np.clip(img + rng.normal(0, 12, img.shape), 0, 255).astype(np.uint8)
+            ids.append(f"{split}_{i:03d}")
+            Image.fromarray(img).save(root / "images" / f"{ids[-1]}.png")
+            Image.fromarray(lab).save(root / "labels" / f"{ids[-1]}.png")
+        (root / "splits" / f"{split}.txt").write_text("\n".join(ids) + "\n")
+
+
+def doc_commands(text: str) -> list[tuple[list[str], list[str]]]:
+    """``($ lseg-nb ... words, the output lines below it)`` of each console block of the page."""
+    import re
+    import shlex
+
+    out = []
+    for block in re.findall(r"```console\n(.*?)```", text, re.S):
+        lines = block.replace("\\\n", " ").splitlines()
+        if lines[0].startswith("$ lseg-nb "):
+            out.append((shlex.split(lines[0][len("$ lseg-nb ") :]), lines[1:]))
+    return out
+
+
+def test_walkthrough_template_and_commands_run_as_written(tmp_path, capsys, monkeypatch):
+    import re
+
+    text = DOC.read_text()
+    template = re.search(r"```yaml\n(.*?)```", text, re.S).group(1)
+    root = tmp_path / "streets"
+    walkthrough_dataset(root)
+    (root / "streets.yaml").write_text(template)
+    monkeypatch.chdir(tmp_path)
+    commands = {words[0]: (words, shown) for words, shown in doc_commands(text)}
+    assert {"check", "train", "evaluate"} <= set(commands)
+
+    words, shown = commands["check"]
+    argv = [w.replace(DOC_ROOT, str(root)) for w in words]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out.replace(str(root), "/home/me/data/streets").splitlines()
+    assert printed == shown  # the table on the page is this dataset's, exactly
+
+    dry = [cmd for cmd in doc_commands(text) if cmd[0][0] == "train" and "--dry-run" in cmd[0]]
+    assert len(dry) == 1
+    assert main([w.replace(DOC_ROOT, str(root)) for w in dry[0][0]]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["data"]["fold"] == "no_bicyclist" and cfg["model"]["crop_size"] == 96

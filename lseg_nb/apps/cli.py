@@ -20,6 +20,7 @@ import tyro
 
 from lseg_nb.apps.batch import predict_folder
 from lseg_nb.apps.cli_args import parse_args
+from lseg_nb.apps.cli_check import check_train_data, cmd_check
 from lseg_nb.apps.cli_compare import cmd_compare
 from lseg_nb.apps.cli_errors import USER_ERRORS, run_command  # noqa: F401 - USER_ERRORS: public
 from lseg_nb.apps.cli_eval import cmd_benchmark, cmd_evaluate
@@ -208,8 +209,6 @@ def cmd_train(args: list[str]) -> None:
     if dry:
         print(json.dumps(to_dict(cfg), indent=2))
         if not skip_data:
-            from lseg_nb.apps.cli_check import check_train_data
-
             check_train_data(cfg.data)
         return
     summary = train_run(cfg)
@@ -343,12 +342,6 @@ def cmd_prepare(args: list[str]) -> None:
     a = parse_args(PrepareArgs, args, "lseg-nb prepare")
     for line in prepare(a.benchmark, a.root, a.out, a.splits):
         print(line)
-
-
-def cmd_check(args: list[str]) -> None:
-    from lseg_nb.apps.cli_check import cmd_check as check  # imported when used, like the other heavy commands
-
-    check(args)
 
 
 COMMANDS = {
