@@ -331,3 +331,21 @@ def test_backbone_weights_flag_parses():
 
     cfg = parse_args(TrainConfig, ["--model.backbone-weights", "/w/resnet18.pth"], "t")
     assert cfg.model.backbone_weights == "/w/resnet18.pth"
+
+
+def test_torchvision_checkpoints_fit_timm_resnets_but_not_vits(tmp_path, text_encoder):
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(3)
+    state = torchvision.models.resnet18().state_dict()  # what resnet18-f37072fd.pth holds
+    model = _cnn(text_encoder, _save(state, tmp_path / "tv_resnet18.pth"))
+    got = model.image_encoder.model.state_dict()
+    assert torch.equal(got["layer3.1.conv2.weight"], state["layer3.1.conv2.weight"])
+    assert set(model.image_encoder.weights_report.unused) == {"fc.weight", "fc.bias"}
+    vit = _save(torchvision.models.vit_b_16().state_dict(), tmp_path / "tv_vit.pth")
+    with pytest.raises(
+        InputError, match=r"tv_vit\.pth: none of its \d+ tensors matches vit_tiny_patch16_224"
+    ):
+        create_model(
+            "lseg_vitb16_384", text_encoder=text_encoder, backbone="vit_tiny_patch16_224", hooks=(0, 1, 2, 3),
+            reassemble_channels=(8, 8, 16, 16), features=8, backbone_weights=str(vit),
+        )  # fmt: skip
