@@ -87,9 +87,9 @@ def test_check_command_prints_the_table_and_exits_0(streets, capsys):
     assert out[0] == f"dataset streets at {streets}: 5 classes; fold 'no_car' holds out ['car']"
     assert (
         out[1].split()
-        == "split images classes present void % size (HxW, min .. max) unseen of fold 'no_car' present".split()
+        == "split images classes present void % image size unseen of fold 'no_car' present".split()
     )
-    assert out[2].split() == ["train", "3", "4/5", "11.5", "6x8", "..", "6x10", "1/1"]
+    assert out[2].split() == ["train", "3", "4/5", "11.5", "H", "6,", "W", "8..10", "1/1"]
     assert out[3].split() == ["test", "2", "4/5", "12.5", "6x8", "1/1"]
 
 

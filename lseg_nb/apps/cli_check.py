@@ -40,20 +40,24 @@ class CheckArgs:
 
 
 def _size(s: SplitSummary) -> str:
+    """``96x128`` when every image has that size, else each side's range (``H 162..320, W 213..320``): the
+    smallest height and width may come from different images (portrait and landscape photographs)."""
     if s.min_size is None or s.max_size is None:
         return "-"
-    lo, hi = f"{s.min_size[0]}x{s.min_size[1]}", f"{s.max_size[0]}x{s.max_size[1]}"
-    return lo if lo == hi else f"{lo} .. {hi}"
+    if s.min_size == s.max_size:
+        return f"{s.min_size[0]}x{s.min_size[1]}"
+    h, w = ((str(a) if a == b else f"{a}..{b}") for a, b in zip(s.min_size, s.max_size))
+    return f"H {h}, W {w}"
 
 
 def summary_table(check: DataCheck) -> str:
-    """The per-split table of a check: split, images, classes present, void %, size range (HxW) [, unseen].
+    """The per-split table of a check: split, images, classes present, void %, image sizes [, unseen present].
 
     Args:
         check: the result of :func:`~lseg_nb.data.check.check_data`.
     """
     labels = check.labels
-    header = ["split", "images", "classes present", "void %", "size (HxW, min .. max)"]
+    header = ["split", "images", "classes present", "void %", "image size"]
     if check.fold is not None:
         header.append(f"unseen of fold {check.fold!r} present")
     rows = [header]
