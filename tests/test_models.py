@@ -349,3 +349,23 @@ def test_torchvision_checkpoints_fit_timm_resnets_but_not_vits(tmp_path, text_en
             "lseg_vitb16_384", text_encoder=text_encoder, backbone="vit_tiny_patch16_224", hooks=(0, 1, 2, 3),
             reassemble_channels=(8, 8, 16, 16), features=8, backbone_weights=str(vit),
         )  # fmt: skip
+
+
+def test_backbone_weights_match_features_only_flattened_stage_names(tmp_path):
+    """timm's features_only ConvNeXt names its stages ``stages_0`` where the checkpoint has ``stages.0``."""
+    from safetensors.torch import save_file
+
+    from lseg_nb.models.image_encoder import create_image_encoder
+
+    state = _timm_state("convnext_atto", seed=4)
+    save_file(state, str(tmp_path / "convnext_atto.safetensors"))
+    cfg = ModelConfig(
+        backbone="convnext_atto",
+        out_indices=(0, 1, 2, 3),
+        backbone_weights=str(tmp_path / "convnext_atto.safetensors"),
+    )
+    encoder = create_image_encoder(cfg)
+    got = encoder.model.state_dict()
+    assert torch.equal(got["stages_2.blocks.1.conv_dw.weight"], state["stages.2.blocks.1.conv_dw.weight"])
+    assert encoder.weights_report.loaded == len(got) and not encoder.weights_report.missing
+    assert set(encoder.weights_report.unused) == {k for k in state if k.startswith("head.")}
