@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Annotated, TextIO
 
 import tyro
 
@@ -27,7 +27,7 @@ from lseg_nb.utils.errors import InputError
 class CheckArgs:
     """Check a dataset before training on it: every split's images and labels are read once."""
 
-    dataset: tyro.conf.Positional[str]
+    dataset: Annotated[tyro.conf.Positional[str], tyro.conf.arg(metavar="DATA")]
     """manifest name (msrc_v2) or path to a manifest YAML file"""
     data_root: str | None = None
     """the dataset folder (default: as training finds it; docs/data.md)"""
