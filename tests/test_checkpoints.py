@@ -357,7 +357,10 @@ def test_offline_timm_message(monkeypatch, tmp_path):
     _empty_hf_cache(monkeypatch, tmp_path)
     with pytest.raises(RuntimeError, match="could not fetch pretrained timm weights for 'resnet18'") as info:
         create_model("lseg_small_cpu", text_encoder=RandomTextEncoder(dim=16), pretrained=True)
-    assert "pretrained_cfg_overlay=dict(file=" in str(info.value) and info.value.__cause__ is None
+    assert (
+        "--model.backbone-weights /path/to/model.safetensors" in str(info.value)
+        and info.value.__cause__ is None
+    )
 
 
 def test_offline_open_clip_message(monkeypatch, tmp_path):

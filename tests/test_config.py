@@ -41,7 +41,7 @@ def test_train_config_round_trips_through_files(tmp_path):
         ({"stepz": 3}, "stepz"),
         ({"optimizer": "lion"}, "TrainConfig.optimizer"),
         ({"model": {"hooks": "5,11"}}, "TrainConfig.model.hooks"),
-        ({"data": {"fold": "one"}}, "TrainConfig.data.fold"),
+        ({"data": {"fold": 1.5}}, "TrainConfig.data.fold"),
         ({"steps": True}, "TrainConfig.steps"),
     ],
 )

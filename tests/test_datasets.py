@@ -194,3 +194,42 @@ def test_msrc_items(msrc_root):
         assert values <= set(range(23)) | {255} and values - {255}
     assert len(SegmentationDataset(msrc_root, "msrc_v2", "train")) == 295
     assert ds.manifest.verify_splits(msrc_root)["val"] == ds.manifest.split("val").sha256
+
+
+def test_fold_by_name_or_index(tiny):
+    from lseg_nb.apps.cli_args import parse_args
+    from lseg_nb.config import DataConfig, TrainConfig
+    from lseg_nb.data.experiment import make_experiment
+    from lseg_nb.data.manifests import ManifestError
+
+    root, manifest = tiny
+    folds = [{"name": "no_grass", "unseen": ["grass"]}, {"name": "no_cow", "unseen": ["cow"]}]
+    manifest.write_text(yaml.safe_dump({**MANIFEST, "zero_shot_folds": folds}))
+    (root / "splits" / "val.txt").write_text("a\n")
+
+    def labels(fold):
+        return make_experiment(DataConfig(dataset=str(manifest), data_root=str(root), fold=fold)).labels
+
+    assert labels("no_cow") == labels(1)
+    assert labels("no_cow").unseen == (2,) and labels("no_cow").seen == (0, 1)
+    with pytest.raises(
+        ManifestError, match=r"no zero-shot fold 'cows'; folds are 0\.\.1 = \['no_grass', 'no_cow'\]"
+    ):
+        labels("cows")
+    # the command line takes both: a number is the index, anything else a name
+    assert parse_args(TrainConfig, ["--data.fold", "no_cow"], "t").data.fold == "no_cow"
+    assert parse_args(TrainConfig, ["--data.fold", "1"], "t").data.fold == 1
+
+
+def test_benchmark_fold_by_name():
+    from lseg_nb.config import DataConfig
+    from lseg_nb.data.benchmarks.training import benchmark_data
+    from lseg_nb.utils.errors import InputError
+
+    def data(fold):
+        return benchmark_data(DataConfig(dataset="pascal5i", data_root="/nonexistent", fold=fold))
+
+    by_name = data("fold1")
+    assert by_name.fold == 1 and by_name.labels == data(1).labels
+    with pytest.raises(InputError, match=r"has no fold 'fold9'; its folds are 0\.\.3 = \['fold0', 'fold1'"):
+        data("fold9")

@@ -163,7 +163,8 @@ def test_valid_toy_manifest(tmp_path):
             lambda d: d["splits"]["train"].update(file="/etc/passwd"),
             "splits.train.file: '/etc/passwd' must be",
         ),
-        (lambda d: d.pop("licence"), r"missing required field\(s\) \['licence'\]"),
+        (lambda d: d.pop("splits"), r"missing required field\(s\) \['splits'\]"),
+        (lambda d: d.update(licence=""), "licence: expected a non-empty string"),
         (lambda d: d.update(distractors="zebra"), "distractors: expected a list of words"),
         (lambda d: d.update(distractors=["zebra", "dog"]), r"distractors\[1\]: 'dog' is a class name"),
         (lambda d: d.update(distractors=["zebra", "zebra"]), r"distractors\[1\]: 'zebra' is listed twice"),
@@ -174,6 +175,16 @@ def test_valid_toy_manifest(tmp_path):
 def test_invalid_manifest_names_file_and_field(tmp_path, edit, fragment):
     with pytest.raises(ManifestError, match=r"toy\.yaml: .*" + fragment):
         load_manifest(broken(tmp_path, edit))
+
+
+def test_source_url_and_licence_are_optional_for_private_data(tmp_path):
+    data = copy.deepcopy(BASE)
+    del data["source_url"], data["licence"]
+    m = load_manifest(write(tmp_path, data))
+    assert (m.source_url, m.licence) == ("", "")
+    assert m.classes == ("cat", "dog", "horse")
+    given_ = load_manifest(write(tmp_path, BASE, "given.yaml"))
+    assert (given_.source_url, given_.licence) == ("https://example.org/toy", "test data")
 
 
 def test_python_tag_is_rejected(tmp_path):
@@ -397,3 +408,17 @@ def test_alias_bomb_in_a_description_fails_fast_with_a_short_message(tmp_path):
     with pytest.raises(ManifestError, match="expands to more than") as e:
         load_manifest(path)
     assert time.perf_counter() - t0 < 1.0 and len(str(e.value)) < 700
+
+
+def test_a_manifest_kept_with_its_data_finds_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("LSEG_NB_DATA", raising=False)
+    monkeypatch.setenv("LSEG_NB_SHARED", str(tmp_path / "shared"))
+    monkeypatch.setenv("LSEG_NB_CACHE", str(tmp_path / "cache"))
+    root = make_root(tmp_path / "mydata")
+    m = load_manifest(write(root, BASE, "manifest.yaml"))
+    assert resolve_data_root(None, m) == root
+    # the shared folder and the cache come after it; an explicit root before it
+    make_root(tmp_path / "shared" / "datasets" / "toy")
+    assert resolve_data_root(None, m) == root
+    explicit = make_root(tmp_path / "explicit")
+    assert resolve_data_root(explicit, m) == explicit

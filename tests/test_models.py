@@ -16,6 +16,7 @@ from lseg_nb.models import (
     list_models,
 )
 from lseg_nb.models.decoder import DPTDecoder
+from lseg_nb.utils.errors import InputError
 
 
 def test_named_configs_cover_the_paper_models():
@@ -210,3 +211,161 @@ def test_text_encoder_embeds_large_label_template_sets_in_chunks():
     chunked = te.encode(labels)
     assert seen == [3, 3, 3, 1]
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=1e-5)
+
+
+# ---------------------------------------------------------------- local backbone weights (model.backbone_weights)
+
+
+def _timm_state(name: str, seed: int) -> dict[str, torch.Tensor]:
+    """A randomly initialised timm model's full state dict (classifier included), as a downloaded file holds."""
+    import timm
+
+    torch.manual_seed(seed)
+    return timm.create_model(name, pretrained=False).state_dict()
+
+
+def _save(state: dict, path, wrap: str | None = None):
+    from safetensors.torch import save_file
+
+    if path.suffix == ".safetensors":
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    else:
+        torch.save({wrap: state, "epoch": 3} if wrap else state, path)
+    return path
+
+
+def _cnn(text_encoder, weights, **kw):
+    return create_model(
+        "lseg_small_cpu",
+        text_encoder=text_encoder,
+        backbone_weights=str(weights),
+        backbone="resnet18",
+        features=8,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "wrap"), [(".safetensors", None), (".pth", None), (".pth", "state_dict"), (".pt", "model")]
+)
+def test_backbone_weights_file_loads_into_the_cnn(tmp_path, text_encoder, capsys, suffix, wrap):
+    state = _timm_state("resnet18", seed=1)
+    if wrap == "model":  # a DistributedDataParallel training checkpoint
+        state = {f"module.{k}": v for k, v in state.items()}
+    path = _save(state, tmp_path / f"resnet18{suffix}", wrap)
+    # backbone_pretrained=True too: the file replaces the download (HF_HUB_OFFLINE=1 in the tests)
+    model = _cnn(text_encoder, path, pretrained=True)
+    got = model.image_encoder.model.state_dict()
+    plain = {k.removeprefix("module."): v for k, v in state.items()}
+    assert set(got) == set(plain) - {"fc.weight", "fc.bias"}
+    for key in got:
+        assert torch.equal(got[key], plain[key]), key
+    report = model.image_encoder.weights_report
+    assert set(report.unused) == {"fc.weight", "fc.bias"} and not report.missing
+    line = capsys.readouterr().err.strip()
+    assert line == report.line()
+    assert line.startswith(
+        f"backbone weights {path}: loaded {len(got)} tensors; 2 unused by this encoder (fc."
+    )
+
+
+def test_backbone_weights_file_loads_into_the_vit(tmp_path, text_encoder):
+    state = _timm_state("vit_tiny_patch16_224", seed=2)
+    path = _save(state, tmp_path / "vit.safetensors")
+    model = create_model(
+        "lseg_vitb16_384", text_encoder=text_encoder, backbone="vit_tiny_patch16_224", hooks=(0, 1, 2, 3),
+        reassemble_channels=(8, 8, 16, 16), features=8, backbone_weights=str(path),
+    )  # fmt: skip
+    got = model.image_encoder.model.state_dict()
+    assert all(torch.equal(got[k], state[k]) for k in ("pos_embed", "cls_token", "blocks.3.mlp.fc2.weight"))
+    # the blocks after the last hook, the final norm and the classifier are not part of the encoder
+    after = tuple(f"blocks.{i}." for i in range(4, 12))
+    report = model.image_encoder.weights_report
+    assert set(report.unused) == {k for k in state if k.startswith(("norm.", "head.", *after))}
+    assert not report.missing and report.loaded == len(got)
+
+
+def test_backbone_weights_of_another_shape_are_refused_naming_the_key(tmp_path, text_encoder):
+    state = _timm_state("resnet18", seed=1)
+    state["layer2.0.conv1.weight"] = torch.zeros(256, 64, 3, 3)  # a wider network's layer
+    path = _save(state, tmp_path / "wide.pth")
+    with pytest.raises(
+        InputError,
+        match=r"wide\.pth: layer2\.0\.conv1\.weight has shape \(256, 64, 3, 3\) but resnet18 needs \(128, 64, 3, 3\)",
+    ):
+        _cnn(text_encoder, path)
+
+
+def test_backbone_weights_missing_keys_are_reported_in_one_line(tmp_path, text_encoder, capsys):
+    state = _timm_state("resnet18", seed=1)
+    del state["layer4.1.bn2.weight"], state["layer4.1.bn2.bias"]
+    _cnn(text_encoder, _save(state, tmp_path / "partial.safetensors"))
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("warning: backbone weights ") and "\n" not in line
+    assert line.endswith("2 missing, left at random init (layer4.1.bn2.weight, layer4.1.bn2.bias)")
+
+
+def test_backbone_weights_bad_files_are_refused(tmp_path, text_encoder):
+    with pytest.raises(FileNotFoundError, match="backbone weights file .*nope.pth does not exist"):
+        _cnn(text_encoder, tmp_path / "nope.pth")
+    with pytest.raises(InputError, match=r"none of its 1 tensors matches resnet18 \(the file has text\.proj"):
+        _cnn(text_encoder, _save({"text.proj": torch.zeros(2)}, tmp_path / "other.pth"))
+    torch.save({"weights": _Pickled()}, tmp_path / "code.pth")
+    with pytest.raises(InputError, match="is not a plain PyTorch state dict"):
+        _cnn(text_encoder, tmp_path / "code.pth")
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InputError, match="could not be read as weights"):
+        _cnn(text_encoder, tmp_path / "junk.safetensors")
+    torch.save({"epoch": 3, "optimizer": {"lr": 0.1}}, tmp_path / "nostate.pth")
+    with pytest.raises(InputError, match="holds no state dict of tensors"):
+        _cnn(text_encoder, tmp_path / "nostate.pth")
+
+
+class _Pickled:
+    """An arbitrary object: a pickle of it needs code to load, which weights_only refuses."""
+
+
+def test_backbone_weights_flag_parses():
+    from lseg_nb.apps.cli_args import parse_args
+    from lseg_nb.config import TrainConfig
+
+    cfg = parse_args(TrainConfig, ["--model.backbone-weights", "/w/resnet18.pth"], "t")
+    assert cfg.model.backbone_weights == "/w/resnet18.pth"
+
+
+def test_torchvision_checkpoints_fit_timm_resnets_but_not_vits(tmp_path, text_encoder):
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(3)
+    state = torchvision.models.resnet18().state_dict()  # what resnet18-f37072fd.pth holds
+    model = _cnn(text_encoder, _save(state, tmp_path / "tv_resnet18.pth"))
+    got = model.image_encoder.model.state_dict()
+    assert torch.equal(got["layer3.1.conv2.weight"], state["layer3.1.conv2.weight"])
+    assert set(model.image_encoder.weights_report.unused) == {"fc.weight", "fc.bias"}
+    vit = _save(torchvision.models.vit_b_16().state_dict(), tmp_path / "tv_vit.pth")
+    with pytest.raises(
+        InputError, match=r"tv_vit\.pth: none of its \d+ tensors matches vit_tiny_patch16_224"
+    ):
+        create_model(
+            "lseg_vitb16_384", text_encoder=text_encoder, backbone="vit_tiny_patch16_224", hooks=(0, 1, 2, 3),
+            reassemble_channels=(8, 8, 16, 16), features=8, backbone_weights=str(vit),
+        )  # fmt: skip
+
+
+def test_backbone_weights_match_features_only_flattened_stage_names(tmp_path):
+    """timm's features_only ConvNeXt names its stages ``stages_0`` where the checkpoint has ``stages.0``."""
+    from safetensors.torch import save_file
+
+    from lseg_nb.models.image_encoder import create_image_encoder
+
+    state = _timm_state("convnext_atto", seed=4)
+    save_file(state, str(tmp_path / "convnext_atto.safetensors"))
+    cfg = ModelConfig(
+        backbone="convnext_atto",
+        out_indices=(0, 1, 2, 3),
+        backbone_weights=str(tmp_path / "convnext_atto.safetensors"),
+    )
+    encoder = create_image_encoder(cfg)
+    got = encoder.model.state_dict()
+    assert torch.equal(got["stages_2.blocks.1.conv_dw.weight"], state["stages.2.blocks.1.conv_dw.weight"])
+    assert encoder.weights_report.loaded == len(got) and not encoder.weights_report.missing
+    assert set(encoder.weights_report.unused) == {k for k in state if k.startswith("head.")}

@@ -39,7 +39,17 @@ def test_every_recipe_round_trips_through_json_and_has_notes(name):
 def test_dry_run_prints_every_recipe_with_flags_applied_and_trains_nothing(tmp_path, capsys):
     for name in sorted(RECIPES):
         run_dir = tmp_path / name
-        args = ["train", "--preset", name, "--dry-run", "--steps", "3", "--run-dir", str(run_dir)]
+        args = [
+            "train",
+            "--preset",
+            name,
+            "--dry-run",
+            "--no-data-check",
+            "--steps",
+            "3",
+            "--run-dir",
+            str(run_dir),
+        ]
         assert main([*args, "--data.data-root", str(tmp_path / "data")]) == 0, name
         printed = from_dict(TrainConfig, json.loads(capsys.readouterr().out))
         data = dataclasses.replace(get_recipe(name).data, data_root=str(tmp_path / "data"))

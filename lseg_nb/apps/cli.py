@@ -3,7 +3,8 @@
 
 ``train`` takes the same :class:`~lseg_nb.config.TrainConfig` the notebooks use: ``--config run.json|yaml`` or
 ``--preset RECIPE`` set the starting point, tyro flags (``--steps 100 --model.features 128``) override it, and
-``--dry-run`` prints the fully resolved config as JSON without training.
+``--dry-run`` prints the fully resolved config as JSON without training, then checks the data
+(:mod:`lseg_nb.apps.cli_check`; ``--no-data-check`` skips that).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from lseg_nb.utils.lazy import lazy_module
 # imported when a command runs, not for --help, `models` or `recipes` (torch alone takes seconds)
 batch = lazy_module("lseg_nb.apps.batch")
 checkpoints = lazy_module("lseg_nb.checkpoints")
+cli_check = lazy_module("lseg_nb.apps.cli_check")  # reads images: numpy, PIL, the dataset classes
 device = lazy_module("lseg_nb.utils.device")
 engine_batch = lazy_module("lseg_nb.engine.batch")
 export = lazy_module("lseg_nb.apps.export")
@@ -65,6 +67,7 @@ commands:
   recipes    list named recipes (whole training + evaluation settings)
   prepare    check (or convert) a local copy of a benchmark: pascal5i, coco20i, fss1000, ade20k150, or a
              suite dataset (sclip_voc21 ... catseg_voc20b)
+  check      validate your own dataset (a manifest and its images/labels) and print a per-split summary
 """
 
 
@@ -204,9 +207,12 @@ def resolve_train_config(args: list[str]) -> TrainConfig:
 
 def cmd_train(args: list[str]) -> None:
     dry = _pop_flag(args, "--dry-run")
+    skip_data = _pop_flag(args, "--no-data-check")  # a config inspected on a machine without the data
     cfg = resolve_train_config(args)
     if dry:
         print(json.dumps(to_dict(cfg), indent=2))
+        if not skip_data:
+            cli_check.check_train_data(cfg.data)
         return
     summary = pipeline.train_run(cfg)
     if summary.loss_curve is not None:  # rank 0 (the only process under plain `lseg-nb train`)
@@ -368,6 +374,7 @@ COMMANDS = {
     "models": cmd_models,
     "recipes": cmd_recipes,
     "prepare": cmd_prepare,
+    "check": lambda args: cli_check.cmd_check(args),
 }
 
 

@@ -104,7 +104,9 @@ def load_lseg_nb(
         )
     try:
         cfg = dataclasses.replace(
-            from_dict(ModelConfig, json.loads(meta["model_config"])), backbone_pretrained=False
+            from_dict(ModelConfig, json.loads(meta["model_config"])),
+            backbone_pretrained=False,
+            backbone_weights=None,  # the file holds the trained backbone; the original weights file is not needed
         )
     except (ConfigError, json.JSONDecodeError) as e:
         raise InputError(f"{path}: invalid model_config metadata: {e}") from None

@@ -58,12 +58,16 @@ class ModelConfig:
     ``head_block``/``block_depth``/``activation``: the optional spatial-regularisation blocks applied to the
     logit maps (official ``arch_option`` 1 = bottleneck, 2 = depthwise). ``logit_scale``: multiplier of the
     cosine similarities (1/0.07, fixed unless ``learnable_scale``).
+    ``backbone_weights``: a local timm/torchvision checkpoint file (``.safetensors``, or ``.pth``/``.pt``/``.bin``
+    read with ``weights_only=True``) loaded into the backbone instead of downloading the pretrained weights: set,
+    it replaces ``backbone_pretrained`` (nothing is fetched). Formats and checks: :mod:`lseg_nb.models.backbone_weights`.
     ``crop_size``: the model's input window — THE one place that sets both the training crop and the
     evaluation window (sliding and multi-scale inference); nothing else may disagree with it.
     """
 
     backbone: str = "resnet18"
     backbone_pretrained: bool = False
+    backbone_weights: str | None = None
     hooks: tuple[int, ...] = (5, 11, 17, 23)
     out_indices: tuple[int, ...] = (1, 2, 3, 4)
     readout: Readout = "project"
@@ -100,3 +104,8 @@ class ModelConfig:
         require(self.logit_scale > 0, "model.logit_scale", f"must be > 0, got {self.logit_scale}")
         require(min(self.std) > 0, "model.std", f"must be positive, got {self.std}")
         require(bool(self.backbone.strip()), "model.backbone", "must name a timm model")
+        require(
+            self.backbone_weights is None or bool(self.backbone_weights.strip()),
+            "model.backbone_weights",
+            "must be a weights file path (or None to use backbone_pretrained)",
+        )

@@ -28,7 +28,9 @@ class DataConfig:
     ``../shared/datasets/<name>``; benchmarks: the folder ``lseg-nb prepare`` checked).
     ``splits``: benchmarks only, HSNet's ``data/splits`` folder (PASCAL-5i lists, COCO-20i fold pickles); default
     ``<data_root>/splits``, then ``$LSEG_NB_SHARED/reference/splits``.
-    ``fold``: zero-shot fold whose unseen classes are never training targets.
+    ``fold``: zero-shot fold whose unseen classes are never training targets: its index in the manifest's
+    ``zero_shot_folds`` or its name there (``--data.fold neighbours``); an unknown name is refused when the data
+    is opened, listing the manifest's folds (the config layer cannot read manifests).
     Augmentation: with ``square_resize`` every image is first resized to ``crop_size x crop_size`` (aspect not
     kept; the official zero-shot loaders' 480x480). Then a random scale by a factor from ``scale_range`` — of the
     image itself (``base_size=None``) or, with ``base_size`` set, so that the LONG side becomes
@@ -44,7 +46,7 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     test_split: str = "test"
-    fold: int | None = 0
+    fold: int | str | None = 0
     scale_range: tuple[float, float] = (0.75, 1.5)
     base_size: int | None = None
     flip: bool = True
@@ -57,7 +59,16 @@ class DataConfig:
         lo, hi = self.scale_range
         require(0 < lo <= hi, "data.scale_range", f"needs 0 < min <= max, got {self.scale_range}")
         require(self.base_size is None or self.base_size >= 1, "data.base_size", "must be >= 1 or None")
-        require(self.fold is None or self.fold >= 0, "data.fold", f"must be >= 0 or None, got {self.fold}")
+        if isinstance(self.fold, str):
+            require(
+                bool(self.fold.strip()),
+                "data.fold",
+                "a fold name must not be empty (or give the fold's index)",
+            )
+        else:
+            require(
+                self.fold is None or self.fold >= 0, "data.fold", f"must be >= 0 or None, got {self.fold}"
+            )
         require(
             self.max_images is None or self.max_images >= 1,
             "data.max_images",

@@ -50,8 +50,8 @@ def dataset_root(cfg: DataConfig, manifest: DatasetManifest) -> Path:
     return resolve_data_root(cfg.data_root, manifest)
 
 
-def label_split(manifest: DatasetManifest, root: Path, fold: int | None) -> LabelSplit:
-    """Class names and the seen/unseen indices of ``fold`` (``None``: every class is seen)."""
+def label_split(manifest: DatasetManifest, root: Path, fold: int | str | None) -> LabelSplit:
+    """Class names and the seen/unseen indices of ``fold``, an index or a name (``None``: every class is seen)."""
     names = tuple(manifest.class_names(root))
     if fold is None:
         return LabelSplit(names, tuple(range(len(names))), ())

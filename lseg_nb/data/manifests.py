@@ -6,6 +6,9 @@ links to it and wheels ship a copy) and are read with a strict ``yaml.SafeLoader
 keys, bounded aliases); every field is type-checked and errors name the file and the field (values shortened).
 Every path a manifest builds (layout folders, suffixes, split and class files) stays inside the data root
 (:func:`~lseg_nb.utils.io.inside`); split names are plain names, since they end up in output file names.
+Required fields are ``name``, ``layout`` and ``splits`` (plus ``classes`` or ``layout.classes_file``);
+``source_url`` and ``licence`` are optional because a private dataset has neither, but when given they must be
+non-empty strings (an empty value is more likely a slip than a statement).
 """
 
 from __future__ import annotations
@@ -69,10 +72,11 @@ class DatasetManifest:
     """A validated dataset manifest (see ``data_manifests/*.yaml``)."""
 
     name: str
-    source_url: str
-    licence: str
     layout: Layout
     splits: tuple[SplitSpec, ...]
+    #: where the data comes from and under which terms; optional (private data has neither), "" when absent
+    source_url: str = ""
+    licence: str = ""
     classes: tuple[str, ...] | None = None
     zero_shot_folds: tuple[ZeroShotFold, ...] = ()
     description: str = ""
@@ -151,20 +155,21 @@ class DatasetManifest:
 
     def verify_splits(self, root: str | Path) -> dict[str, str]:
         """Check every split file against its sha256; returns ``{split: actual sha256}`` for run records."""
-        actual = {}
-        for s in self.splits:
-            path = inside(root, s.file, what=f"{self._file}: splits.{s.name}.file")
-            if not path.is_file():
-                raise FileNotFoundError(
-                    f"{self._file}: split file {path} (splits.{s.name}.file) does not exist"
-                )
-            actual[s.name] = file_sha256(path)
-            if s.sha256 is not None and actual[s.name] != s.sha256:
-                raise ManifestError(
-                    f"{path}: sha256 mismatch for split {s.name!r}: expected {s.sha256} "
-                    f"({self._file}), actual {actual[s.name]}. The split list changed; restore it or update the "
-                    "manifest deliberately."
-                )
+        return {s.name: self.verify_split(root, s.name) for s in self.splits}
+
+    def verify_split(self, root: str | Path, name: str) -> str:
+        """Check split ``name``'s file exists and matches its sha256 (when the manifest gives one); its sha256."""
+        s = self.split(name)
+        path = inside(root, s.file, what=f"{self._file}: splits.{s.name}.file")
+        if not path.is_file():
+            raise FileNotFoundError(f"{self._file}: split file {path} (splits.{s.name}.file) does not exist")
+        actual = file_sha256(path)
+        if s.sha256 is not None and actual != s.sha256:
+            raise ManifestError(
+                f"{path}: sha256 mismatch for split {s.name!r}: expected {s.sha256} "
+                f"({self._file}), actual {actual}. The split list changed; restore it or update the "
+                "manifest deliberately."
+            )
         return actual
 
 
@@ -368,8 +373,9 @@ def _parse_distractors(value: Any, classes: tuple[str, ...] | None, where: str) 
 
 def _parse(data: Any, path: Path) -> DatasetManifest:
     f = path.name
-    required = {"name", "source_url", "licence", "layout", "splits"}
-    d = _mapping(data, f, required, {"classes", "zero_shot_folds", "description", "distractors"})
+    required = {"name", "layout", "splits"}
+    optional = {"source_url", "licence", "classes", "zero_shot_folds", "description", "distractors"}
+    d = _mapping(data, f, required, optional)
     name = _str(d["name"], f"{f}: name")
     if not _NAME.match(name):
         raise _fail(
@@ -395,8 +401,8 @@ def _parse(data: Any, path: Path) -> DatasetManifest:
         _check_folds(folds, list(classes), f)
     return DatasetManifest(
         name=name,
-        source_url=_str(d["source_url"], f"{f}: source_url"),
-        licence=_str(d["licence"], f"{f}: licence"),
+        source_url=_str(d["source_url"], f"{f}: source_url") if "source_url" in d else "",
+        licence=_str(d["licence"], f"{f}: licence") if "licence" in d else "",
         layout=layout,
         splits=_parse_splits(d["splits"], f"{f}: splits"),
         classes=classes,

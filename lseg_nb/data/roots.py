@@ -37,7 +37,7 @@ def resolve_data_root(data_root: str | Path | None, manifest: DatasetManifest) -
     """Find a dataset's root folder.
 
     Order: explicit ``data_root`` > ``$LSEG_NB_DATA`` (a folder holding ``<name>/`` or the dataset itself) >
-    ``$LSEG_NB_SHARED/datasets/<name>`` (default ``../shared`` next to the repo) > ``<cache>/<name>``
+    the manifest file's own folder (a manifest kept with its data) > ``$LSEG_NB_SHARED/datasets/<name>`` (default ``../shared`` next to the repo) > ``<cache>/<name>``
     (``$LSEG_NB_CACHE``, default ``~/.cache/lseg_nb``; where generated sets such as the synthetic one live).
     """
     if data_root is not None:
@@ -52,6 +52,8 @@ def resolve_data_root(data_root: str | Path | None, manifest: DatasetManifest) -
     tried = []
     env = os.environ.get("LSEG_NB_DATA")
     candidates = [Path(env).expanduser() / manifest.name, Path(env).expanduser()] if env else []
+    if manifest.path is not None:  # a manifest written next to its data (docs/custom-data.md)
+        candidates.append(manifest.path.parent)
     candidates += [shared_dir() / "datasets" / manifest.name, cache_dir() / manifest.name]
     for cand in candidates:
         if _looks_like(cand, manifest):

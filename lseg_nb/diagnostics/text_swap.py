@@ -55,8 +55,8 @@ def _swapped_model(
     cfg: TrainConfig, text: TextEncoderConfig, encoder: TextEncoder, state: dict, keep_proj: bool
 ) -> LSeg:
     """The run's architecture with ``encoder``; every trained weight loaded except (optionally) ``head.proj``."""
-    # backbone_pretrained=False: all image weights come from the run, no download needed
-    model_cfg = dataclasses.replace(cfg.model, text=text, backbone_pretrained=False)
+    # no pretrained download or weights file: all image weights come from the run
+    model_cfg = dataclasses.replace(cfg.model, text=text, backbone_pretrained=False, backbone_weights=None)
     model = build_lseg(model_cfg, encoder)
     keep = {k: v for k, v in state.items() if keep_proj or not k.startswith(PROJ)}
     missing, unexpected = model.load_state_dict(keep, strict=False)

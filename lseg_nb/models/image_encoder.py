@@ -3,6 +3,8 @@
 ViTs: outputs of four chosen blocks, turned into token grids with a DPT readout (``ignore|add|project``);
 position embeddings are resized bilinearly to any input size, as the official LSeg/DPT ``forward_flex`` does.
 CNNs: timm ``features_only`` at four ``out_indices``.
+Pretrained weights come from timm's download (``backbone_pretrained``) or, offline, from a local file
+(``backbone_weights``, loaded after the encoder is built so its checks see exactly the tensors the encoder uses).
 Both return four ``(B, C_i, H/r_i, W/r_i)`` maps and expose ``channels`` and ``reductions``.
 """
 
@@ -14,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lseg_nb.config import ModelConfig
+from lseg_nb.models.backbone_weights import WeightsReport, load_backbone_weights
 from lseg_nb.models.text_encoder import respect_hf_offline
 from lseg_nb.utils.errors import InputError, SetupError
 
@@ -35,12 +38,23 @@ def _timm_offline_message(name: str) -> str:
     return (
         f"could not fetch pretrained timm weights for {name!r} (no internet, or HF_HUB_OFFLINE=1 and not in the "
         "Hugging Face cache). Either copy ~/.cache/huggingface/hub from a machine with internet (cached weights "
-        "load with HF_HUB_OFFLINE=1), or download the weights file once and point timm at it: build with "
-        "backbone_pretrained=False, then model.image_encoder.model.load_state_dict(timm.create_model(name, "
-        "pretrained=True, pretrained_cfg_overlay=dict(file='/path/to/model.safetensors'), num_classes=0)"
-        ".state_dict(), strict=False). Official LSeg checkpoints already contain the fine-tuned backbone "
+        "load with HF_HUB_OFFLINE=1), or download the weights file once and pass it: "
+        "--model.backbone-weights /path/to/model.safetensors (ModelConfig.backbone_weights; a timm .safetensors "
+        "or a torchvision .pth). Official LSeg checkpoints already contain the fine-tuned backbone "
         "(lseg_nb.checkpoints.official.load_official)."
     )
+
+
+def _download(cfg: ModelConfig) -> bool:
+    """Whether timm fetches pretrained weights: not when a local file supplies them."""
+    return cfg.backbone_pretrained and cfg.backbone_weights is None
+
+
+def _load_weights(model: nn.Module, cfg: ModelConfig) -> WeightsReport | None:
+    """Load ``cfg.backbone_weights`` into the timm ``model`` (None: nothing to load)."""
+    if cfg.backbone_weights is None:
+        return None
+    return load_backbone_weights(model, cfg.backbone_weights, cfg.backbone)
 
 
 class ProjectReadout(nn.Module):
@@ -63,7 +77,7 @@ class ViTEncoder(nn.Module):
         super().__init__()
         if len(cfg.hooks) != 4:
             raise InputError(f"ModelConfig.hooks needs 4 block indices, got {cfg.hooks}")
-        model = _create_timm(cfg.backbone, cfg.backbone_pretrained, num_classes=0)
+        model = _create_timm(cfg.backbone, _download(cfg), num_classes=0)
         if not hasattr(model, "blocks") or not hasattr(model, "pos_embed"):
             raise InputError(
                 f"{cfg.backbone!r} is not a timm VisionTransformer; use a CNN name or a vit_* model"
@@ -75,6 +89,7 @@ class ViTEncoder(nn.Module):
         model.blocks = model.blocks[: max(cfg.hooks) + 1]
         model.norm = nn.Identity()
         self.model = model
+        self.weights_report = _load_weights(model, cfg)
         self.hooks = tuple(cfg.hooks)
         self.readout_kind = cfg.readout
         self.start = int(getattr(model, "num_prefix_tokens", 1))
@@ -136,8 +151,9 @@ class CNNEncoder(nn.Module):
         if len(cfg.out_indices) != 4:
             raise InputError(f"ModelConfig.out_indices needs 4 stage indices, got {cfg.out_indices}")
         self.model = _create_timm(
-            cfg.backbone, cfg.backbone_pretrained, features_only=True, out_indices=cfg.out_indices
+            cfg.backbone, _download(cfg), features_only=True, out_indices=cfg.out_indices
         )
+        self.weights_report = _load_weights(self.model, cfg)
         self.channels = list(self.model.feature_info.channels())
         self.reductions = list(self.model.feature_info.reduction())
 

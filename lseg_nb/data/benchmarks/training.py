@@ -320,7 +320,7 @@ def benchmark_data(cfg: DataConfig) -> BenchmarkData:
     if name == ade20k.NAME:
         if cfg.fold is not None:
             raise InputError("data.fold: ADE20K-150 is a fixed-label benchmark without folds; use fold=None")
-        names = tuple(m.classes)
+        names, fold = tuple(m.classes), None
         # the reference label texts repeat "screen" (classes 59 and 131): reproduced as published
         labels = LabelSplit(names, tuple(range(len(names))), (), shared_names=len(set(names)) < len(names))
     else:
@@ -328,9 +328,22 @@ def benchmark_data(cfg: DataConfig) -> BenchmarkData:
             raise InputError(
                 f"data.fold: {m.title} trains zero-shot folds; choose 0..{len(m.folds) - 1} ({m.folds[0][0]} ...)"
             )
-        labels = others_label_split(m, cfg.fold)  # validates the fold
+        fold = _fold_index(m, cfg.fold)
+        labels = others_label_split(m, fold)  # validates the fold
     void = 255 if len(labels.class_names) <= 255 else len(labels.class_names)
-    return BenchmarkData(name, m, user_path(cfg.data_root), cfg.fold, cfg.splits, labels, void)
+    return BenchmarkData(name, m, user_path(cfg.data_root), fold, cfg.splits, labels, void)
+
+
+def _fold_index(m: BenchmarkManifest, fold: int | str) -> int:
+    """The index of a benchmark fold given by index or by its name (``fold0``); unknown names list the folds."""
+    if not isinstance(fold, str):
+        return fold
+    names = [f[0] for f in m.folds]
+    if fold not in names:
+        raise InputError(
+            f"data.fold: {m.title} has no fold {fold!r}; its folds are 0..{len(names) - 1} = {names}"
+        )
+    return names.index(fold)
 
 
 def _suite_data(cfg: DataConfig, name: str) -> BenchmarkData:
