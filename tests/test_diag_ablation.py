@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from lseg_nb.config import ConfigError, DataConfig, TextEncoderConfig, TrainConfig, load_config, to_dict
+from lseg_nb.data.experiment import make_experiment
 from lseg_nb.data.synthetic import CLASS_NAMES, generate_synthetic
 from lseg_nb.diagnostics import (
     AblationReport,
@@ -20,6 +21,7 @@ from lseg_nb.diagnostics import (
     run_text_encoder_ablation,
     swap_text_encoder,
 )
+from lseg_nb.diagnostics.ablation_report import make_report
 from lseg_nb.engine.evaluate import evaluate_run
 from lseg_nb.engine.runs import load_model
 from lseg_nb.models import get_config
@@ -175,3 +177,13 @@ def test_plot_draws_one_bar_per_defined_value(ablation):
     expected = [100 * v for v in values if v is not None and not math.isnan(v)]
     assert sorted(b.get_height() for b in bars) == pytest.approx(sorted(expected))
     assert "skipped" in " ".join(t.get_text() for t in fig.axes[0].texts)
+
+
+def test_a_fold_given_by_name_is_recorded_as_its_index(tmp_path):
+    # `--data.fold fold1` is accepted everywhere; the report stores the index (it raised ValueError on int("fold1"))
+    base = tiny_base(generate_synthetic(tmp_path / "data", n_train=2, n_val=1, n_test=1, size=32))
+    cfg = dataclasses.replace(base, data=dataclasses.replace(base.data, fold="fold1"))
+    exp = make_experiment(cfg.data)
+    report = make_report("retrain", exp, cfg, "test", [])
+    assert report.fold == 1
+    assert report.unseen_classes == exp.labels.unseen_names != UNSEEN

@@ -139,6 +139,10 @@ class DatasetManifest:
         seen, unseen = self.fold(i_or_name, root)
         return [names[i] for i in seen], [names[i] for i in unseen]
 
+    def fold_index(self, i_or_name: int | str) -> int:
+        """The index of zero-shot fold ``i_or_name`` (an index or a fold's name), for records that store numbers."""
+        return self.zero_shot_folds.index(self._get_fold(i_or_name))
+
     def _get_fold(self, i_or_name: int | str) -> ZeroShotFold:
         folds = self.zero_shot_folds
         if isinstance(i_or_name, int) and not isinstance(i_or_name, bool):

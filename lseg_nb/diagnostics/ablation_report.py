@@ -200,7 +200,7 @@ def make_report(
     return AblationReport(
         kind=kind,
         dataset=exp.manifest.name,
-        fold=int(cfg.data.fold),
+        fold=exp.manifest.fold_index(cfg.data.fold),  # a fold given by name is stored as its index
         eval_split=split,
         seen_classes=exp.labels.seen_names,
         unseen_classes=exp.labels.unseen_names,
