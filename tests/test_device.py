@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
 
-from lseg_nb.utils.device import autocast, bf16_hint, cpu_has_native_bf16, resolve_device, thread_hint
+from lseg_nb.utils.device import (
+    autocast,
+    bf16_hint,
+    cpu_has_native_bf16,
+    own_load,
+    resolve_device,
+    thread_hint,
+)
 
 
 def _fake_gpus(monkeypatch, count: int) -> None:
@@ -51,12 +59,19 @@ def test_autocast_choices():
 
 def test_thread_hint_fires_only_when_other_work_leaves_fewer_cores_than_threads():
     busy = thread_hint(load=9.5, cores=2, threads=2)
-    assert busy is not None and "load average 9.5 on 2 cores" in busy and "2 threads" in busy
+    assert busy is not None and "load average 9.5 from other work on 2 cores" in busy and "2 threads" in busy
     assert "OMP_NUM_THREADS=1 " in busy and "torch.set_num_threads(1)" in busy
     assert thread_hint(load=0.3, cores=2, threads=2) is None  # an idle machine: the default is right
     assert thread_hint(load=9.5, cores=2, threads=1) is None  # already one thread
     assert "OMP_NUM_THREADS=5 " in thread_hint(load=3.0, cores=8, threads=8)  # the cores left idle
     assert thread_hint(load=3.0, cores=8, threads=5) is None
+
+
+def test_own_load_is_the_exponential_average_of_this_process_work():
+    """The kernel's 1-minute load average: steady work at rate r for t seconds adds r * (1 - exp(-t / 60))."""
+    assert own_load(60.0, 60.0) == pytest.approx(1 - math.exp(-1), rel=1e-12)
+    assert own_load(240.0, 120.0) == pytest.approx(2 * (1 - math.exp(-2)), rel=1e-12)  # two busy threads
+    assert own_load(0.0, 30.0) == 0.0 and own_load(1.0, 0.0) == 0.0
 
 
 def test_bf16_hint_only_for_emulated_bf16_on_the_cpu():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,11 @@ def test_a_busy_cpu_prints_the_thread_hint_once_at_the_start(small_root, tmp_pat
         torch.set_num_threads(threads)
     notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
     assert len(notes) == 1
-    assert notes[0].startswith("note: the CPU is busy (load average 9.5 on 2 cores) and torch uses 2 threads")
+    # 9.5 less this process's own share (model building, at most its 2 threads, removed): other work fills both cores
+    assert re.match(
+        r"note: the CPU is busy \(load average [7-9]\.\d from other work on 2 cores\) and torch uses 2 threads",
+        notes[0],
+    )
     assert notes[0].endswith(
         "set OMP_NUM_THREADS=1 before starting (or torch.set_num_threads(1) in a notebook)"
     )

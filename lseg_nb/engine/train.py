@@ -47,7 +47,7 @@ from lseg_nb.engine.runs import (
 )
 from lseg_nb.models.lseg import build_lseg
 from lseg_nb.models.text_encoder import TextEncoder
-from lseg_nb.utils.device import autocast, cpu_training_hints, resolve_device
+from lseg_nb.utils.device import autocast, cpu_training_hints, own_load, resolve_device
 from lseg_nb.utils.errors import DivergedError, InputError, Interrupted
 from lseg_nb.utils.interrupt import StopRequest
 from lseg_nb.utils.io import atomic_write_text, check_output_dir, clean_stale_tmp
@@ -98,6 +98,7 @@ class Trainer:
     """Owns model, optimiser, data and run folder for one training run."""
 
     def __init__(self, cfg: TrainConfig, text_encoder: TextEncoder | None = None) -> None:
+        self._clock = (time.perf_counter(), time.process_time())  # this run's own share of the load (hints)
         # before any work: a bad folder must not waste a run; `~` is the home folder here as in every path field
         self.cfg, self.run_dir = cfg, check_output_dir(cfg.run_dir, "run_dir")
         self.device = resolve_device(cfg.device)
@@ -318,7 +319,8 @@ class Trainer:
     def _fit(self, stop_at: int | None, stop: StopRequest | None = None) -> Path:
         self.prepare_run_dir()
         self.start_step = self.step  # where this call began (0, or the resumed checkpoint's step)
-        for hint in cpu_training_hints(self.cfg.amp, self.device) if self.dist.main else ():
+        own = own_load(time.process_time() - self._clock[1], time.perf_counter() - self._clock[0])
+        for hint in cpu_training_hints(self.cfg.amp, self.device, own) if self.dist.main else ():
             _say(f"note: {hint}")
         batches = self._batches()
         end = min(self.cfg.steps, stop_at or self.cfg.steps)

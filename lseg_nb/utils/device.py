@@ -77,11 +77,25 @@ def cpu_has_native_bf16() -> bool:
     return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
 
 
+def own_load(cpu_seconds: float, wall_seconds: float) -> float:
+    """This process's share of the 1-minute load average after using ``cpu_seconds`` of CPU (all threads) in the
+    last ``wall_seconds``: the kernel's load average is an exponential average with a 60 s time constant, so
+    work at a steady rate ``r`` for ``t`` seconds adds ``r * (1 - exp(-t / 60))``.
+
+    Args:
+        cpu_seconds: CPU time this process used in the window (``time.process_time()`` difference).
+        wall_seconds: the window's wall time.
+    """
+    if wall_seconds <= 0:
+        return 0.0
+    return cpu_seconds / wall_seconds * (1 - math.exp(-wall_seconds / 60))
+
+
 def thread_hint(load: float, cores: int, threads: int) -> str | None:
     """The hint to print when torch's ``threads`` exceed the cores that other work leaves idle, else ``None``.
 
     Args:
-        load: the 1-minute load average before training starts (runnable work of other processes).
+        load: the 1-minute load average of other work (this process's own share, :func:`own_load`, removed).
         cores: CPU cores this process may run on.
         threads: torch's intra-op threads (``torch.get_num_threads()``).
     """
@@ -89,7 +103,8 @@ def thread_hint(load: float, cores: int, threads: int) -> str | None:
     if threads <= idle:
         return None
     return (
-        f"the CPU is busy (load average {load:.1f} on {cores} cores) and torch uses {threads} threads: each "
+        f"the CPU is busy (load average {load:.1f} from other work on {cores} cores) and torch uses {threads} "
+        "threads: each "
         "parallel op then waits for descheduled threads, which can make training steps several times slower "
         f"than with {idle} thread{'s' if idle > 1 else ''}; " + THREADS_FIX.format(n=idle)
     )
@@ -111,11 +126,17 @@ def bf16_hint(amp: str, device: torch.device, native_bf16: bool) -> str | None:
     )
 
 
-def cpu_training_hints(amp: str, device: torch.device) -> list[str]:
-    """:func:`thread_hint` and :func:`bf16_hint` for this machine now (nothing on a GPU)."""
+def cpu_training_hints(amp: str, device: torch.device, own: float = 0.0) -> list[str]:
+    """:func:`thread_hint` and :func:`bf16_hint` for this machine now (nothing on a GPU).
+
+    Args:
+        amp: the run's autocast choice.
+        device: the training device.
+        own: this process's own share of the load average (:func:`own_load` of the work before training).
+    """
     if device.type != "cpu":
         return []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    load = max(0.0, os.getloadavg()[0] - own) if hasattr(os, "getloadavg") else 0.0
     hints = [thread_hint(load, cores, torch.get_num_threads()), bf16_hint(amp, device, cpu_has_native_bf16())]
     return [h for h in hints if h]
