@@ -1,11 +1,21 @@
-"""Device choice and mixed precision: clear refusals instead of CUDA errors deep in a library."""
+"""Device choice and mixed precision: clear refusals instead of CUDA errors deep in a library; CPU speed hints."""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
 
 import pytest
 import torch
 
-from lseg_nb.utils.device import autocast, resolve_device
+from lseg_nb.utils.device import (
+    autocast,
+    bf16_hint,
+    cpu_has_native_bf16,
+    own_load,
+    resolve_device,
+    thread_hint,
+)
 
 
 def _fake_gpus(monkeypatch, count: int) -> None:
@@ -45,3 +55,43 @@ def test_autocast_choices():
         autocast("fp16", cpu)
     with pytest.raises(ValueError, match="amp must be one of"):
         autocast("float16", cpu)
+
+
+def test_thread_hint_fires_only_when_other_work_leaves_fewer_cores_than_threads():
+    busy = thread_hint(load=9.5, cores=2, threads=2)
+    assert busy is not None and "load average 9.5 from other work on 2 cores" in busy and "2 threads" in busy
+    assert "OMP_NUM_THREADS=1 " in busy and "torch.set_num_threads(1)" in busy
+    assert thread_hint(load=0.3, cores=2, threads=2) is None  # an idle machine: the default is right
+    assert thread_hint(load=9.5, cores=2, threads=1) is None  # already one thread
+    assert "OMP_NUM_THREADS=5 " in thread_hint(load=3.0, cores=8, threads=8)  # the cores left idle
+    assert thread_hint(load=3.0, cores=8, threads=5) is None
+
+
+def test_own_load_is_the_exponential_average_of_this_process_work():
+    """The kernel's 1-minute load average: steady work at rate r for t seconds adds r * (1 - exp(-t / 60))."""
+    assert own_load(60.0, 60.0) == pytest.approx(1 - math.exp(-1), rel=1e-12)
+    assert own_load(240.0, 120.0) == pytest.approx(2 * (1 - math.exp(-2)), rel=1e-12)  # two busy threads
+    assert own_load(0.0, 30.0) == 0.0 and own_load(1.0, 0.0) == 0.0
+
+
+def test_bf16_hint_only_for_emulated_bf16_on_the_cpu():
+    cpu, gpu = torch.device("cpu"), torch.device("cuda", 0)
+    assert "without native bfloat16" in bf16_hint("bf16", cpu, native_bf16=False)
+    assert bf16_hint("bf16", cpu, native_bf16=True) is None
+    assert bf16_hint("none", cpu, native_bf16=False) is None
+    assert bf16_hint("bf16", gpu, native_bf16=False) is None
+
+
+def test_native_bf16_detection_agrees_with_the_cpu_flags():
+    flags = Path("/proc/cpuinfo")
+    if not flags.is_file():
+        pytest.skip("no /proc/cpuinfo to compare with (not Linux)")
+    words = set(flags.read_text().split())
+    assert cpu_has_native_bf16() == bool(words & {"avx512_bf16", "amx_bf16", "amx_tile"})
+
+
+def test_bf16_on_a_gpu_without_bfloat16_is_refused(monkeypatch):
+    # torch's CUDA query, not lseg_nb code: an older GPU simulated on a CPU-only machine
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(ValueError, match=r"amp='bf16' but cuda:0 has no bfloat16 support: use amp='fp16'"):
+        autocast("bf16", torch.device("cuda", 0))

@@ -201,10 +201,14 @@ def test_predictor_similarity_is_the_unscaled_cosine(tiny_model, odd_images):
 # ---------------------------------------------------------------- batched windows vs window-by-window
 
 
-def _reference(model, x, text, crop, stride_ratio=2 / 3, scales=None, flip=False, base_size=None):
+def _reference(
+    model, x, text, crop, stride_ratio=2 / 3, scales=None, flip=False, base_size=None, weight="uniform"
+):
     """The protocol spelled out one window at a time with the plain forward pass (no batching, no fusion):
-    pad to the size multiple, crop back; windows averaged over overlaps; views resized back and averaged."""
+    pad to the size multiple, crop back; windows averaged over overlaps (each window's logits times its
+    ``window_weight``, divided by the summed weights); views resized back and averaged."""
     model.eval()
+    w_win = window_weight(crop, crop, weight)
     m = model.size_multiple
 
     def single(v):
@@ -222,8 +226,9 @@ def _reference(model, x, text, crop, stride_ratio=2 / 3, scales=None, flip=False
         stride = int(crop * stride_ratio)
         for h0 in _window_starts(ph, crop, stride):
             for w0 in _window_starts(pw, crop, stride):
-                out[..., h0 : h0 + crop, w0 : w0 + crop] += single(vp[..., h0 : h0 + crop, w0 : w0 + crop])
-                count[h0 : h0 + crop, w0 : w0 + crop] += 1
+                win = single(vp[..., h0 : h0 + crop, w0 : w0 + crop])
+                out[..., h0 : h0 + crop, w0 : w0 + crop] += win * w_win
+                count[h0 : h0 + crop, w0 : w0 + crop] += w_win
         return (out / count)[..., :h, :w]
 
     with torch.no_grad():

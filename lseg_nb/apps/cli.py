@@ -249,9 +249,9 @@ def cmd_predict(args: list[str]) -> None:
         raise ConfigError(
             "lseg-nb predict: give --image FILE (a figure), or IMAGES... --out-dir OUT (many images)"
         )
-    shares = predict.predict_image(a.weights, a.image, labels, a.out, a.eval)
-    print(f"protocol: {a.eval.describe()}; image {a.image}")
-    for label, share in shares.items():
+    result = predict.predict_image(a.weights, a.image, labels, a.out, a.eval)
+    print(f"protocol: {result.inference}; image {a.image}")
+    for label, share in result.shares.items():
         print(f"{label:>24s}: {100 * share:5.1f}% of pixels")
     print(f"figure written to {a.out}")
 
@@ -265,7 +265,8 @@ def _predict_many(a: PredictArgs, labels: list[str]) -> None:
     check_output_dir(a.out_dir, "--out-dir")
     engine_batch.collect_images(a.images)  # bad inputs fail before the model loads
     model = runs.load_model(a.weights, map_location=str(device.resolve_device("auto")))
-    print(f"protocol: {a.eval.describe()}; {split.num_classes} classes; saving {', '.join(a.save)}")
+    window = int(model.config.crop_size)
+    print(f"protocol: {a.eval.describe(window)}; {split.num_classes} classes; saving {', '.join(a.save)}")
     summary = batch.predict_folder(
         model, a.images, split, a.out_dir, a.eval, a.save, a.overwrite, a.feature_size, a.feature_recipe,
         a.weights, a.num_workers, a.batch_size,

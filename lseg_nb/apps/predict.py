@@ -1,9 +1,15 @@
 """Segment a single image file with free-form labels (the one-image form of ``lseg-nb predict``): the
-:class:`~lseg_nb.engine.predictor.Predictor` with the protocol's inference and decision rule, then a figure."""
+:class:`~lseg_nb.engine.predictor.Predictor` with the protocol's inference and decision rule, then a figure.
+
+:func:`predict_image` also returns what the inference did to this image (mode, window, the sizes it ran at:
+:func:`~lseg_nb.engine.predictor.describe_inference`), which ``lseg-nb predict`` prints: the same labels give
+different masks in ``single`` and ``sliding`` mode, and a figure should never leave its reader guessing which.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +18,7 @@ from torch import nn
 
 from lseg_nb.config import EvalConfig
 from lseg_nb.data.images import read_rgb
-from lseg_nb.engine.predictor import Predictor, as_label_split
+from lseg_nb.engine.predictor import Predictor, as_label_split, describe_inference
 from lseg_nb.engine.runs import load_model
 from lseg_nb.utils.device import resolve_device
 from lseg_nb.utils.errors import printable
@@ -56,14 +62,30 @@ def predict_figure(
     return fig, {lab: float(c) / pred.size for lab, c in zip(names, counts, strict=True)}
 
 
+@dataclass(frozen=True)
+class ImagePrediction:
+    """What :func:`predict_image` did: each class's pixel share and the inference it ran (mode and sizes)."""
+
+    shares: dict[str, float]
+    inference: str
+
+
 def predict_image(
     weights: str | Path,
     image_path: str | Path,
     labels: Sequence[str],
     out: str | Path,
     protocol: EvalConfig | None = None,
-) -> dict[str, float]:
-    """Segment ``image_path`` with ``labels``, save :func:`predict_figure` to ``out``, return the pixel shares.
+) -> ImagePrediction:
+    """Segment ``image_path`` with ``labels``, save :func:`predict_figure` to ``out``, return the pixel shares
+    and the inference used (:func:`~lseg_nb.engine.predictor.describe_inference`).
+
+    Args:
+        weights: run folder, ``.safetensors`` file or dense-CLIP spec.
+        image_path: the image file.
+        labels: typed labels, ``"sofa|couch"`` = one class.
+        out: the figure file.
+        protocol: the inference and decision settings (default ``EvalConfig()``).
 
     ``weights``: run folder, ``.safetensors`` file or dense-CLIP spec (``naclip:ViT-B-16/openai``). Labels, the
     output path and the image are checked before the model is loaded: bad input fails fast, and a bad ``out``
@@ -73,6 +95,7 @@ def predict_image(
     out = check_output_path(out, "--out")
     image = read_rgb(image_path)
     model = load_model(weights, map_location=str(resolve_device("auto")))
+    protocol = protocol or EvalConfig()
     fig, shares = predict_figure(model, image, split, protocol, printable(Path(image_path).name))
     atomic_save_figure(fig, out)
-    return shares
+    return ImagePrediction(shares, describe_inference(model, protocol, *image.shape[:2]))

@@ -42,11 +42,12 @@ class EvalConfig:
     the long side would exceed ``long_cap`` (mmseg ``Resize(scale=(long_cap, short_side), keep_ratio=True)``, the
     training-free harnesses' test resize); logits are resized back to the label map. ``mode='single'``: one pass
     over the whole (resized) image. ``'sliding'``: ``crop_size`` windows at stride ``crop_size * stride_ratio``,
-    overlapping logits averaged (``window_weight='smooth'`` weights each window by a raised cosine that is highest
-    at its centre, which hides window seams of small-crop models). ``'multiscale'``: for each of ``scales`` the
-    image is resized -- relative to its own size, or with ``base_size`` so that its long side is
-    ``ceil(base_size * scale)`` (the official LSeg protocol: base 520, scales 0.5-1.75, flip, stride 2/3) -- run
-    with sliding windows and, with ``flip``, mirrored; logits are averaged at the input size. ``input_fit``: a
+    overlapping logits averaged (``window_weight='uniform'``, the default: the plain average of the official and
+    reference protocols, so their numbers stay as published; ``'smooth'`` weights each window by a raised cosine
+    that is highest at its centre, which hides the window seams of small-crop models). ``'multiscale'``: for
+    each of ``scales`` the image is resized -- relative to its own size, or with ``base_size`` so that its long
+    side is ``ceil(base_size * scale)`` (the official LSeg protocol: base 520, scales 0.5-1.75, flip, stride
+    2/3) -- run with sliding windows and, with ``flip``, mirrored; logits are averaged at the input size. ``input_fit``: a
     side that is not a multiple of the backbone's stride is zero-padded and the logits cropped back (``pad``,
     lseg_nb), or the last ``H mod stride`` rows/columns are dropped and the coarse logits stretched over the whole
     input (``crop``: what the training-free references' CLIP ViT does, see ``docs/protocols-trainingfree.md``).

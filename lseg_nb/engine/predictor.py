@@ -5,6 +5,10 @@ With the default protocol (one pass over the whole image) the cached embeddings 
 protocols (sliding windows, multi-scale, a short-side resize) run the whole inference for each query on the
 cached input, with the same result as :func:`~lseg_nb.engine.inference.predict_logits`. Predictions follow the
 one decision rule of :mod:`lseg_nb.engine.postprocess` (several names per class, thresholds), as evaluation does.
+
+:func:`describe_inference` says what a protocol does to one image (the sizes it runs at and the windows of each
+view), so ``lseg-nb predict`` can print the mode and the resolution it used: a sliding or multi-scale result
+is only readable next to the window size and the number of windows it was stitched from.
 """
 
 from __future__ import annotations
@@ -24,13 +28,22 @@ from lseg_nb.data.transforms import normalize_image
 from lseg_nb.engine.inference import (
     _check_images,
     _check_text,
+    _padded_size,
     _Runner,
+    _window_starts,
     eval_mode,
     predict_logits_multi,
     refine_logits,
+    scaled_size,
     upsample_like_model,
 )
-from lseg_nb.engine.postprocess import encode_labels, max_over_names, protocol_predict, protocol_scores
+from lseg_nb.engine.postprocess import (
+    encode_labels,
+    max_over_names,
+    protocol_predict,
+    protocol_scores,
+    short_side_size,
+)
 from lseg_nb.utils.device import autocast, model_device
 from lseg_nb.utils.errors import InputError
 from lseg_nb.utils.labels import LabelSplit
@@ -50,6 +63,49 @@ def to_input(image: np.ndarray, model: nn.Module) -> Tensor:
         raise InputError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {tuple(image.shape)}")
     x = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div(255)  # a copy: inputs may be read-only
     return normalize_image(x, model.config.mean, model.config.std).unsqueeze(0)
+
+
+def _view_windows(model: nn.Module, protocol: EvalConfig, h: int, w: int) -> str:
+    """How one ``h x w`` view runs: one pass (at its padded or cropped size) or a grid of windows."""
+    crop = int(model.config.crop_size)
+    if protocol.mode == "single" or (h <= crop and w <= crop):  # the window loop's own rule (_windowed)
+        if protocol.input_fit == "crop":
+            m = model.size_multiple
+            fitted, verb = (h - h % m, w - w % m), "cropped"
+        else:
+            fitted, verb = _padded_size(model, h, w), "padded"
+        return "one pass" + (f" ({verb} to {fitted[0]}x{fitted[1]})" if fitted != (h, w) else "")
+    ph, pw = (max(h, crop), max(w, crop)) if protocol.input_fit == "pad" else (h, w)
+    ch, cw = min(crop, ph), min(crop, pw)
+    stride = max(1, int(crop * protocol.stride_ratio))
+    rows, cols = len(_window_starts(ph, ch, stride)), len(_window_starts(pw, cw, stride))
+    return f"{rows}x{cols} windows of {ch}x{cw}"
+
+
+def describe_inference(model: nn.Module, protocol: EvalConfig, height: int, width: int) -> str:
+    """The protocol's name (with the model's window) and what it does to a ``height x width`` image, e.g.
+    ``sliding(stride 0.67, window 96): 120x200 image, 2x3 windows of 96x96``.
+
+    Args:
+        model: the model that will run (its ``config.crop_size`` is the window, ``size_multiple`` the padding).
+        protocol: the inference settings.
+        height: image height in pixels.
+        width: image width in pixels.
+    """
+    h, w = height, width
+    where = f"{h}x{w} image"
+    if protocol.short_side is not None:
+        h, w = short_side_size(h, w, protocol.short_side, protocol.long_cap)
+        where += f" resized to {h}x{w}"
+    if protocol.mode == "multiscale":
+        views = []
+        for s in protocol.scales:
+            vh, vw = scaled_size(h, w, s, protocol.base_size)
+            views.append(f"{s:g} -> {vh}x{vw} ({_view_windows(model, protocol, vh, vw)})")
+        where += "; scales " + ", ".join(views) + ("; each view also mirrored" if protocol.flip else "")
+    else:
+        where += ", " + _view_windows(model, protocol, h, w)
+    return f"{protocol.describe(int(model.config.crop_size))}: {where}"
 
 
 class Predictor:
@@ -160,4 +216,4 @@ class Predictor:
         return max_over_names(sim, owner)[0].cpu()
 
 
-__all__ = ["Predictor", "as_label_split", "to_input"]
+__all__ = ["Predictor", "as_label_split", "describe_inference", "to_input"]

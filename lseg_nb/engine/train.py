@@ -2,7 +2,9 @@
 exact resume, run folders, and DDP under ``torchrun`` (rank 0 logs and checkpoints).
 
 Data order and augmentation are pure functions of (seed, epoch, index), so a resumed run sees exactly the batches
-an uninterrupted one would.
+an uninterrupted one would. A resumed run says so first (``resuming from step N of M``), and a CPU run prints the
+speed hints of :func:`~lseg_nb.utils.device.cpu_training_hints` (too many threads on a busy CPU, emulated bf16)
+once at the start: both cost minutes to hours when unnoticed and are invisible in the loss.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from lseg_nb.engine.runs import (
 )
 from lseg_nb.models.lseg import build_lseg
 from lseg_nb.models.text_encoder import TextEncoder
-from lseg_nb.utils.device import autocast, resolve_device
+from lseg_nb.utils.device import autocast, cpu_training_hints, own_load, resolve_device
 from lseg_nb.utils.errors import DivergedError, InputError, Interrupted
 from lseg_nb.utils.interrupt import StopRequest
 from lseg_nb.utils.io import atomic_write_text, check_output_dir, clean_stale_tmp
@@ -80,6 +82,11 @@ def setup_distributed(device: torch.device) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
+def _say(message: str) -> None:
+    # stderr, beside the progress bar: stdout stays the summary scripts read
+    print(message, file=sys.stderr, flush=True)
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
     try:
         return autocast(cfg.amp, device)
@@ -91,6 +98,7 @@ class Trainer:
     """Owns model, optimiser, data and run folder for one training run."""
 
     def __init__(self, cfg: TrainConfig, text_encoder: TextEncoder | None = None) -> None:
+        self._clock = (time.perf_counter(), time.process_time())  # this run's own share of the load (hints)
         # before any work: a bad folder must not waste a run; `~` is the home folder here as in every path field
         self.cfg, self.run_dir = cfg, check_output_dir(cfg.run_dir, "run_dir")
         self.device = resolve_device(cfg.device)
@@ -164,6 +172,7 @@ class Trainer:
         if ckpt.exists() and self.cfg.resume:
             self.load_checkpoint(ckpt)
             if self.dist.main:
+                _say(f"resuming from step {self.step} of {self.cfg.steps} ({ckpt})")
                 self.log.truncate_after(self.step)
                 save_json(self.cfg, self.run_dir / "config.json")  # a continuation's new steps (check_resume)
             return
@@ -310,6 +319,9 @@ class Trainer:
     def _fit(self, stop_at: int | None, stop: StopRequest | None = None) -> Path:
         self.prepare_run_dir()
         self.start_step = self.step  # where this call began (0, or the resumed checkpoint's step)
+        own = own_load(time.process_time() - self._clock[1], time.perf_counter() - self._clock[0])
+        for hint in cpu_training_hints(self.cfg.amp, self.device, own) if self.dist.main else ():
+            _say(f"note: {hint}")
         batches = self._batches()
         end = min(self.cfg.steps, stop_at or self.cfg.steps)
         bar = tqdm(

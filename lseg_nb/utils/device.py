@@ -1,7 +1,17 @@
-"""Device resolution and mixed precision shared by training, evaluation, prediction and the notebooks."""
+"""Device resolution and mixed precision shared by training, evaluation, prediction and the notebooks.
+
+CPU speed hints (:func:`thread_hint`, :func:`bf16_hint`, :func:`cpu_training_hints`): two settings make CPU
+training several times slower without any error. (1) torch starts one intra-op thread per core; when other work
+already keeps the cores busy, every parallel op waits for its slowest, descheduled thread (issue 20 reports 3-5 s
+per step with the default thread count vs 1.24 s with one thread on a busy CPU). (2) bf16 autocast is faster only
+on CPUs with native bf16 (AVX512-BF16 or AMX; issue 20 reports 1.35-1.5x faster steps there); elsewhere torch
+emulates it with conversions (measurements in ``benchmarks/RESULTS.md``). Both hints are pure functions of what
+was measured, printed once when training starts; the run itself is not changed (thread counts are the user's).
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import AbstractContextManager, nullcontext
 
@@ -11,6 +21,7 @@ from torch import nn
 from lseg_nb.utils.errors import InputError, SetupError
 
 AMP_CHOICES = ("none", "bf16", "fp16")
+THREADS_FIX = "set OMP_NUM_THREADS={n} before starting (or torch.set_num_threads({n}) in a notebook)"
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -55,4 +66,77 @@ def autocast(amp: str, device: torch.device) -> AbstractContextManager:
         return nullcontext()
     if amp == "fp16" and device.type == "cpu":
         raise InputError("amp='fp16' needs a CUDA device; use amp='bf16' or 'none' on CPU")
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise InputError(f"amp='bf16' but {device} has no bfloat16 support: use amp='fp16' or 'none' there")
     return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), which makes bf16 autocast pay off."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in probes)
+
+
+def own_load(cpu_seconds: float, wall_seconds: float) -> float:
+    """This process's share of the 1-minute load average after using ``cpu_seconds`` of CPU (all threads) in the
+    last ``wall_seconds``: the kernel's load average is an exponential average with a 60 s time constant, so
+    work at a steady rate ``r`` for ``t`` seconds adds ``r * (1 - exp(-t / 60))``.
+
+    Args:
+        cpu_seconds: CPU time this process used in the window (``time.process_time()`` difference).
+        wall_seconds: the window's wall time.
+    """
+    if wall_seconds <= 0:
+        return 0.0
+    return cpu_seconds / wall_seconds * (1 - math.exp(-wall_seconds / 60))
+
+
+def thread_hint(load: float, cores: int, threads: int) -> str | None:
+    """The hint to print when torch's ``threads`` exceed the cores that other work leaves idle, else ``None``.
+
+    Args:
+        load: the 1-minute load average of other work (this process's own share, :func:`own_load`, removed).
+        cores: CPU cores this process may run on.
+        threads: torch's intra-op threads (``torch.get_num_threads()``).
+    """
+    idle = max(1, math.floor(cores - load + 0.5))  # cores other work leaves free, at least one
+    if threads <= idle:
+        return None
+    return (
+        f"the CPU is busy (load average {load:.1f} from other work on {cores} cores) and torch uses {threads} "
+        "threads: each "
+        "parallel op then waits for descheduled threads, which can make training steps several times slower "
+        f"than with {idle} thread{'s' if idle > 1 else ''}; " + THREADS_FIX.format(n=idle)
+    )
+
+
+def bf16_hint(amp: str, device: torch.device, native_bf16: bool) -> str | None:
+    """The hint to print for bf16 autocast on a CPU without native bf16 (emulated: slower), else ``None``.
+
+    Args:
+        amp: the autocast choice (``none``, ``bf16``, ``fp16``).
+        device: the training device.
+        native_bf16: :func:`cpu_has_native_bf16` of this machine.
+    """
+    if amp != "bf16" or device.type != "cpu" or native_bf16:
+        return None
+    return (
+        "amp='bf16' on a CPU without native bfloat16 (no AVX512-BF16/AMX): torch emulates it, so training is "
+        "slower than with amp='none' here; bf16 pays off on CPUs with AVX512-BF16/AMX and on GPUs"
+    )
+
+
+def cpu_training_hints(amp: str, device: torch.device, own: float = 0.0) -> list[str]:
+    """:func:`thread_hint` and :func:`bf16_hint` for this machine now (nothing on a GPU).
+
+    Args:
+        amp: the run's autocast choice.
+        device: the training device.
+        own: this process's own share of the load average (:func:`own_load` of the work before training).
+    """
+    if device.type != "cpu":
+        return []
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    load = max(0.0, os.getloadavg()[0] - own) if hasattr(os, "getloadavg") else 0.0
+    hints = [thread_hint(load, cores, torch.get_num_threads()), bf16_hint(amp, device, cpu_has_native_bf16())]
+    return [h for h in hints if h]
