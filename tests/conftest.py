@@ -13,6 +13,9 @@ from lseg_nb.models import RandomTextEncoder, create_model
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LSEG_NB_SHARED", REPO.parent / "shared"))
 MSRC = SHARED / "datasets" / "msrc_v2"
+# The CPU speed hints depend on what else the machine runs; outputs under test must not (also in subprocesses).
+# tests/test_train_messages.py turns them back on where they are the subject.
+os.environ["LSEG_NB_CPU_HINTS"] = "0"
 
 
 def tiny_config_overrides() -> dict:

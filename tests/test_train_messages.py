@@ -19,6 +19,11 @@ def small_root(tmp_path_factory) -> Path:
     return generate_synthetic(tmp_path_factory.mktemp("synth"), seed=0, n_train=4, n_val=2, n_test=2, size=64)
 
 
+@pytest.fixture(autouse=True)
+def hints_on(monkeypatch):
+    monkeypatch.delenv("LSEG_NB_CPU_HINTS")  # conftest silences them for every other test
+
+
 @pytest.fixture
 def idle_cpu(monkeypatch):
     # the machine's load is not what these tests are about: an idle CPU unless a test says otherwise
@@ -58,4 +63,17 @@ def test_a_busy_cpu_prints_the_thread_hint_once_at_the_start(small_root, tmp_pat
 
 def test_an_idle_cpu_prints_no_thread_hint(small_root, tmp_path, capsys, idle_cpu):
     train(tiny_cfg(small_root, tmp_path / "run", steps=1))
+    assert "the CPU is busy" not in capsys.readouterr().err
+
+
+def test_the_hints_can_be_silenced(small_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(os, "getloadavg", lambda: (9.5, 7.0, 4.0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setenv("LSEG_NB_CPU_HINTS", "0")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        train(tiny_cfg(small_root, tmp_path / "run", steps=1, checkpoint_every=0))
+    finally:
+        torch.set_num_threads(threads)
     assert "the CPU is busy" not in capsys.readouterr().err

@@ -133,8 +133,11 @@ def cpu_training_hints(amp: str, device: torch.device, own: float = 0.0) -> list
         amp: the run's autocast choice.
         device: the training device.
         own: this process's own share of the load average (:func:`own_load` of the work before training).
+
+    ``LSEG_NB_CPU_HINTS=0`` silences them (scripted runs, and the test suite, whose output must not depend on
+    what else the machine is doing).
     """
-    if device.type != "cpu":
+    if device.type != "cpu" or os.environ.get("LSEG_NB_CPU_HINTS", "1") == "0":
         return []
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     load = max(0.0, os.getloadavg()[0] - own) if hasattr(os, "getloadavg") else 0.0
