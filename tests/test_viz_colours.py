@@ -142,3 +142,22 @@ def test_labels_sharing_a_colour_word_get_shades_of_it():
         hue = {"red": 0, "green": 120, "blue": 220, "yellow": 50}[text.split()[0]]
         h = _hue_deg(c)
         assert min(abs(h - hue), 360 - abs(h - hue)) <= 20, text
+
+
+def test_distractor_words_leave_the_class_colours_of_the_run_unchanged():
+    """Notebook 13 drew "red stripes" maroon beside its distractors while 10 drew it pink from the classes alone."""
+    classes = [
+        f"{c} {p}" for c in ("red", "green", "blue", "yellow") for p in ("stripes", "dots", "checks", "plain")
+    ]
+    extras = "red green blue yellow stripes dots checks plain grass sky zebra".split() + ["brick wall"]
+    alone = label_colours(classes)
+    joint = label_colours(classes + extras, first=len(classes))
+    np.testing.assert_array_equal(joint[: len(classes)], alone)
+    before = label_colours(classes + extras)[: len(classes)]  # how 13 coloured them
+    assert not np.array_equal(before, alone)
+    lab = rgb_to_lab(joint)
+    gaps = np.linalg.norm(lab[:, None] - lab[None], axis=-1)[np.triu_indices(len(joint), 1)]
+    assert gaps.min() > 1.0, "every label of the figure keeps a colour of its own"
+    np.testing.assert_array_equal(  # a dataset palette stays that palette with words added
+        label_colours(["sky", "road", "car"] + extras, first=3)[:3], label_colours(["sky", "road", "car"])
+    )

@@ -147,7 +147,7 @@ def _rank(text: str) -> tuple[int, int, str]:
     return (0 if word_colour(text) is not None else 1, digest, text)
 
 
-def label_colours(labels: Sequence[str]) -> np.ndarray:
+def label_colours(labels: Sequence[str], first: int | None = None) -> np.ndarray:
     """``(K, 3)`` RGB in [0, 1], one per label, fixed by each label's text (see the module docstring).
 
     Repeated texts get the same colour. Distinct texts always get distinct colours; with more than
@@ -156,8 +156,20 @@ def label_colours(labels: Sequence[str]) -> np.ndarray:
 
     Args:
         labels: label texts, in the order of the class indices they colour.
+        first: colour ``labels[:first]`` exactly as ``label_colours(labels[:first])`` would and fit the rest
+            around them: a figure that adds distractor words to a run's classes keeps the classes' colours
+            of every other figure of that run.
     """
     texts = [str(t).strip() for t in labels]
+    if first is not None and 0 < first < len(texts):
+        base = dict(zip(texts[:first], label_colours(texts[:first])))
+        rest = sorted({t for t in texts[first:] if t not in base}, key=_rank)
+        if len(base) + len(rest) > PALETTE_SIZE:
+            extra = class_palette(len(base) + len(rest))[len(base) :]
+            colour = {**base, **dict(zip(sorted(rest), extra))}
+        else:
+            colour = _fit(rest, base)
+        return np.array([colour[t] for t in texts]).reshape(-1, 3)
     known = dataset_colours(texts)
     if known is not None:
         return known[1]
@@ -165,8 +177,14 @@ def label_colours(labels: Sequence[str]) -> np.ndarray:
     if len(unique) > PALETTE_SIZE:
         by_text = dict(zip(sorted(unique), class_palette(len(unique))))
         return np.array([by_text[t] for t in texts]).reshape(-1, 3)
-    colour: dict[str, np.ndarray] = {}
-    kept: list[np.ndarray] = []  # CIELAB of the colours given so far
+    colour = _fit(unique, {})
+    return np.array([colour[t] for t in texts]).reshape(-1, 3)
+
+
+def _fit(unique: Sequence[str], given: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Colours for ``unique`` (in rank order) around the colours already ``given`` (module docstring, step 3)."""
+    colour = dict(given)
+    kept = [rgb_to_lab(c) for c in given.values()]  # CIELAB of the colours given so far
     moved = []
     for text in unique:  # first pass: every label whose home collides with no higher-ranked home keeps it
         home = word_colour(text)
@@ -189,7 +207,7 @@ def label_colours(labels: Sequence[str]) -> np.ndarray:
         pick = int(np.flatnonzero(nearest >= gap)[0])
         colour[text] = rgb[pick]
         kept.append(lab[pick])
-    return np.array([colour[t] for t in texts]).reshape(-1, 3)
+    return colour
 
 
 def label_palette(labels: Sequence[str]) -> np.ndarray:

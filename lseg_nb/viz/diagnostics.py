@@ -282,8 +282,9 @@ def plot_nearest_text_row(
     ``image`` ``(3, H, W)`` or ``(H, W, 3)`` (min-max scaled when not in [0, 1] or [0, 255]); ``pred``/``gt``
     ``(H, W)`` class indices (``ignore_index`` drawn black); ``nearest_text_map`` ``(H, W)`` vocabulary indices.
 
-    Colours are fixed per label text (:func:`~lseg_nb.viz.colours.label_colours`), so a vocabulary word that is
-    also a class name has the class colour; the key marks unseen classes and has a void entry when the ground
+    Colours are fixed per label text (:func:`~lseg_nb.viz.colours.label_colours`), the classes coloured as in
+    every other figure of their run (distractor words fit around them), so a vocabulary word that is also a
+    class name has the class colour; the key marks unseen classes and has a void entry when the ground
     truth has void pixels.
 
     Args:
@@ -302,7 +303,7 @@ def plot_nearest_text_row(
         _np(nearest_text_map).astype(np.int64),
     )
     names = list(class_names) + [v for v in dict.fromkeys(vocabulary) if v not in class_names]
-    colours = label_colours(names)
+    colours = label_colours(names, first=len(class_names))  # classes as in the run's other figures
     cls_pal = colours[: len(class_names)]
     voc_pal = np.asarray([colours[names.index(v)] for v in vocabulary]).reshape(-1, 3)
     width, height = panel_inches(gt.shape, 2.6)
