@@ -58,6 +58,10 @@ def test_neighbour_plots(report):
     fig = plot_neighbour_report(report)
     assert len(fig.axes) == 2
     assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == NAMES
+    rank_key = fig.axes[1].get_legend()
+    assert [t.get_text() for t in rank_key.get_texts()] == ["mean rank (bar)", "median rank"]
+    # the mean-rank swatch is neutral: orange already means "unseen" in the left key
+    assert matplotlib.colors.to_hex(rank_key.legend_handles[0].get_facecolor()) == "#999999"
     _render(fig)
     fig = plot_confusion_vs_similarity(report)
     assert len(fig.axes) == 1 and "Spearman" in fig.axes[0].get_title()

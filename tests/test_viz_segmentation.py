@@ -213,3 +213,11 @@ def test_loss_curve_labels_every_line_and_axis():
     assert loss_ax.get_title() == "training loss and learning rate: runs/demo"
     empty = plot_loss_curve([])
     assert "no training steps logged" in empty.axes[0].texts[0].get_text()
+
+
+def test_per_class_iou_key_lists_only_the_groups_drawn():
+    """02's unseen-only chart had a "seen" swatch with no seen bar."""
+    only_unseen = plot_per_class_iou([0.1, 0.0], ["a", "b"], unseen=[0, 1])
+    assert [t.get_text() for t in only_unseen.axes[0].get_legend().get_texts()] == ["unseen (*)"]
+    both = plot_per_class_iou([0.1, 0.0], ["a", "b"], unseen=[1])
+    assert [t.get_text() for t in both.axes[0].get_legend().get_texts()] == ["seen", "unseen (*)"]

@@ -55,12 +55,13 @@ def plot_neighbour_report(report: NeighbourReport) -> Figure:
     ax[0, 0].set(
         ylim=(0, 1.2), ylabel="nearest text = own label", title="Top-1 in the joint space (→ confused seen)"
     )
-    ax[0, 1].bar(x, [c.mean_rank for c in rows], color=colours, label="mean rank")
-    ax[0, 1].scatter(
+    ax[0, 1].bar(x, [c.mean_rank for c in rows], color=colours)
+    median = ax[0, 1].scatter(
         x, [c.median_rank for c in rows], color="k", marker="_", s=120, zorder=3, label="median rank"
     )
     ax[0, 1].set(ylabel="rank of own label text (1 = nearest)", title="Rank of the true label")
-    ax[0, 1].legend(fontsize=8)
+    # a grey swatch: the bars' colours already say seen/unseen (left key), the bar itself is the mean
+    ax[0, 1].legend(handles=[patch(color="0.6", label="mean rank (bar)"), median], fontsize=8)
     for a in ax[0]:
         a.set_xticks(x, [c.name for c in rows], rotation=60, ha="right", fontsize=8)
     handles = [patch(color=v, label=k) for k, v in GROUP_COLOURS.items() if any(c.group == k for c in rows)]

@@ -186,8 +186,10 @@ def plot_per_class_iou(
     ax.set_xlim(0, 108)
     ax.set_xlabel("IoU (%)")
     ax.set_title(title)
-    ax.legend(
-        handles=[patch(color="tab:blue", label="seen"), patch(color="tab:orange", label="unseen (*)")],
+    groups = [("tab:blue", "seen", any(i not in unseen_set for i in order))]
+    groups.append(("tab:orange", "unseen (*)", any(i in unseen_set for i in order)))
+    ax.legend(  # only the groups drawn: an unseen-only chart has no "seen" swatch
+        handles=[patch(color=c, label=name) for c, name, drawn in groups if drawn],
         loc="upper left",
         bbox_to_anchor=(1.01, 1),
         fontsize=8,
