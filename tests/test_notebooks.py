@@ -248,6 +248,9 @@ def test_notebook_executes(name, trained_run):
     if name not in NO_RUN:
         assert "using the finished run" in text, f"{name} did not reuse the run folder it was given"
     assert (run_dir / "model.safetensors").stat().st_mtime_ns == mtime, f"{name} retrained the finished run"
+    assert "NaN" not in text, (
+        f"{name} shows NaN in a table (use notebook_table, which shows missing values as -)"
+    )
     for expected in SMALL[name].get("prints", ()):
         assert expected in text, f"{name} did not print {expected!r}"
     for rel in SMALL[name].get("writes", ()):

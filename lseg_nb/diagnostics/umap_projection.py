@@ -87,8 +87,8 @@ class UmapResult:
         return sum(r.rank == 1 for r in rows), len(rows)
 
     def rank_rows(self) -> list[dict]:
-        """One flat dict per class (the :class:`ClassTextRank` fields), ready for a table."""
-        return [vars(r).copy() for r in self.ranks]
+        """One flat dict per class (the :class:`ClassTextRank` fields, the name first), ready for a table."""
+        return [{"name": r.name, **vars(r)} for r in self.ranks]
 
     def rank_dataframe(self):
         """:meth:`rank_rows` as a ``pandas.DataFrame`` indexed by class name."""

@@ -51,7 +51,7 @@ centre = True  # centre each modality before the projection (False: raw embeddin
 train_steps = None  # steps if the run has to be trained first (None: the demo's default)
 
 # %%
-from lseg_nb.apps.notebook import ensure_run, figure_dir, load_run, show
+from lseg_nb.apps.notebook import ensure_run, figure_dir, load_run, notebook_table, show
 from lseg_nb.diagnostics import joint_umap
 from lseg_nb.diagnostics.collect import iter_pixel_embeddings
 from lseg_nb.viz import plot_umap
@@ -69,4 +69,4 @@ show(plot_umap(result), save=figure_dir(run, "05_umap") / "joint_umap")
 # Rank of each class's own text among all class texts by cosine to its pixel centroid (1 = nearest).
 
 # %%
-result.rank_dataframe()
+notebook_table(result.rank_rows(), rename={"rank": "rank (raw)", "rank_centred": "rank (centred, the map)"})
