@@ -11,6 +11,7 @@ from lseg_nb.viz.colours import (
     COLLISION_DELTA_E,
     LABEL_PALETTE,
     MIN_DELTA_E,
+    PALETTE_SIZE,
     WORD_COLOURS,
     hex_colour,
     home_slot,
@@ -161,3 +162,10 @@ def test_distractor_words_leave_the_class_colours_of_the_run_unchanged():
     np.testing.assert_array_equal(  # a dataset palette stays that palette with words added
         label_colours(["sky", "road", "car"] + extras, first=3)[:3], label_colours(["sky", "road", "car"])
     )
+
+
+def test_first_with_more_texts_than_the_palette_falls_back_to_distinct_positional_colours():
+    texts = [f"class {i}" for i in range(PALETTE_SIZE)] + ["zebra", "brick wall"]
+    joint = label_colours(texts, first=PALETTE_SIZE)
+    np.testing.assert_array_equal(joint, label_colours(texts))
+    assert len({tuple(c) for c in joint.round(6)}) == len(texts)

@@ -158,17 +158,13 @@ def label_colours(labels: Sequence[str], first: int | None = None) -> np.ndarray
         labels: label texts, in the order of the class indices they colour.
         first: colour ``labels[:first]`` exactly as ``label_colours(labels[:first])`` would and fit the rest
             around them: a figure that adds distractor words to a run's classes keeps the classes' colours
-            of every other figure of that run.
+            of every other figure of that run (unless the texts overflow the palette, as above).
     """
     texts = [str(t).strip() for t in labels]
-    if first is not None and 0 < first < len(texts):
+    # more distinct texts than the palette holds: the positional fallback below, for all of them
+    if first is not None and 0 < first < len(texts) and len(set(texts)) <= PALETTE_SIZE:
         base = dict(zip(texts[:first], label_colours(texts[:first])))
-        rest = sorted({t for t in texts[first:] if t not in base}, key=_rank)
-        if len(base) + len(rest) > PALETTE_SIZE:
-            extra = class_palette(len(base) + len(rest))[len(base) :]
-            colour = {**base, **dict(zip(sorted(rest), extra))}
-        else:
-            colour = _fit(rest, base)
+        colour = _fit(sorted({t for t in texts[first:] if t not in base}, key=_rank), base)
         return np.array([colour[t] for t in texts]).reshape(-1, 3)
     known = dataset_colours(texts)
     if known is not None:

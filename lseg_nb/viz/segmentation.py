@@ -186,10 +186,10 @@ def plot_per_class_iou(
     ax.set_xlim(0, 108)
     ax.set_xlabel("IoU (%)")
     ax.set_title(title)
-    groups = [("tab:blue", "seen", any(i not in unseen_set for i in order))]
-    groups.append(("tab:orange", "unseen (*)", any(i in unseen_set for i in order)))
-    ax.legend(  # only the groups drawn: an unseen-only chart has no "seen" swatch
-        handles=[patch(color=c, label=name) for c, name, drawn in groups if drawn],
+    drawn = set(colours)  # only the groups drawn: an unseen-only chart has no "seen" swatch
+    keys = [("tab:blue", "seen"), ("tab:orange", "unseen (*)")]
+    ax.legend(
+        handles=[patch(color=c, label=name) for c, name in keys if c in drawn],
         loc="upper left",
         bbox_to_anchor=(1.01, 1),
         fontsize=8,
